@@ -1,0 +1,3 @@
+from simdoctor.cli import main
+
+main()

@@ -1,0 +1,28 @@
+"""The environment the evaluator and the agent run with: one computation for `env`, `check` and `run`."""
+
+from __future__ import annotations
+
+import os
+
+from simdoctor.settings import Settings
+
+
+def pythonpath(settings: Settings) -> list[str]:
+    """PYTHONPATH entries in the recipe's order: CARLA's PythonAPI, scenario_runner, leaderboard, agent code."""
+    return list(dict.fromkeys(settings.recipe.agent.pythonpath))
+
+
+def agent_environment(settings: Settings) -> dict[str, str]:
+    """Variables the evaluator reads (leaderboard_evaluator.py, agent_simlingo.py), in a stable order.
+
+    HF_HUB_OFFLINE=1 makes a missing pre-fetched model fail at once instead of downloading mid-route.
+    """
+    agent = settings.recipe.agent
+    return {
+        "CARLA_ROOT": str(settings.carla_root),
+        "WORK_DIR": str(settings.work_dir).rstrip("/") + "/",  # SimLingo joins WORK_DIR + 'leaderboard/...'
+        "SCENARIO_RUNNER_ROOT": agent.scenario_runner,
+        "LEADERBOARD_ROOT": agent.leaderboard,
+        "PYTHONPATH": os.pathsep.join(pythonpath(settings)),
+        "HF_HUB_OFFLINE": "1",
+    }

@@ -1,0 +1,95 @@
+"""Checks: pure functions from facts to one Finding each. Importing this package registers them all.
+
+A check declares the probes it `needs` (it is skipped when one of them failed) and those it
+`uses` when present. It returns a Verdict; the registry adds the id, group and title.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from simdoctor.findings import Fix, Status
+from simdoctor.probing import Facts
+from simdoctor.settings import Settings
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: Status
+    summary: str
+    details: list[str] = field(default_factory=list)
+    fix: Optional[Fix] = None
+
+
+def ok(summary: str, details: Optional[list[str]] = None) -> Verdict:
+    return Verdict(Status.OK, summary, details or [])
+
+
+def skip(summary: str, details: Optional[list[str]] = None) -> Verdict:
+    return Verdict(Status.SKIP, summary, details or [])
+
+
+def warn(summary: str, fix: Optional[Fix] = None, details: Optional[list[str]] = None) -> Verdict:
+    return Verdict(Status.WARN, summary, details or [], fix)
+
+
+def fail(summary: str, fix: Optional[Fix] = None, details: Optional[list[str]] = None) -> Verdict:
+    return Verdict(Status.FAIL, summary, details or [], fix)
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    """What a check may read besides the facts: the settings and what the user intends to do."""
+
+    settings: Settings
+    window: bool = False  # a visual session on an existing DISPLAY
+    deep: bool = False
+    backend: str = "process"  # process or docker
+
+
+CheckFn = Callable[[Facts, CheckContext], Verdict]
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    title: str
+    needs: tuple[str, ...]
+    uses: tuple[str, ...]
+    fn: CheckFn
+
+    @property
+    def group(self) -> str:
+        return self.id.split(".", 1)[0]
+
+
+CHECKS: list[Check] = []
+
+
+def check(id: str, title: str, needs: tuple[str, ...], uses: tuple[str, ...] = ()) -> Callable[[CheckFn], CheckFn]:
+    def register(fn: CheckFn) -> CheckFn:
+        CHECKS.append(Check(id, title, needs, uses, fn))
+        return fn
+
+    return register
+
+
+def gib(n: Optional[float]) -> str:
+    return "?" if n is None else f"{n / 2**30:.1f} GiB"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+from simdoctor.checks import (  # noqa: E402,F401  (registration order is report order)
+    agent,
+    carla,
+    display,
+    gpu,
+    network,
+    system,
+    vulkan,
+    weights,
+)

@@ -1,0 +1,239 @@
+"""agent: the agent's interpreter, its CARLA client, its imports, torch and transformers."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from simdoctor.checks import CheckContext, check, fail, ok, skip, warn
+from simdoctor.findings import Fix
+from simdoctor.probes.agent import AgentFacts
+from simdoctor.probes.gpu import GpuFacts
+from simdoctor.probing import Facts
+
+# The oldest CUDA toolkit that can build kernels for each compute capability (CUDA release notes).
+MIN_CUDA_FOR_CAPABILITY = {
+    "12.0": "12.8", "10.0": "12.8", "9.0": "11.8", "8.9": "11.8", "8.7": "11.4", "8.6": "11.1",
+    "8.0": "11.0", "7.5": "10.0", "7.0": "9.0",
+}  # fmt: skip
+
+
+def _v(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split("+", 1)[0].split(".") if p.isdigit())
+
+
+def _no_interpreter(a: AgentFacts) -> Optional[str]:
+    return "no agent interpreter" if a.python is None or a.error else None
+
+
+def env_fix(ctx: CheckContext) -> Fix:
+    r = ctx.settings.recipe.agent
+    return Fix(
+        f"Create SimLingo's Python {r.python_version} environment (environment.yaml), or point "
+        "simdoctor at it with --agent-python / SIMDOCTOR_AGENT_PYTHON.",
+        [
+            f"cd {ctx.settings.work_dir} && conda env create -f environment.yaml",
+            "export SIMDOCTOR_AGENT_PYTHON=$(conda run -n simlingo which python)",
+        ],
+    )
+
+
+def pip_fix(a: AgentFacts, package: str, version: str) -> Fix:
+    return Fix(
+        f"Install the pinned {package} into the agent's environment.",
+        [f"{a.python} -m pip install {package}=={version}"],
+    )
+
+
+@check("agent.python", "Agent interpreter", needs=("agent",))
+def python(facts: Facts, ctx: CheckContext):
+    a: AgentFacts = facts.get("agent")
+    want = ctx.settings.recipe.agent.python_version
+    if a.python is None:
+        what = f"{a.requested} (from {a.source})" if a.requested else f"none of {', '.join(a.tried)}"
+        return fail(f"no agent interpreter: {what} is not an executable Python", env_fix(ctx))
+    if a.error or a.version is None:
+        return fail(f"the agent interpreter {a.python} could not be probed: {a.error}", env_fix(ctx))
+    summary = f"Python {a.version} at {a.python}"
+    if _v(a.version)[:2] != _v(want)[:2]:
+        return warn(f"{summary}; SimLingo pins Python {want}", env_fix(ctx))
+    return ok(summary)
+
+
+@check("agent.carla_client", "CARLA client in the agent env", needs=("agent",))
+def carla_client(facts: Facts, ctx: CheckContext):
+    a: AgentFacts = facts.get("agent")
+    want = ctx.settings.recipe.agent.packages["carla"]
+    if _no_interpreter(a):
+        return skip("no agent interpreter")
+    installed = (a.packages or {}).get("carla")
+    if a.carla is not None and not a.carla.ok:
+        what = f"carla {installed}" if installed else "carla"
+        return fail(f"{what} does not import in the agent env: {a.carla.error}", pip_fix(a, "carla", want))
+    if installed is None:
+        return warn(
+            f"carla imports from {a.carla.file if a.carla else '?'} without package metadata; cannot tell its version",
+            pip_fix(a, "carla", want),
+        )
+    if installed != want:
+        return fail(f"carla {installed} in the agent env; the server is {want}", pip_fix(a, "carla", want))
+    return ok(f"carla {installed}")
+
+
+@check("agent.imports", "Evaluator imports", needs=("agent",))
+def imports(facts: Facts, ctx: CheckContext):
+    a: AgentFacts = facts.get("agent")
+    if _no_interpreter(a) or a.modules is None:
+        return skip("no agent interpreter")
+    provider = ctx.settings.recipe.agent.modules
+    details = [f"PYTHONPATH: {':'.join(a.pythonpath)}"]
+    missing = []
+    for name, state in a.modules.items():
+        details.append(
+            f"{name}: {state.origin if state.found else 'NOT FOUND'}" + (f" ({state.error})" if state.error else "")
+        )
+        if not state.found:
+            missing.append(name)
+    if missing:
+        name = missing[0]
+        entry = provider.get(name, "")
+        why = (
+            f"`{name}` is not importable: the PYTHONPATH entry {entry} is not there"
+            if entry and entry not in a.pythonpath
+            else f"`{name}` is not importable with the PYTHONPATH simdoctor computes (expected under {entry})"
+        )
+        others = f" (also missing: {', '.join(missing[1:])})" if missing[1:] else ""
+        return fail(
+            why + others,
+            Fix(
+                "Clone SimLingo (it carries Bench2Drive's leaderboard and scenario_runner) into the work dir, "
+                "install CARLA, and use the environment simdoctor computes.",
+                [
+                    f"git clone https://github.com/RenzKa/simlingo {ctx.settings.work_dir}",
+                    'eval "$(simdoctor env)"',
+                ],
+            ),
+            details,
+        )
+    return ok(f"{', '.join(a.modules)} importable", details)
+
+
+@check("agent.module", "Agent module", needs=("agent",))
+def module(facts: Facts, ctx: CheckContext):
+    a: AgentFacts = facts.get("agent")
+    r = ctx.settings.recipe.agent
+    if _no_interpreter(a) or a.agent is None:
+        return skip("no agent interpreter")
+    if not a.agent.file_exists:
+        return fail(
+            f"agent file {r.file} does not exist",
+            Fix(
+                "Check out a SimLingo commit with the evaluation code (8f3e584 or later).",
+                [f"cd {ctx.settings.work_dir} && git pull"],
+            ),
+        )
+    if not a.agent.found:
+        return fail(f"agent module of {r.file} is not importable: {a.agent.error}")
+    return ok(f"{r.file} (entry {r.entry})")
+
+
+@check("agent.torch", "torch build", needs=("agent",), uses=("gpu",))
+def torch(facts: Facts, ctx: CheckContext):
+    a: AgentFacts = facts.get("agent")
+    g: GpuFacts = facts.get("gpu")
+    want = ctx.settings.recipe.agent.packages["torch"]
+    if _no_interpreter(a):
+        return skip("no agent interpreter")
+    if a.torch is None or a.torch.version is None:
+        return fail("torch is not installed in the agent env", pip_fix(a, "torch", want))
+    t = a.torch
+    summary = f"torch {t.version}, " + (f"CUDA {t.cuda}" if t.cuda else "CPU-only build")
+    gpus = g.gpus if g is not None and not g.nvml_error else []
+    if t.cuda is None:
+        if gpus:
+            return fail(f"{summary}: the agent would run on the CPU", pip_fix(a, "torch", want))
+        return warn(f"{summary}; no GPU here either", pip_fix(a, "torch", want))
+    problems = []
+    if g is not None and g.cuda_driver_version and _v(g.cuda_driver_version) < _v(t.cuda)[:2]:
+        same_major = _v(g.cuda_driver_version)[0] == _v(t.cuda)[0]
+        problems.append(
+            (
+                warn if same_major else fail,
+                f"the driver supports CUDA {g.cuda_driver_version}, older than "
+                f"torch's CUDA {t.cuda}" + (" (minor-version compatibility only)" if same_major else ""),
+            )
+        )
+    for d in gpus:
+        need = MIN_CUDA_FOR_CAPABILITY.get(d.compute_capability or "")
+        if need and _v(t.cuda) < _v(need):
+            problems.append(
+                (
+                    fail,
+                    f"GPU {d.index} ({d.name}, sm_{(d.compute_capability or '').replace('.', '')}) "
+                    f"needs CUDA {need} or newer; this torch is built for {t.cuda}",
+                )
+            )
+    if problems:
+        level = fail if any(p[0] is fail for p in problems) else warn
+        return level(
+            f"{summary}: {problems[0][1]}",
+            Fix(
+                "Install a torch build for these GPUs and this driver (or update the driver).",
+                ["nvidia-smi", f"{a.python} -m pip install torch=={want}"],
+            ),
+            [p[1] for p in problems],
+        )
+    if _v(t.version)[:3] != _v(want)[:3]:
+        return warn(f"{summary}; SimLingo pins torch {want}", pip_fix(a, "torch", want))
+    return ok(summary)
+
+
+@check("agent.transformers", "transformers", needs=("agent",))
+def transformers(facts: Facts, ctx: CheckContext):
+    a: AgentFacts = facts.get("agent")
+    want = ctx.settings.recipe.agent.packages["transformers"]
+    if _no_interpreter(a):
+        return skip("no agent interpreter")
+    have = (a.packages or {}).get("transformers")
+    if have is None:
+        return fail("transformers is not installed in the agent env", pip_fix(a, "transformers", want))
+    if have != want:
+        return warn(
+            f"transformers {have}; SimLingo pins {want} (InternVL2's remote code is version-sensitive)",
+            pip_fix(a, "transformers", want),
+        )
+    return ok(f"transformers {have}")
+
+
+@check("agent.deep", "Real import (--deep)", needs=("agent",))
+def deep(facts: Facts, ctx: CheckContext):
+    a: AgentFacts = facts.get("agent")
+    if not ctx.deep:
+        return skip("run with --deep to import torch and the agent for real")
+    if _no_interpreter(a) or a.deep is None:
+        return skip("no agent interpreter")
+    d = a.deep
+    details = [
+        f"cuda available: {d.cuda_available}, devices: {d.device_count}, archs: {d.arch_list}",
+        f"took {d.seconds}s",
+    ]
+    if d.torch_error:
+        return fail(f"`import torch` fails: {d.torch_error}", Fix("Reinstall torch in the agent env."), details)
+    if not d.cuda_available:
+        return fail(
+            "torch sees no CUDA device in the agent env",
+            Fix("Install a CUDA build of torch.", [f"{a.python} -c 'import torch; print(torch.version.cuda)'"]),
+            details,
+        )
+    if not d.op_ok:
+        return fail(
+            f"a CUDA operation failed: {d.op_error}",
+            Fix("Match torch's CUDA build to the GPU and driver."),
+            details,
+        )
+    if d.agent_import_ok is False:
+        return fail(
+            f"importing the agent fails: {d.agent_import_error}",
+            Fix("Install SimLingo's pinned packages (environment.yaml) in the agent env."),
+            details,
+        )
+    return ok("torch runs on the GPU and the agent module imports", details)

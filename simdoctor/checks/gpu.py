@@ -1,0 +1,124 @@
+"""gpu: the NVIDIA driver, every GPU, who holds GPU memory, and the driver's graphics libraries."""
+
+from __future__ import annotations
+
+from simdoctor.checks import CheckContext, check, fail, gib, ok, plural, skip, warn
+from simdoctor.findings import Fix
+from simdoctor.probes.gpu import GRAPHICS_LIBS, GpuFacts
+from simdoctor.probing import Facts
+
+
+def driver_branch(version: str) -> str:
+    return version.split(".", 1)[0]
+
+
+def graphics_package(g: GpuFacts) -> str:
+    """The Ubuntu package that carries libGLX_nvidia/libEGL_nvidia and nvidia_icd.json for this driver."""
+    branch = driver_branch(g.driver_version or "")
+    server = any(p.endswith("-server") for p in g.driver_packages)
+    return f"libnvidia-gl-{branch}{'-server' if server else ''}"
+
+
+def graphics_fix(g: GpuFacts) -> Fix:
+    return Fix(
+        f"Install the graphics part of the NVIDIA driver {g.driver_version} (headless and compute-only "
+        "installs leave it out). In a container, start it with NVIDIA_DRIVER_CAPABILITIES=all "
+        "(the `graphics` capability).",
+        [f"sudo apt-get install -y {graphics_package(g)}"],
+    )
+
+
+@check("gpu.driver", "NVIDIA driver", needs=("gpu",))
+def driver(facts: Facts, ctx: CheckContext):
+    g: GpuFacts = facts.get("gpu")
+    if g.nvml_error:
+        if "nvidia-ml-py" in g.nvml_error:
+            return fail(g.nvml_error, Fix("Install NVML's Python binding.", ["pip install nvidia-ml-py"]))
+        return fail(
+            f"no usable NVIDIA driver ({g.nvml_error}): CARLA and the agent need an NVIDIA GPU",
+            Fix(
+                "Install the NVIDIA driver with its graphics libraries and reboot (Ubuntu shown); "
+                "on a container, run it with the NVIDIA runtime and --gpus.",
+                ["sudo ubuntu-drivers install", "sudo reboot"],
+            ),
+        )
+    return ok(f"driver {g.driver_version}, CUDA {g.cuda_driver_version}")
+
+
+@check("gpu.devices", "GPUs", needs=("gpu",))
+def devices(facts: Facts, ctx: CheckContext):
+    g: GpuFacts = facts.get("gpu")
+    if g.nvml_error:
+        return skip("no NVIDIA driver")
+    if not g.gpus:
+        return fail(
+            "NVML sees no GPU",
+            Fix("Check that the GPUs are passed through (containers: --gpus all).", ["nvidia-smi -L"]),
+        )
+    need = ctx.settings.recipe.worker.gpu_memory_gib
+    details = [
+        f"GPU {d.index}: {d.name}, {d.uuid}, PCI {d.pci_bus_id}, compute {d.compute_capability or '?'}, "
+        f"{gib(d.memory_free_bytes)} free of {gib(d.memory_total_bytes)}"
+        for d in g.gpus
+    ]
+    names = sorted({d.name for d in g.gpus})
+    summary = f"{plural(len(g.gpus), 'GPU')}: {', '.join(names)}"
+    if all(d.memory_free_bytes < need * 2**30 for d in g.gpus):
+        return warn(
+            f"{summary}; none has the {need:g} GiB one worker (CARLA + agent) needs free",
+            Fix("Free GPU memory (see gpu.processes), or use a GPU with more memory.", ["nvidia-smi"]),
+            details,
+        )
+    return ok(summary, details)
+
+
+@check("gpu.processes", "GPU memory holders", needs=("gpu",))
+def processes(facts: Facts, ctx: CheckContext):
+    g: GpuFacts = facts.get("gpu")
+    if g.nvml_error:
+        return skip("no NVIDIA driver")
+    rows = [(d, p) for d in g.gpus for p in d.processes]
+    if not rows:
+        return ok("no process holds GPU memory")
+    details = [
+        f"GPU {d.index}: pid {p.pid} ({p.kind}) {gib(p.used_bytes) if p.used_bytes is not None else '? GiB'}: "
+        f"{p.command or 'not visible here (another PID namespace)'}"
+        for d, p in rows
+    ]
+    total = sum(p.used_bytes or 0 for _, p in rows)
+    return ok(f"{plural(len(rows), 'process')} hold {gib(total)} of GPU memory", details)
+
+
+@check("gpu.stale_carla", "Leftover CARLA servers", needs=("gpu",))
+def stale_carla(facts: Facts, ctx: CheckContext):
+    g: GpuFacts = facts.get("gpu")
+    if g.nvml_error:
+        return skip("no NVIDIA driver")
+    name = ctx.settings.recipe.carla.process_name
+    rows = [(d, p) for d in g.gpus for p in d.processes if p.name == name or name in (p.command or "")]
+    if not rows:
+        return ok(f"no {name} process holds GPU memory")
+    pids = sorted({p.pid for _, p in rows})
+    total = sum(p.used_bytes or 0 for _, p in rows)
+    return warn(
+        f"{plural(len(pids), 'CARLA server')} hold {gib(total)} of GPU memory (pid {', '.join(map(str, pids))}); "
+        "leftovers of a crashed evaluation keep memory and ports",
+        Fix("If no evaluation is running, stop them.", [f"kill {' '.join(map(str, pids))}"]),
+        [f"GPU {d.index}: pid {p.pid}: {p.command}" for d, p in rows],
+    )
+
+
+@check("gpu.graphics_libs", "Driver graphics libraries", needs=("gpu",))
+def graphics_libs(facts: Facts, ctx: CheckContext):
+    g: GpuFacts = facts.get("gpu")
+    if g.nvml_error:
+        return skip("no NVIDIA driver")
+    missing = [name for name in GRAPHICS_LIBS if not g.graphics_libs.get(name)]
+    details = [f"{name}: {g.graphics_libs.get(name) or 'not found'}" for name in GRAPHICS_LIBS]
+    if missing:
+        return fail(
+            f"{', '.join(missing)} missing: the driver has no graphics part, so Vulkan cannot use the GPU",
+            graphics_fix(g),
+            details,
+        )
+    return ok("libGLX_nvidia and libEGL_nvidia present", details)

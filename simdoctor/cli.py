@@ -1,0 +1,140 @@
+"""The `simdoctor` command line. Each command is thin: it parses options and calls one module."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from simdoctor import __version__
+from simdoctor.recipe import ConfigError
+from simdoctor.settings import Settings, load_settings
+
+app = typer.Typer(
+    name="simdoctor",
+    help="Diagnose, provision and run closed-loop CARLA evaluations of SimLingo on Bench2Drive.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_USAGE = 2
+
+RecipeOpt = Annotated[Optional[str], typer.Option("--recipe", help="Recipe NAME or PATH to a .toml file.")]
+CarlaRootOpt = Annotated[Optional[str], typer.Option("--carla-root", help="CARLA package dir [env CARLA_ROOT].")]
+WorkDirOpt = Annotated[Optional[str], typer.Option("--work-dir", help="SimLingo checkout [env SIMDOCTOR_WORK_DIR].")]
+AgentPythonOpt = Annotated[
+    Optional[str], typer.Option("--agent-python", help="Agent interpreter [env SIMDOCTOR_AGENT_PYTHON].")
+]
+CarlaHostOpt = Annotated[Optional[str], typer.Option("--carla-host", help="CARLA server host.")]
+CarlaPortOpt = Annotated[Optional[int], typer.Option("--carla-port", help="CARLA server RPC port.")]
+
+
+def settings_from(recipe: Optional[str] = None, **flags: object) -> Settings:
+    """Flags win over environment, config file and recipe (simdoctor.settings)."""
+    return load_settings({k: v for k, v in flags.items() if v is not None}, recipe=recipe)
+
+
+def _split(values: Optional[list[str]]) -> tuple[str, ...]:
+    return tuple(v.strip() for item in values or [] for v in item.split(",") if v.strip())
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"simdoctor {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """simdoctor: check, set up and run the stack. Start with `simdoctor check`."""
+
+
+@app.command()
+def check(
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the report.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show each finding's details.")] = False,
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="Only these check ids or groups.")] = None,
+    skip: Annotated[Optional[list[str]], typer.Option("--skip", help="Leave out these check ids or groups.")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Warnings fail too (exit 1).")] = False,
+    deep: Annotated[
+        bool, typer.Option("--deep", help="Import torch and the agent for real in its interpreter.")
+    ] = False,
+    window: Annotated[bool, typer.Option("--window", help="Check for a visual session on DISPLAY.")] = False,
+    backend: Annotated[str, typer.Option("--backend", help="process or docker.")] = "process",
+    list_checks: Annotated[bool, typer.Option("--list", help="List the checks and exit.")] = False,
+    dump_facts: Annotated[
+        Optional[Path], typer.Option("--dump-facts", help="Also write the gathered facts here.")
+    ] = None,
+    facts_file: Annotated[
+        Optional[Path], typer.Option("--facts", help="Replay facts from a dump; probe nothing.")
+    ] = None,
+    recipe: RecipeOpt = None,
+    carla_root: CarlaRootOpt = None,
+    work_dir: WorkDirOpt = None,
+    agent_python: AgentPythonOpt = None,
+    carla_host: CarlaHostOpt = None,
+    carla_port: CarlaPortOpt = None,
+) -> None:
+    """Diagnose the whole stack in about a second; exit 0 when nothing fails, 1 when something does."""
+    from simdoctor import commands
+
+    if backend not in ("process", "docker"):
+        raise ConfigError(f"--backend must be process or docker, not {backend!r}")
+    settings = settings_from(
+        recipe, carla_root=carla_root, work_dir=work_dir, agent_python=agent_python,
+        carla_host=carla_host, carla_port=carla_port,
+    )  # fmt: skip
+    code = commands.check(
+        settings,
+        only=_split(only),
+        skip=_split(skip),
+        json_out=json_out,
+        verbose=verbose,
+        strict=strict,
+        deep=deep,
+        window=window,
+        backend=backend,
+        list_checks=list_checks,
+        dump_facts=dump_facts,
+        facts_file=facts_file,
+    )
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    """Console entry point: configuration errors exit 2 with one line, never a traceback."""
+    start = time.monotonic()
+    try:
+        code = app(standalone_mode=False)
+    except ConfigError as exc:
+        typer.echo(f"simdoctor: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("simdoctor: interrupted", err=True)
+        sys.exit(130)
+    except typer.TyperException as exc:  # usage errors: unknown option, bad value
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            typer.echo(f"simdoctor: {exc}", err=True)
+        sys.exit(getattr(exc, "exit_code", EXIT_USAGE))
+    except Exception as exc:
+        if os.environ.get("SIMDOCTOR_DEBUG"):
+            raise
+        typer.echo(
+            f"simdoctor: internal error: {type(exc).__name__}: {exc} "
+            f"(after {time.monotonic() - start:.1f}s; set SIMDOCTOR_DEBUG=1 for the traceback)",
+            err=True,
+        )
+        sys.exit(70)
+    sys.exit(code if isinstance(code, int) else 0)

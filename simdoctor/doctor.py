@@ -1,0 +1,82 @@
+"""`check` end to end: pick checks, run only the probes they need, turn facts into findings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from simdoctor.checks import CHECKS, Check, CheckContext
+from simdoctor.findings import Finding, Fix, Status
+from simdoctor.probing import REGISTRY, Facts, Pending, ProbeContext, ProbeFailure, start_probes
+from simdoctor.recipe import ConfigError
+
+PROBE_GROUPS = {"server": "carla", "ports": "carla"}  # probes named unlike the group they feed
+
+
+@dataclass(frozen=True)
+class Selection:
+    only: tuple[str, ...] = ()
+    skip: tuple[str, ...] = ()
+
+
+def select(selection: Selection) -> list[Check]:
+    """Checks matching --only (ids or groups), minus --skip; an unknown name is a usage error."""
+    known = {c.id for c in CHECKS} | {c.group for c in CHECKS}
+    for name in (*selection.only, *selection.skip):
+        if name not in known:
+            raise ConfigError(f"unknown check or group {name!r}; `simdoctor check --list` shows them")
+
+    def hit(c: Check, names: tuple[str, ...]) -> bool:
+        return c.id in names or c.group in names
+
+    return [c for c in CHECKS if (not selection.only or hit(c, selection.only)) and not hit(c, selection.skip)]
+
+
+def needed_probes(checks: list[Check]) -> list[str]:
+    return list(dict.fromkeys(p for c in checks for p in (*c.needs, *c.uses)))
+
+
+def probe_failure_finding(failure: ProbeFailure) -> Finding:
+    group = PROBE_GROUPS.get(failure.probe, failure.probe)
+    what = REGISTRY[failure.probe].description if failure.probe in REGISTRY else failure.probe
+    return Finding(
+        id=f"probe.{failure.probe}",
+        group=group,
+        title=f"{failure.probe} probe",
+        status=Status.FAIL,
+        summary=f"could not gather facts ({what}): {failure.error}",
+        fix=Fix(
+            "A probe that hangs usually means a wedged driver or filesystem; rerun this group alone "
+            "with details and report it if it persists.",
+            [f"simdoctor check --only {group} -v"],
+        ),
+    )
+
+
+def diagnose(facts: Facts, checks: list[Check], ctx: CheckContext) -> list[Finding]:
+    """Pure: the same facts and settings always give the same findings."""
+    findings: list[Finding] = []
+    for value in facts.by_probe.values():
+        if isinstance(value, ProbeFailure):
+            findings.append(probe_failure_finding(value))
+    for c in checks:
+        missing = [p for p in c.needs if not _has(facts, p)]
+        if missing:
+            verdict_status, summary = (
+                Status.SKIP,
+                f"needs facts from the {', '.join(missing)} probe, which failed",
+            )
+            findings.append(Finding(c.id, c.group, c.title, verdict_status, summary))
+            continue
+        v = c.fn(facts, ctx)
+        findings.append(Finding(c.id, c.group, c.title, v.status, v.summary, list(v.details), v.fix))
+    return findings
+
+
+def _has(facts: Facts, name: str) -> bool:
+    value = facts.get(name)
+    return value is not None and not isinstance(value, ProbeFailure)
+
+
+def start(checks: list[Check], ctx: CheckContext) -> Pending:
+    """Start the probes the checks need; collect them with `.wait()`."""
+    return start_probes(needed_probes(checks), ProbeContext(ctx.settings, deep=ctx.deep))

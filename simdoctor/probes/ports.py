@@ -1,0 +1,64 @@
+"""The ports a CARLA server and its traffic manager bind, and who holds them now."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from typing import Optional
+
+from simdoctor import procs
+from simdoctor.probing import ProbeContext, probe
+from simdoctor.recipe import CarlaRecipe
+
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0", ""}
+
+
+@dataclass(frozen=True)
+class PortState:
+    role: str  # rpc, streaming, secondary, traffic_manager
+    port: int
+    listening: bool
+    pids: list[int]
+    owner: Optional[str]  # command line of the first holder, when readable
+    owner_is_carla: bool
+
+
+@dataclass(frozen=True)
+class PortsFacts:
+    host: str
+    local: bool
+    ports: list[PortState]
+
+
+def carla_ports(carla: CarlaRecipe, rpc_port: int, tm_port: Optional[int] = None) -> dict[str, int]:
+    """The four ports one CARLA worker needs, by role."""
+    return {
+        "rpc": rpc_port,
+        "streaming": rpc_port + carla.streaming_port_offset,
+        "secondary": rpc_port + carla.secondary_port_offset,
+        "traffic_manager": carla.traffic_manager_port if tm_port is None else tm_port,
+    }
+
+
+def is_local(host: str) -> bool:
+    return host in LOCAL_HOSTS or host == socket.gethostname()
+
+
+def port_state(role: str, port: int, carla_names: tuple[str, ...]) -> PortState:
+    inodes = procs.listening_inodes(port)
+    if not inodes:
+        return PortState(role, port, False, [], None, False)
+    pids = sorted({pid for found in procs.socket_owners(inodes).values() for pid in found})
+    infos = [p for p in map(procs.process, pids) if p is not None]
+    is_carla = any(any(procs.matches_name(p, n) for n in carla_names) for p in infos)
+    return PortState(role, port, True, pids, infos[0].command if infos else None, is_carla)
+
+
+@probe("ports", PortsFacts, timeout=2.0, description="RPC, streaming, secondary and traffic-manager ports")
+def probe_ports(ctx: ProbeContext) -> PortsFacts:
+    s = ctx.settings
+    carla = s.recipe.carla
+    local = is_local(s.carla_host)
+    names = (carla.process_name, carla.launcher)
+    states = [port_state(role, port, names) for role, port in carla_ports(carla, s.carla_port).items()] if local else []
+    return PortsFacts(s.carla_host, local, states)

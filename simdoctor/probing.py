@@ -1,0 +1,166 @@
+"""Run probes concurrently, each under its own deadline; a probe that raises or hangs becomes a
+ProbeFailure in the facts, never an exception in the caller.
+
+Probes run in daemon threads rather than a pool: a probe stuck in a C call (a wedged driver)
+cannot be interrupted, and a pool would make the interpreter wait for it at exit.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from simdoctor.settings import Settings
+from simdoctor.typed import DataError, from_data, to_data
+
+FACTS_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ProbeContext:
+    """What a probe may read besides the machine itself."""
+
+    settings: Settings
+    deep: bool = False
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str
+    fn: Callable[[ProbeContext], Any]
+    facts_type: type
+    timeout: float
+    description: str
+    deep_timeout: Optional[float] = None  # for probes that do heavy work under --deep
+
+    def deadline(self, deep: bool) -> float:
+        return self.deep_timeout if deep and self.deep_timeout else self.timeout
+
+
+@dataclass(frozen=True)
+class ProbeFailure:
+    """Why a probe produced no facts: it raised, or it ran past its timeout."""
+
+    probe: str
+    error: str
+    timed_out: bool = False
+
+
+@dataclass
+class Facts:
+    """Facts by probe name; a name maps to the probe's dataclass or to its ProbeFailure."""
+
+    by_probe: dict[str, Any] = field(default_factory=dict)
+    durations: dict[str, float] = field(default_factory=dict)
+
+    def get(self, name: str) -> Any:
+        return self.by_probe.get(name)
+
+    def failure(self, name: str) -> Optional[ProbeFailure]:
+        value = self.by_probe.get(name)
+        return value if isinstance(value, ProbeFailure) else None
+
+
+REGISTRY: dict[str, Probe] = {}
+
+
+def probe(
+    name: str, facts_type: type, timeout: float, description: str, deep_timeout: Optional[float] = None
+) -> Callable:
+    """Register a probe function under `name`."""
+
+    def register(fn: Callable[[ProbeContext], Any]) -> Callable[[ProbeContext], Any]:
+        REGISTRY[name] = Probe(name, fn, facts_type, timeout, description, deep_timeout)
+        return fn
+
+    return register
+
+
+def _load_all() -> None:
+    import simdoctor.probes  # noqa: F401  (registers every probe)
+
+
+class Pending:
+    """Probes under way; `wait()` collects them, each by its own deadline."""
+
+    def __init__(self, names: list[str], ctx: ProbeContext) -> None:
+        _load_all()
+        self._results: dict[str, Any] = {}
+        self._durations: dict[str, float] = {}
+        self._threads: dict[str, tuple[threading.Thread, float]] = {}
+        self._ctx = ctx
+        started = time.monotonic()
+        for name in names:
+            p = REGISTRY[name]
+            thread = threading.Thread(target=self._work, args=(p,), name=f"probe-{name}", daemon=True)
+            thread.start()
+            self._threads[name] = (thread, started + p.deadline(ctx.deep))
+
+    def _work(self, p: Probe) -> None:
+        start = time.monotonic()
+        try:
+            self._results[p.name] = p.fn(self._ctx)
+        except Exception as exc:  # a probe must never take the caller down
+            self._results[p.name] = ProbeFailure(p.name, f"{type(exc).__name__}: {exc}")
+        self._durations[p.name] = round(time.monotonic() - start, 4)
+
+    def wait(self) -> Facts:
+        facts = Facts()
+        for name, (thread, deadline) in self._threads.items():
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if name in self._results:
+                facts.by_probe[name] = self._results[name]
+                facts.durations[name] = self._durations.get(name, 0.0)
+            else:
+                timeout = REGISTRY[name].deadline(self._ctx.deep)
+                facts.by_probe[name] = ProbeFailure(name, f"no answer within {timeout:g}s", timed_out=True)
+                facts.durations[name] = timeout
+        return facts
+
+
+def start_probes(names: list[str], ctx: ProbeContext) -> Pending:
+    """Start every named probe at once, in daemon threads; the caller may work until `wait()`."""
+    return Pending(names, ctx)
+
+
+def run_probes(names: list[str], ctx: ProbeContext) -> Facts:
+    return start_probes(names, ctx).wait()
+
+
+def dump_facts(facts: Facts, path: Path) -> None:
+    """Write facts as JSON so a machine's state can be replayed through the checks elsewhere."""
+    probes = {}
+    for name, value in facts.by_probe.items():
+        if isinstance(value, ProbeFailure):
+            probes[name] = {"failure": to_data(value)}
+        else:
+            probes[name] = {"facts": to_data(value)}
+    payload = {"schema_version": FACTS_SCHEMA_VERSION, "probes": probes, "durations": facts.durations}
+    path.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def load_facts(path: Path) -> Facts:
+    """Read a facts dump back into typed facts; raises ValueError with the reason when it cannot."""
+    _load_all()
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read facts file {path}: {exc}") from None
+    if not isinstance(payload, dict) or payload.get("schema_version") != FACTS_SCHEMA_VERSION:
+        raise ValueError(f"{path} is not a simdoctor facts dump (schema_version {FACTS_SCHEMA_VERSION})")
+    facts = Facts(durations=dict(payload.get("durations", {})))
+    for name, entry in payload.get("probes", {}).items():
+        if name not in REGISTRY:
+            raise ValueError(f"{path}: unknown probe {name!r}")
+        try:
+            if "failure" in entry:
+                facts.by_probe[name] = from_data(ProbeFailure, entry["failure"], where=name)
+            else:
+                facts.by_probe[name] = from_data(REGISTRY[name].facts_type, entry["facts"], where=name)
+        except DataError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+    return facts

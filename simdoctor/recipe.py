@@ -1,0 +1,206 @@
+"""The recipe: everything one evaluation stack needs, read from `recipes/NAME.toml` into typed data."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, TypeVar
+
+from simdoctor.typed import DataError, from_data
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.9/3.10 only
+    import tomli as tomllib
+
+DEFAULT_RECIPE = "simlingo-bench2drive"
+
+R = TypeVar("R")
+
+
+class ConfigError(Exception):
+    """A recipe, config file, flag or environment value that cannot be used (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class RecipeInfo:
+    name: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Defaults:
+    carla_root: str
+    work_dir: str
+    agent_python: str
+    carla_host: str
+    carla_port: int
+    hf_endpoint: str
+
+
+@dataclass(frozen=True)
+class CarlaRecipe:
+    version: str
+    search: list[str]
+    url: str
+    additional_maps_url: str
+    launcher: str
+    binary: str
+    process_name: str
+    version_file: str
+    import_dir: str
+    import_script: str
+    maps_dir: str
+    additional_towns: list[str]
+    pythonapi_dist: str
+    streaming_port_offset: int
+    secondary_port_offset: int
+    traffic_manager_port: int
+    server_args: list[str]
+    quality: str
+    docker_image: str
+    host_packages: list[str]
+
+
+@dataclass(frozen=True)
+class AgentRecipe:
+    python_version: str
+    python_candidates: list[str]
+    file: str
+    entry: str
+    track: str
+    evaluator: str
+    scenario_runner: str
+    leaderboard: str
+    pythonpath: list[str]
+    modules: dict[str, str]
+    packages: dict[str, str]
+
+
+@dataclass(frozen=True)
+class WeightsRecipe:
+    repo: str
+    revision: str
+    local_dir: str
+    checkpoint: str
+    config: str
+
+
+@dataclass(frozen=True)
+class BaseModelRecipe:
+    repo: str
+    revision: str
+    local_dir: str
+    required: list[str]
+
+
+@dataclass(frozen=True)
+class RoutesRecipe:
+    file: str
+    towns: list[str]
+
+
+@dataclass(frozen=True)
+class WorkerRecipe:
+    gpu_memory_gib: float
+    ram_gib: float
+    cpus: int
+    disk_gib: float
+
+
+@dataclass(frozen=True)
+class DiskRecipe:
+    carla_gib: float
+    weights_gib: float
+
+
+@dataclass(frozen=True)
+class NetworkRecipe:
+    timeout_s: float
+
+
+@dataclass(frozen=True)
+class Recipe:
+    recipe: RecipeInfo
+    defaults: Defaults
+    carla: CarlaRecipe
+    agent: AgentRecipe
+    weights: WeightsRecipe
+    base_model: BaseModelRecipe
+    routes: RoutesRecipe
+    worker: WorkerRecipe
+    disk: DiskRecipe
+    network: NetworkRecipe
+    path: Optional[str] = field(default=None)
+
+    @property
+    def name(self) -> str:
+        return self.recipe.name
+
+
+def bundled_recipe_dirs() -> list[Path]:
+    """Recipes ship inside the wheel (simdoctor/recipes) or sit beside the package in a checkout."""
+    here = Path(__file__).resolve().parent
+    return [here / "recipes", here.parent / "recipes"]
+
+
+def find_recipe(name_or_path: str, user_dirs: list[Path]) -> Path:
+    """A path to an existing file wins; otherwise NAME.toml in the user's, then the bundled, recipe dirs."""
+    candidate = Path(name_or_path).expanduser()
+    if candidate.suffix == ".toml" or "/" in name_or_path:
+        if candidate.is_file():
+            return candidate
+        raise ConfigError(f"recipe file {candidate} does not exist")
+    searched = [*user_dirs, *bundled_recipe_dirs()]
+    for directory in searched:
+        path = directory / f"{name_or_path}.toml"
+        if path.is_file():
+            return path
+    available = sorted({p.stem for d in searched if d.is_dir() for p in d.glob("*.toml")})
+    raise ConfigError(
+        f"no recipe named {name_or_path!r}; available: {', '.join(available) or 'none'} "
+        f"(or pass --recipe PATH to a .toml file)"
+    )
+
+
+def load_recipe(path: Path) -> Recipe:
+    """Parse and type-check one recipe file; every problem becomes a ConfigError naming the key."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read recipe {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"recipe {path} is not valid TOML: {exc}") from None
+    try:
+        recipe = from_data(Recipe, data, where=path.name)
+    except DataError as exc:
+        raise ConfigError(f"recipe {path}: {exc}") from None
+    return dataclasses.replace(recipe, path=str(path))
+
+
+def expand(recipe: R, variables: dict[str, str]) -> R:
+    """Fill {home}, {carla_root}, {work_dir} in every string of the recipe, then expand `~`."""
+
+    def fill(value: Any, where: str) -> Any:
+        if isinstance(value, str):
+            try:
+                text = value.format_map(variables)
+            except KeyError as exc:
+                raise ConfigError(f"recipe value {where} uses unknown placeholder {{{exc.args[0]}}}") from None
+            return str(Path(text).expanduser()) if text.startswith("~") else text
+        if isinstance(value, list):
+            return [fill(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        if isinstance(value, dict):
+            return {k: fill(v, f"{where}.{k}") for k, v in value.items()}
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            changes = {
+                f.name: fill(getattr(value, f.name), f"{where}.{f.name}")
+                for f in dataclasses.fields(value)
+                if f.name != "path"
+            }
+            return dataclasses.replace(value, **changes)
+        return value
+
+    return fill(recipe, "recipe")

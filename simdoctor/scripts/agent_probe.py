@@ -1,0 +1,142 @@
+"""Facts about the agent's interpreter, gathered inside it (run by simdoctor as a subprocess).
+
+Reads a JSON request on stdin: {"modules": [names], "agent_file": path, "packages": [names],
+"deep": bool}; prints one JSON line. Without "deep" nothing heavy is imported: versions come
+from package metadata and torch/version.py. Standard library only, Python 3.8 compatible.
+"""
+
+import importlib
+import importlib.util
+import json
+import os
+import platform
+import re
+import sys
+import time
+import traceback
+
+try:
+    from importlib import metadata
+except ImportError:  # Python < 3.8: no metadata, versions stay unknown
+    metadata = None
+
+
+def last_line(exc):
+    return ("%s: %s" % (type(exc).__name__, exc)).strip().splitlines()[-1][:300]
+
+
+def package_version(name):
+    if metadata is None:
+        return None
+    try:
+        return metadata.version(name)
+    except Exception:
+        return None
+
+
+def find(name):
+    try:
+        spec = importlib.util.find_spec(name)
+    except Exception as exc:  # a parent package failed to import
+        return {"found": False, "origin": None, "error": last_line(exc)}
+    if spec is None:
+        return {"found": False, "origin": None, "error": None}
+    origin = spec.origin
+    if origin in (None, "namespace") and spec.submodule_search_locations:
+        origin = next(iter(spec.submodule_search_locations))
+    return {"found": True, "origin": origin, "error": None}
+
+
+def torch_build():
+    """torch's version and CUDA build from torch/version.py, without importing torch."""
+    spec = find("torch")
+    if not spec["found"]:
+        return None
+    path = os.path.join(os.path.dirname(spec["origin"]), "version.py")
+    info = {"path": path, "version": None, "cuda": None}
+    try:
+        with open(path) as handle:
+            text = handle.read()
+    except OSError:
+        return info
+    version = re.search(r"^__version__\s*(?::[^=]+)?=\s*['\"]([^'\"]+)['\"]", text, re.M)
+    cuda = re.search(r"^cuda\s*(?::[^=]+)?=\s*['\"]([^'\"]+)['\"]", text, re.M)
+    info["version"] = version.group(1) if version else None
+    info["cuda"] = cuda.group(1) if cuda else None
+    return info
+
+
+def import_carla():
+    try:
+        import carla
+    except Exception as exc:
+        return {"ok": False, "file": None, "error": last_line(exc)}
+    return {"ok": True, "file": getattr(carla, "__file__", None), "error": None}
+
+
+def deep(agent_file):
+    out = {
+        "torch_error": None,
+        "cuda_available": None,
+        "device_count": None,
+        "arch_list": None,
+        "op_ok": None,
+        "op_error": None,
+        "agent_import_ok": None,
+        "agent_import_error": None,
+        "seconds": None,
+    }
+    start = time.time()
+    try:
+        import torch
+
+        out["cuda_available"] = bool(torch.cuda.is_available())
+        out["device_count"] = torch.cuda.device_count()
+        out["arch_list"] = list(torch.cuda.get_arch_list()) if out["cuda_available"] else []
+        if out["cuda_available"]:
+            try:
+                x = torch.ones((64, 64), device="cuda")
+                out["op_ok"] = float((x @ x).sum().item()) == 64.0 * 64 * 64
+            except Exception as exc:
+                out["op_ok"], out["op_error"] = False, last_line(exc)
+    except Exception as exc:
+        out["torch_error"] = last_line(exc)
+    if agent_file:
+        sys.path.insert(0, os.path.dirname(agent_file))
+        try:
+            importlib.import_module(os.path.splitext(os.path.basename(agent_file))[0])
+            out["agent_import_ok"] = True
+        except BaseException as exc:  # agent modules may sys.exit on bad setups
+            out["agent_import_ok"] = False
+            out["agent_import_error"] = last_line(exc)
+            tb = traceback.extract_tb(exc.__traceback__)
+            if tb:
+                out["agent_import_error"] += " (at %s:%d)" % (tb[-1].filename, tb[-1].lineno)
+    out["seconds"] = round(time.time() - start, 2)
+    return out
+
+
+def main():
+    request = json.loads(sys.stdin.read() or "{}")
+    agent_file = request.get("agent_file")
+    agent = None
+    if agent_file:
+        sys.path.insert(0, os.path.dirname(agent_file))
+        agent = find(os.path.splitext(os.path.basename(agent_file))[0])
+        agent["file_exists"] = os.path.isfile(agent_file)
+        sys.path.pop(0)
+    result = {
+        "version": platform.python_version(),
+        "executable": sys.executable,
+        "packages": dict((name, package_version(name)) for name in request.get("packages", [])),
+        "carla": import_carla(),
+        "modules": dict((name, find(name)) for name in request.get("modules", [])),
+        "agent": agent,
+        "torch": torch_build(),
+        "deep": deep(agent_file) if request.get("deep") else None,
+    }
+    sys.stdout.write("\n" + json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()
