@@ -110,9 +110,10 @@ def config_path(env: dict[str, str]) -> Path:
 
 
 def state_dir(env: dict[str, str]) -> Path:
+    """Where simdoctor records what it started: $SIMDOCTOR_STATE_DIR, else $XDG_STATE_HOME/simdoctor."""
     if env.get("SIMDOCTOR_STATE_DIR"):
         return Path(env["SIMDOCTOR_STATE_DIR"]).expanduser()
-    base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    base = env.get("XDG_STATE_HOME") or str(Path(env.get("HOME") or Path.home()) / ".local" / "state")
     return Path(base) / "simdoctor"
 
 
@@ -139,7 +140,8 @@ def _hf_token(env: dict[str, str]) -> Optional[Secret]:
     if env.get("HF_TOKEN_PATH"):
         path = Path(env["HF_TOKEN_PATH"]).expanduser()
     else:
-        hf_home = env.get("HF_HOME") or str(Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "huggingface")
+        cache = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME") or Path.home()) / ".cache")
+        hf_home = env.get("HF_HOME") or str(Path(cache) / "huggingface")
         path = Path(hf_home).expanduser() / "token"
     try:
         token = path.read_text(encoding="utf-8").strip()
@@ -161,7 +163,7 @@ def load_settings(
 
     recipe_name = recipe or env.get("SIMDOCTOR_RECIPE") or config.get("recipe") or DEFAULT_RECIPE
     raw = load_recipe(find_recipe(str(recipe_name), [config_dir() / "recipes"]))
-    home = str(Path.home())
+    home = env.get("HOME") or str(Path.home())
 
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}

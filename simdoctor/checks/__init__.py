@@ -65,11 +65,14 @@ class Check:
 
 
 CHECKS: list[Check] = []
+# Report order: the machine first, then what runs on it, then what it downloads.
+GROUPS = ("system", "gpu", "vulkan", "display", "carla", "docker", "agent", "weights", "network")
 
 
 def check(id: str, title: str, needs: tuple[str, ...], uses: tuple[str, ...] = ()) -> Callable[[CheckFn], CheckFn]:
     def register(fn: CheckFn) -> CheckFn:
         CHECKS.append(Check(id, title, needs, uses, fn))
+        CHECKS.sort(key=lambda c: GROUPS.index(c.group))  # stable: registration order within a group
         return fn
 
     return register
@@ -83,7 +86,7 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-from simdoctor.checks import (  # noqa: E402,F401  (registration order is report order)
+from simdoctor.checks import (  # noqa: E402,F401  (registers every check)
     agent,
     carla,
     display,

@@ -82,13 +82,14 @@ def icd_search_dirs(env: dict[str, str]) -> list[str]:
     return [f"{b.rstrip('/')}/vulkan/icd.d" for b in bases if b]
 
 
-def _manifests(entries: list[str]) -> list[Path]:
+def _manifests(entries: list[str], explicit: bool) -> list[Path]:
+    """JSON manifests in the given dirs; explicit entries (VK_DRIVER_FILES) are kept even when missing."""
     found: list[Path] = []
-    for entry in entries:
+    for entry in filter(None, entries):
         path = Path(entry)
         if path.is_dir():
             found.extend(sorted(p for p in path.iterdir() if p.suffix == ".json"))
-        elif entry:
+        elif explicit or path.is_file():
             found.append(path)
     return found
 
@@ -118,14 +119,14 @@ def read_icd(path: Path, env: dict[str, str]) -> IcdFile:
 def discover_icds(env: dict[str, str]) -> tuple[list[str], list[IcdFile]]:
     """VK_DRIVER_FILES (or the older VK_ICD_FILENAMES) replaces the search; otherwise walk the dirs."""
     forced = env.get("VK_DRIVER_FILES") or env.get("VK_ICD_FILENAMES")
+    added = env.get("VK_ADD_DRIVER_FILES", "").split(":")
     if forced:
-        entries = forced.split(":")
-        search = [f"{'VK_DRIVER_FILES' if env.get('VK_DRIVER_FILES') else 'VK_ICD_FILENAMES'}={forced}"]
+        name = "VK_DRIVER_FILES" if env.get("VK_DRIVER_FILES") else "VK_ICD_FILENAMES"
+        search, manifests = [f"{name}={forced}"], _manifests(forced.split(":") + added, explicit=True)
     else:
-        entries = icd_search_dirs(env)
-        search = entries
-    entries = entries + [e for e in env.get("VK_ADD_DRIVER_FILES", "").split(":") if e]
-    return search, [read_icd(p, env) for p in _manifests(entries)]
+        search = icd_search_dirs(env)
+        manifests = _manifests(search, explicit=False) + _manifests(added, explicit=True)
+    return search, [read_icd(p, env) for p in manifests]
 
 
 def enumerate_devices(timeout: float) -> Enumeration:

@@ -101,7 +101,7 @@ def deep(agent_file):
                 out["op_ok"], out["op_error"] = False, last_line(exc)
     except Exception as exc:
         out["torch_error"] = last_line(exc)
-    if agent_file:
+    if agent_file and os.path.isfile(agent_file):
         sys.path.insert(0, os.path.dirname(agent_file))
         try:
             importlib.import_module(os.path.splitext(os.path.basename(agent_file))[0])

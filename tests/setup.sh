@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs on a fresh Debian/Ubuntu machine, then nothing else:
+#   system packages (real Xvfb, Mesa's Vulkan and GLX, ...), the dev venv .venv with simdoctor and its
+#   test extras, and .venv-agent: a Python 3.8 interpreter (SimLingo's) with the real carla 0.9.15 client,
+#   standing in for the agent's conda env. Idempotent; needs root or sudo for apt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  xvfb x11-utils mesa-utils            # a real X server and glxinfo: display checks
+  mesa-vulkan-drivers libvulkan1       # the Vulkan loader and lavapipe (llvmpipe): vulkan checks
+  vulkan-tools                         # vulkaninfo, only to cross-check our enumeration in tests
+)
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  [[ "$p" == \#* ]] && continue
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[test]'
+
+# The agent's interpreter: Python 3.8 where one exists (pyenv or PATH), as SimLingo pins; else python3.
+if [ ! -x .venv-agent/bin/python ]; then
+  AGENT_PY=$(ls -d /root/.pyenv/versions/3.8*/bin/python 2>/dev/null | head -n 1 || true)
+  [ -n "$AGENT_PY" ] || AGENT_PY=$(command -v python3.8 || command -v python3)
+  "$AGENT_PY" -m venv .venv-agent
+fi
+case "$(.venv-agent/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" in
+  3.8|3.9|3.10) CARLA=0.9.15 ;;
+  *) CARLA=0.9.16 ;;
+esac
+.venv-agent/bin/python -m pip install -q "carla==$CARLA"
