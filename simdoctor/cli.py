@@ -85,7 +85,7 @@ def check(
     carla_port: CarlaPortOpt = None,
 ) -> None:
     """Diagnose the whole stack in about a second; exit 0 when nothing fails, 1 when something does."""
-    from simdoctor import commands
+    from simdoctor import doctor
 
     if backend not in ("process", "docker"):
         raise ConfigError(f"--backend must be process or docker, not {backend!r}")
@@ -93,7 +93,7 @@ def check(
         recipe, carla_root=carla_root, work_dir=work_dir, agent_python=agent_python,
         carla_host=carla_host, carla_port=carla_port,
     )  # fmt: skip
-    code = commands.check(
+    code = doctor.run(
         settings,
         only=_split(only),
         skip=_split(skip),

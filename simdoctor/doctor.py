@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
 
 from simdoctor.checks import CHECKS, Check, CheckContext
-from simdoctor.findings import Finding, Fix, Status
-from simdoctor.probing import REGISTRY, Facts, Pending, ProbeContext, ProbeFailure, start_probes
+from simdoctor.findings import Finding, Fix, Status, exit_code
+from simdoctor.probing import REGISTRY, Facts, Pending, ProbeContext, ProbeFailure, load_facts, start_probes
+from simdoctor.probing import dump_facts as write_facts
 from simdoctor.recipe import ConfigError
+from simdoctor.settings import Settings
 
 PROBE_GROUPS = {"server": "carla", "ports": "carla"}  # probes named unlike the group they feed
 
@@ -80,3 +86,54 @@ def _has(facts: Facts, name: str) -> bool:
 def start(checks: list[Check], ctx: CheckContext) -> Pending:
     """Start the probes the checks need; collect them with `.wait()`."""
     return start_probes(needed_probes(checks), ProbeContext(ctx.settings, deep=ctx.deep))
+
+
+def run(
+    settings: Settings,
+    only: tuple[str, ...] = (),
+    skip: tuple[str, ...] = (),
+    json_out: bool = False,
+    verbose: bool = False,
+    strict: bool = False,
+    deep: bool = False,
+    window: bool = False,
+    backend: str = "process",
+    list_checks: bool = False,
+    dump_facts: Optional[Path] = None,
+    facts_file: Optional[Path] = None,
+) -> int:
+    """`simdoctor check`: run the selected checks and print them; returns the exit code."""
+    if list_checks:
+        for c in CHECKS:
+            sys.stdout.write(f"{c.id:26} {c.title}\n")
+        return 0
+    began = time.monotonic()
+    checks = select(Selection(only, skip))
+    ctx = CheckContext(settings, window=window, deep=deep, backend=backend)
+    pending = None if facts_file else start(checks, ctx)
+    from simdoctor import render  # imported here: rich loads while the probes' subprocesses run
+
+    if pending is not None:
+        facts = pending.wait()
+    else:
+        try:
+            facts = load_facts(facts_file)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    if dump_facts is not None:
+        try:
+            write_facts(facts, dump_facts)
+        except OSError as exc:
+            raise ConfigError(f"cannot write facts to {dump_facts}: {exc.strerror}") from None
+    findings = diagnose(facts, checks, ctx)
+    code = exit_code(findings, strict)
+    elapsed = round(time.monotonic() - began, 3)
+    if json_out:
+        sys.stdout.write(
+            render.findings_json(findings, {"exit_code": code, "recipe": settings.recipe.name, "seconds": elapsed})
+            + "\n"
+        )
+    else:
+        header = f"simdoctor check · recipe {settings.recipe.name} (CARLA {settings.recipe.carla.version})"
+        render.report(findings, render.console(), verbose=verbose, header=header)
+    return code
