@@ -117,11 +117,6 @@ def test_healthy_facts_survive_a_dump_and_replay(facts: Facts, ctx: CheckContext
     assert [(f.id, f.status) for f in replayed] == [(f.id, f.status) for f in diagnose(facts, checks, ctx)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="probing.dump_facts writes with sort_keys=True, which reorders dict-valued facts (the agent's "
-    "modules): a replayed agent.imports lists and blames modules in another order than the live run did",
-)
 def test_replayed_facts_give_the_same_findings_word_for_word(facts: Facts, ctx: CheckContext, tmp_path) -> None:
     checks = select(Selection())
     assert diagnose(_replayed(facts, tmp_path / "facts.json"), checks, ctx) == diagnose(facts, checks, ctx)
@@ -270,7 +265,6 @@ def test_gpu_processes_from_another_pid_namespace(facts: Facts, ctx: CheckContex
     assert f.details == ["GPU 0: pid 77 (compute) ? GiB: not visible here (another PID namespace)"]
 
 
-@pytest.mark.xfail(strict=True, reason="gpu.processes pluralises 'process' as 'processs' (checks.plural adds 's')")
 def test_gpu_processes_plural_of_process(facts: Facts, ctx: CheckContext) -> None:
     other = GpuProcess(5121, "compute", 2 * GIB, "python eval.py", "python")
     f = verdict("gpu.processes", breaking(facts, "gpu", gpus=_holding(TRAINER, other)), ctx)
@@ -331,13 +325,6 @@ def test_gpu_graphics_libs_one_missing(facts: Facts, ctx: CheckContext) -> None:
     assert "libGLX_nvidia.so.0" not in f.summary
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gpu.graphics_libs (and vulkan.icd) suggest `apt-get install libnvidia-gl-<branch>` even when dpkg "
-    "lists no NVIDIA package (runfile driver, or a container given the driver by the host): apt's libraries "
-    "would not match the running 580.95.05 driver; the fix should be the container capability or the "
-    "driver's own installer, not apt",
-)
 def test_gpu_graphics_libs_driver_not_from_apt_gets_no_apt_command(facts: Facts, ctx: CheckContext) -> None:
     f = verdict("gpu.graphics_libs", _no_graphics(facts, []), ctx)
     assert f.status is Status.FAIL
@@ -398,11 +385,6 @@ def _forced_to_lavapipe(facts: Facts) -> Facts:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with VK_DRIVER_FILES forcing another driver, vulkan.icd/vulkan.devices tell the user to apt-get "
-    "install libnvidia-gl-580, which is already installed; the fix is to unset VK_DRIVER_FILES",
-)
 @pytest.mark.parametrize("check_id", ["vulkan.icd", "vulkan.devices"])
 def test_vulkan_driver_files_forcing_another_driver_is_unset(facts: Facts, ctx: CheckContext, check_id) -> None:
     f = verdict(check_id, _forced_to_lavapipe(facts), ctx)
@@ -423,11 +405,6 @@ def test_vulkan_icd_duplicates_skips_without_nvidia(facts: Facts, ctx: CheckCont
     assert verdict("vulkan.icd_duplicates", breaking(facts, "vulkan", icds=[lavapipe_icd()]), ctx).status is Status.SKIP
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="vulkan.icd_duplicates keeps the first NVIDIA manifest even when its library does not resolve: "
-    "`export VK_DRIVER_FILES=<stale manifest>` would leave Vulkan with no NVIDIA device",
-)
 def test_vulkan_icd_duplicates_keeps_the_one_that_loads(facts: Facts, ctx: CheckContext) -> None:
     stale = icd("/etc/vulkan/icd.d/nvidia_icd.json", library="libGLX_nvidia.so.0", resolved=False)
     f = verdict("vulkan.icd_duplicates", breaking(facts, "vulkan", icds=[stale, icd()]), ctx)
@@ -449,12 +426,6 @@ def test_vulkan_devices_only_llvmpipe_and_no_nvidia_icd(facts: Facts, ctx: Check
     assert commands(f) == ["sudo apt-get install -y libnvidia-gl-580"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="vulkan.devices with only llvmpipe points VK_DRIVER_FILES at the NVIDIA manifest even when that "
-    "manifest's library does not resolve (so the loader would then list no device); the fix is the graphics "
-    "package",
-)
 def test_vulkan_devices_llvmpipe_with_a_broken_nvidia_icd(facts: Facts, ctx: CheckContext) -> None:
     broken = breaking(facts, "vulkan", icds=[icd(resolved=False)], enumeration=Enumeration(True, [llvmpipe()]))
     assert commands(verdict("vulkan.devices", broken, ctx)) == ["sudo apt-get install -y libnvidia-gl-580"]
@@ -799,11 +770,6 @@ def test_carla_server_not_answering_version_fails(facts: Facts, ctx: CheckContex
     named(f, "does not answer", "time-out of 1000ms")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="carla.server on a version mismatch gives no command at all: it should say how to stop the wrong "
-    "server (kill <pid>, known from the ports facts) before starting CARLA 0.9.15",
-)
 def test_carla_server_version_mismatch_says_how_to_stop_it(facts: Facts, ctx: CheckContext) -> None:
     running = _held(_server(facts, "0.9.14"), "rpc", pids=[41234], owner=STALE_CARLA.command, owner_is_carla=True)
     assert "kill 41234" in commands(verdict("carla.server", running, ctx))
@@ -830,11 +796,6 @@ def test_carla_client_version_skips_without_client(facts: Facts, ctx: CheckConte
     assert verdict("carla.client_version", broken, ctx).status is Status.SKIP
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="carla.client_version pastes the server's full version into pip: a source-built server says "
-    "0.9.15-dirty and `pip install carla==0.9.15-dirty` is not a valid requirement",
-)
 def test_carla_client_version_source_build_server(facts: Facts, settings: Settings, ctx: CheckContext) -> None:
     a = facts.get("agent")
     older = breaking(_server(facts, "0.9.15-dirty"), "agent", packages={**a.packages, "carla": "0.9.14"})
@@ -932,10 +893,7 @@ def test_agent_imports_srunner_missing_names_its_entry(facts: Facts, settings: S
     f = verdict("agent.imports", _module(facts, "srunner", found=False, origin=None), ctx)
     assert f.status is Status.FAIL
     named(f, "`srunner` is not importable", settings.recipe.agent.scenario_runner)
-    assert commands(f) == [
-        f"git clone https://github.com/RenzKa/simlingo {settings.work_dir}",
-        'eval "$(simdoctor env)"',
-    ]
+    assert commands(f) == [f"git clone https://github.com/RenzKa/simlingo {settings.work_dir}"]
     assert "srunner: NOT FOUND" in f.details
 
 
@@ -946,11 +904,6 @@ def test_agent_imports_several_missing(facts: Facts, ctx: CheckContext) -> None:
     named(f, "`srunner`", "(also missing: leaderboard)")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="agent.imports: when agents.navigation (CARLA's PythonAPI) is missing the fix clones SimLingo, "
-    "which does not provide it; the fix is installing CARLA",
-)
 def test_agent_imports_agents_navigation_comes_from_carla(facts: Facts, ctx: CheckContext) -> None:
     error = "ModuleNotFoundError: No module named 'agents'"
     f = verdict("agent.imports", _module(facts, "agents.navigation", found=False, origin=None, error=error), ctx)
@@ -965,9 +918,6 @@ def test_agent_module_file_missing_fails(facts: Facts, settings: Settings, ctx: 
     assert commands(f) == [f"cd {settings.work_dir} && git pull"]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="agent.module fails without any fix when the agent file exists but will not import"
-)
 def test_agent_module_not_importable_has_a_fix(facts: Facts, ctx: CheckContext) -> None:
     agent = ModuleState(False, None, "ImportError: cannot import name 'LingoAgent'", file_exists=True)
     f = verdict("agent.module", breaking(facts, "agent", agent=agent), ctx)
@@ -987,8 +937,9 @@ def _torch(facts: Facts, version, cuda) -> Facts:
     return breaking(facts, "agent", torch=TorchBuild(site_torch, version, cuda))
 
 
-def torch_commands(settings: Settings) -> list[str]:
-    return ["nvidia-smi", f"{agent_python(settings)} -m pip install torch==2.2.0"]
+def torch_commands(settings: Settings, index: str = "https://download.pytorch.org/whl/cu121") -> list[str]:
+    """Replace torch outright: a plain `pip install torch==2.2.0` is a no-op when 2.2.0+<other> is there."""
+    return [f"{agent_python(settings)} -m pip install --force-reinstall torch==2.2.0 --index-url {index}"]
 
 
 def test_agent_torch_missing_fails(facts: Facts, settings: Settings, ctx: CheckContext) -> None:
@@ -1004,11 +955,6 @@ def test_agent_torch_cpu_build_with_gpus_fails(facts: Facts, ctx: CheckContext) 
     named(f, "torch 2.2.0+cpu", "CPU-only build", "the agent would run on the CPU")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="agent.torch on a CPU build says `pip install torch==2.2.0`, a no-op: 2.2.0+cpu already satisfies "
-    "==2.2.0 (PEP 440 ignores local labels); it needs --force-reinstall from a CUDA wheel index",
-)
 def test_agent_torch_cpu_build_fix_replaces_it(facts: Facts, ctx: CheckContext) -> None:
     [command] = commands(verdict("agent.torch", _torch(facts, "2.2.0+cpu", None), ctx))
     assert "--force-reinstall" in command
@@ -1034,7 +980,7 @@ def test_agent_torch_driver_cuda_older_same_major_warns(facts: Facts, settings: 
     f = verdict("agent.torch", breaking(facts, "gpu", cuda_driver_version="12.0"), ctx)
     assert f.status is Status.WARN
     named(f, "the driver supports CUDA 12.0, older than torch's CUDA 12.1", "minor-version compatibility only")
-    assert commands(f) == torch_commands(settings)
+    assert commands(f) == ["sudo ubuntu-drivers install"]
 
 
 def test_agent_torch_driver_cuda_older_major_fails(facts: Facts, ctx: CheckContext) -> None:
@@ -1044,14 +990,9 @@ def test_agent_torch_driver_cuda_older_major_fails(facts: Facts, ctx: CheckConte
     assert "minor-version" not in f.summary
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="agent.torch with a CUDA 11 driver under the pinned torch 2.2.0+cu121 says `pip install torch==2.2.0`, "
-    "a no-op (already installed); the fix is a cu118 build or a newer driver",
-)
 def test_agent_torch_driver_cuda_older_major_fix_changes_something(facts: Facts, settings: Settings, ctx) -> None:
     f = verdict("agent.torch", breaking(facts, "gpu", cuda_driver_version="11.8"), ctx)
-    assert f"{agent_python(settings)} -m pip install torch==2.2.0" not in commands(f)
+    assert commands(f) == torch_commands(settings, "https://download.pytorch.org/whl/cu118")
 
 
 def test_agent_torch_off_pin_warns(facts: Facts, settings: Settings, ctx: CheckContext) -> None:
@@ -1130,11 +1071,6 @@ def test_agent_deep_agent_import_fails(facts: Facts, settings: Settings) -> None
     named(f, "importing the agent fails", "No module named 'hydra'")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="agent.deep says 'the agent module imports' when the probe never imported it (agent_import_ok is "
-    "None: agent_probe.py imports only an existing agent file)",
-)
 def test_agent_deep_does_not_claim_an_import_it_did_not_try(facts: Facts, settings: Settings) -> None:
     missing = breaking(_deep(facts, agent_import_ok=None), "agent", agent=ModuleState(False, None, None, False))
     f = verdict("agent.deep", missing, context(settings, deep=True))
@@ -1254,14 +1190,6 @@ def test_diagnose_timed_out_probe_of_another_group_name(facts: Facts, ctx: Check
     assert by_id["carla.ports"].status is Status.OK
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AttributeError,
-    reason="a check that only `uses` a probe gets the ProbeFailure itself from facts.get() when that probe "
-    "failed, and crashes on it (AttributeError: 'ProbeFailure' object has no attribute 'nvml_error'): a "
-    "hung NVML takes the whole `check` down (exit 70) instead of one probe.gpu finding; same for system.disk "
-    "when the carla or weights probe fails",
-)
 @pytest.mark.parametrize(
     ("probe", "users"),
     [
