@@ -7,12 +7,11 @@ it was written, so `check` and a re-run of `download` trust it without reading i
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from simdoctor import atomic
 from simdoctor.typed import DataError, from_data, to_data
 
 STATE_DIR = ".simdoctor"
@@ -55,19 +54,8 @@ def read(local_dir: Path) -> Optional[Manifest]:
 
 
 def write(local_dir: Path, manifest: Manifest) -> None:
-    """Atomically replace the manifest (write a temp file, fsync, rename)."""
-    path = manifest_path(local_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".manifest.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(to_data(manifest), handle, indent=1, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Atomically replace the manifest (simdoctor.atomic: temp file, fsync, rename)."""
+    atomic.write_json(manifest_path(local_dir), to_data(manifest), indent=1, sort_keys=True)
 
 
 def still_verified(path: Path, record: Optional[FileRecord]) -> bool:
