@@ -114,6 +114,26 @@ class WorkerRecipe:
 
 
 @dataclass(frozen=True)
+class RunRecipe:
+    """`simdoctor run`: defaults of its options and the layout of its output folder."""
+
+    out_dir: str
+    seed: int
+    retries: int
+    route_timeout_s: float
+    evaluator_timeout_s: float
+    port_base: int
+    routes_dir: str
+    results_dir: str
+    viz_dir: str
+    logs_dir: str
+    steps_dir: str
+    tasks_dir: str
+    run_file: str
+    merged_file: str
+
+
+@dataclass(frozen=True)
 class DiskRecipe:
     carla_gib: float
     weights_gib: float
@@ -135,6 +155,7 @@ class Recipe:
     base_model: BaseModelRecipe
     routes: RoutesRecipe
     worker: WorkerRecipe
+    run: RunRecipe
     disk: DiskRecipe
     network: NetworkRecipe
     path: Optional[str] = field(default=None)

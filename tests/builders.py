@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import stat
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Optional
@@ -12,6 +14,7 @@ from simdoctor.recipe import Recipe
 BENCH2DRIVE_TOWNS = ("Town01", "Town02", "Town03", "Town04", "Town05", "Town06", "Town07",
                      "Town10HD", "Town11", "Town12", "Town13", "Town15")  # fmt: skip
 BASE_TOWNS = ("Town01", "Town02", "Town03", "Town04", "Town05", "Town10HD")
+STANDINS = Path(__file__).resolve().parent / "standins"
 
 
 def _executable(path: Path, text: str) -> None:
@@ -78,3 +81,103 @@ def simlingo_checkout(
     body = "".join(f'  <route id="{i}" town="{t}">\n  </route>\n' for i, t in enumerate(towns))
     routes.write_text(f'<?xml version="1.0"?>\n<routes>\n{body}</routes>\n')
     return work_dir
+
+
+def standin_server(root: Path, recipe: Recipe) -> Path:
+    """Make `root`'s shipping binary (which CarlaUE4.sh execs) start tests/standins/carla_rpc.py on the
+    `-carla-rpc-port` it is given; no core file when a test crashes it with SIGSEGV."""
+    _executable(
+        root / recipe.carla.binary,
+        "#!/bin/sh\n"
+        "port=2000\n"
+        'for a in "$@"; do case "$a" in -carla-rpc-port=*) port="${a#*=}";; esac; done\n'
+        "ulimit -c 0\n"
+        f'exec {sys.executable} {STANDINS / "carla_rpc.py"} --port "$port"\n',
+    )
+    return root
+
+
+def bench2drive_standin(work_dir: Path) -> Path:
+    """A SimLingo checkout holding the stand-in Bench2Drive evaluator and leaderboard agent base class
+    (tests/standins/bench2drive) and the stand-in SimLingo agent, where the recipe's paths expect them."""
+    shutil.copytree(STANDINS / "bench2drive", work_dir / "Bench2Drive", dirs_exist_ok=True)
+    agent = work_dir / "team_code" / "agent_simlingo.py"
+    agent.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(STANDINS / "agent_simlingo.py", agent)
+    return work_dir
+
+
+def routes_xml(path: Path, routes: Iterable[dict], declaration: bool = False) -> Path:
+    """A routes file in bench2drive220.xml's layout (reference §2.2): `<routes><route ...>` on the first
+    line, then each route's waypoints, one scenario with its trigger point, and two weathers. Each dict
+    has id, town, type, and optionally `attrs` (extra <route> attributes) and `points` (waypoint count)."""
+    parts = []
+    for i, r in enumerate(routes):
+        attrs = "".join(f' {k}="{v}"' for k, v in {"id": r["id"], "town": r["town"], **r.get("attrs", {})}.items())
+        points = "".join(
+            f'            <position x="{-497.6 + 0.1 * k:.1f}" y="{3672.9 - 2 * k:.1f}" z="364.9" />\n'
+            for k in range(r.get("points", 3))
+        )
+        parts.append(
+            f"{'' if i == 0 else '      '}<route{attrs}>\n"
+            f"         <waypoints>\n{points}         </waypoints>\n"
+            f"         <scenarios>\n"
+            f'            <scenario name="{r["type"]}_1" type="{r["type"]}">\n'
+            f'               <direction value="left" />\n'
+            f'               <trigger_point x="-497.7" y="3659.9" yaw="-90.2" z="364.7" />\n'
+            f"            </scenario>\n"
+            f"         </scenarios>\n"
+            f"         <weathers>\n"
+            f'            <weather cloudiness="100.0" route_percentage="0" sun_altitude_angle="45.0" />\n'
+            f'            <weather cloudiness="5.0" route_percentage="100" sun_altitude_angle="15.0" />\n'
+            f"         </weathers>\n"
+            f"      </route>\n"
+        )
+    head = '<?xml version="1.0" encoding="utf-8"?>\n' if declaration else ""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{head}<routes>{''.join(parts)}      </routes>")
+    return path
+
+
+def _statistics_manager():
+    """The stand-in statistics_manager.py (standard library only), loaded from its file."""
+    import importlib.util
+
+    path = STANDINS / "bench2drive" / "leaderboard" / "leaderboard" / "utils" / "statistics_manager.py"
+    spec = importlib.util.spec_from_file_location("standin_statistics_manager", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def results_file(
+    path: Path,
+    route_id: str,
+    town: str,
+    scenario: str,
+    completion: float = 100.0,
+    infractions: Optional[dict] = None,
+    failure: str = "",
+    length: float = 1000.0,
+    game: float = 60.0,
+    system: float = 600.0,
+    crashed: bool = False,
+) -> Path:
+    """One evaluator results file (reference §2.3) for a one-route run, as the evaluator leaves it:
+    global statistics when the run finished, none when it stopped after a crash."""
+    sm = _statistics_manager()
+    stats = sm.Stats(str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    name = f"RouteScenario_{route_id}_rep0"
+    stats.progress = [0, 1]
+    stats.create_route_data(name, f"{scenario}_1", None, f"{name}_{town}_{scenario}_1_None_05_02_04_08_01", town, 0)
+    stats.sensors = ["carla_camera", "carla_imu", "carla_gnss", "carla_speedometer"]
+    stats.entry_status = "Crashed" if crashed else "Started"
+    stats.compute_route_statistics(0, length, game, system, completion, infractions or {}, failure)
+    stats.progress = [1, 1]
+    if crashed:
+        stats.write()
+    else:
+        stats.compute_global_statistics(1)
+        stats.validate_and_write(False)
+    return path

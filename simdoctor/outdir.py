@@ -1,0 +1,47 @@
+"""Where `simdoctor run` keeps each route's files under --out (folder names from the recipe's [run])."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from simdoctor import routes
+from simdoctor.recipe import RunRecipe
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+    names: RunRecipe
+
+    @property
+    def routes_dir(self) -> Path:
+        return self.root / self.names.routes_dir
+
+    @property
+    def run_file(self) -> Path:
+        return self.root / self.names.run_file
+
+    @property
+    def merged_file(self) -> Path:
+        return self.root / self.names.merged_file
+
+    def route_file(self, route_id: str) -> Path:
+        return routes.route_file(self.routes_dir, route_id)
+
+    def results_file(self, route_id: str) -> Path:
+        """The evaluator's --checkpoint."""
+        return self.root / self.names.results_dir / f"{route_id}.json"
+
+    def viz_dir(self, route_id: str) -> Path:
+        """The agent's SAVE_PATH (it appends the save name without a separator)."""
+        return self.root / self.names.viz_dir / route_id
+
+    def log_file(self, route_id: str) -> Path:
+        return self.root / self.names.logs_dir / f"{route_id}.log"
+
+    def steps_file(self, route_id: str) -> Path:
+        return self.root / self.names.steps_dir / f"{route_id}.jsonl"
+
+    def task_file(self, route_id: str) -> Path:
+        return self.root / self.names.tasks_dir / f"{route_id}.json"
