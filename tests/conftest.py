@@ -10,8 +10,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import builders
 import pytest
 
+from simdoctor.recipe import DEFAULT_RECIPE, find_recipe, load_recipe
 from simdoctor.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,3 +103,29 @@ def xvfb() -> str:
     yield f":{number}"
     proc.terminate()
     proc.wait(timeout=10)
+
+
+@pytest.fixture
+def carla_server_root(tmp_path: Path) -> Path:
+    """A CARLA_ROOT whose CarlaUE4.sh starts a stand-in CARLA server on its -carla-rpc-port.
+
+    The one place that says which stand-in server the evaluator's CARLA is: tests/standins/carla_rpc.py
+    (answers `version`) through builders.standin_server; the full stand-in server replaces it here."""
+    recipe = load_recipe(find_recipe(DEFAULT_RECIPE, []))
+    return builders.standin_server(builders.carla_root(tmp_path / "carla", recipe), recipe)
+
+
+@pytest.fixture
+def standin_stack(
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    carla_server_root: Path,
+    agent_python: str,
+) -> Settings:
+    """Settings for a stand-in stack: that CARLA_ROOT, a SimLingo checkout holding the stand-in Bench2Drive
+    evaluator and SimLingo agent, the agent's real interpreter; STANDIN_STATE_DIR for retried routes."""
+    work = builders.bench2drive_standin(tmp_path / "simlingo")
+    (tmp_path / "standin-state").mkdir()
+    monkeypatch.setenv("STANDIN_STATE_DIR", str(tmp_path / "standin-state"))
+    return make_settings(carla_root=str(carla_server_root), work_dir=str(work), agent_python=agent_python)
