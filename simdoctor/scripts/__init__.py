@@ -2,7 +2,8 @@
 
 They import nothing from simdoctor and only the standard library, stay Python 3.8 compatible,
 and print exactly one JSON line on stdout, so a crash in a driver or a foreign interpreter
-cannot take simdoctor down with it.
+cannot take simdoctor down with it. timed_agent.py is the exception: the evaluator loads it as
+its agent module and it writes its step lines to a file.
 """
 
 from pathlib import Path
