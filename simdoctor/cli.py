@@ -110,6 +110,56 @@ def check(
     raise typer.Exit(code)
 
 
+@app.command()
+def run(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan: slots, routes, each exact command and environment.")
+    ],
+    routes: Annotated[
+        Optional[Path], typer.Option("--routes", help="Routes XML with many routes, or a folder of route files.")
+    ] = None,
+    route_ids: Annotated[
+        str, typer.Option("--route-ids", help="Only these route ids / A-B ranges, comma-separated.")
+    ] = "",
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder; rerunning with it resumes.")] = None,
+    gpus: Annotated[Optional[str], typer.Option("--gpus", help="GPU indexes (0,1), all (default), or none.")] = None,
+    workers_per_gpu: Annotated[str, typer.Option("--workers-per-gpu", help="Workers per GPU: N or auto.")] = "auto",
+    route_timeout: Annotated[
+        Optional[float], typer.Option("--route-timeout", help="Wall-clock seconds per route attempt.")
+    ] = None,
+    retries: Annotated[Optional[int], typer.Option("--retries", help="Retries after infrastructure failures.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Traffic manager seed.")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Start over instead of resuming.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
+    recipe: RecipeOpt = None,
+    carla_root: CarlaRootOpt = None,
+    work_dir: WorkDirOpt = None,
+    agent_python: AgentPythonOpt = None,
+) -> None:
+    """Plan the Bench2Drive routes over the GPUs: one task per route, each an evaluator on a worker slot."""
+    from simdoctor import runplan
+
+    settings = settings_from(recipe, carla_root=carla_root, work_dir=work_dir, agent_python=agent_python)
+    options = runplan.Options(
+        routes=routes, route_ids=route_ids, out=out, gpus=gpus, workers_per_gpu=workers_per_gpu,
+        route_timeout_s=route_timeout, retries=retries, seed=seed, fresh=fresh,
+    )  # fmt: skip
+    raise typer.Exit(runplan.dry_run(settings, options, json_out=json_out))
+
+
+@app.command()
+def report(
+    out: Annotated[Path, typer.Argument(help="A `simdoctor run` output folder.")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the report.")] = False,
+    recipe: RecipeOpt = None,
+) -> None:
+    """Driving Score, Success Rate and the agent's speed over a run's routes; writes OUT/merged.json."""
+    from simdoctor import report as route_report
+
+    settings = settings_from(recipe)
+    raise typer.Exit(route_report.run(out, settings.recipe.run, json_out=json_out))
+
+
 def main() -> None:
     """Console entry point: configuration errors exit 2 with one line, never a traceback."""
     start = time.monotonic()

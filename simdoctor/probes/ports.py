@@ -40,6 +40,50 @@ def carla_ports(carla: CarlaRecipe, rpc_port: int, tm_port: Optional[int] = None
     }
 
 
+def bindable(port: int) -> bool:
+    """True when a TCP socket can bind the port on every IPv4 address right now, as CARLA's server must
+    (the evaluator's find_free_port would otherwise move silently to the next port)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("", port))
+        except OSError:
+            return False
+    return True
+
+
+def worker_ports(
+    carla: CarlaRecipe, count: int, start: int, taken: frozenset[int] = frozenset(), is_free=bindable
+) -> list[dict[str, int]]:
+    """`count` sets of worker ports (carla_ports roles), all free now, distinct and outside `taken`:
+    from `start` upwards, each set is the first free RPC block (RPC, +1, +2), then the next free port
+    for the traffic manager. A retry passes the ports in use as `taken` to get fresh ones."""
+    chosen: list[dict[str, int]] = []
+    used = set(taken)
+
+    def usable(port: int) -> bool:
+        return 1024 <= port <= 65535 and port not in used and is_free(port)
+
+    cursor = start
+    while len(chosen) < count:
+        block = carla_ports(carla, cursor, tm_port=0)
+        rpc_block = [block["rpc"], block["streaming"], block["secondary"]]
+        if max(rpc_block) > 65535:
+            raise RuntimeError(f"no {count} free CARLA port sets from {start} up to 65535")
+        if not all(map(usable, rpc_block)):
+            cursor += 1
+            continue
+        used.update(rpc_block)
+        tm = max(rpc_block) + 1
+        while not usable(tm):
+            if tm > 65535:
+                raise RuntimeError(f"no free traffic-manager port above {max(rpc_block)}")
+            tm += 1
+        used.add(tm)
+        chosen.append(carla_ports(carla, cursor, tm))
+        cursor = tm + 1
+    return chosen
+
+
 def is_local(host: str) -> bool:
     return host in LOCAL_HOSTS or host == socket.gethostname()
 
