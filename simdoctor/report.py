@@ -1,0 +1,348 @@
+"""`simdoctor report OUT`: Bench2Drive's scores over the routes of a run, where they failed, how fast the agent was.
+
+Definitions (Bench2Drive tools/merge_route_json.py, reference §2.6), taken over the route set, i.e. the
+routes written under OUT/routes/:
+- Driving Score = sum of score_composed / number of routes; a route without a record scores 0.
+- Success Rate = routes whose status is Completed or Perfect with no non-empty infraction list other than
+  min_speed_infractions / number of routes.
+Upstream divides by the constant 220 (the same for the full Bench2Drive set, wrong for any other set);
+SimLingo's copy drops 'Failed - Agent crashed' records and divides by the records left, so a route that
+crashed or never ran does not count at all. OUT/merged.json has merge_route_json.py's format (records
+without 'index', sorted by route_id descending; 'driving score' 0-100, 'success rate' a fraction,
+'eval num' = records) so Bench2Drive's ability and efficiency/smoothness tools read it unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from simdoctor import atomic, profiling, results, routes
+from simdoctor.outdir import Layout
+from simdoctor.recipe import ConfigError, RunRecipe
+from simdoctor.typed import to_data
+
+REPORT_SCHEMA_VERSION = 1
+SLOWEST = 5
+# The leaderboard's order of infraction kinds (statistics_manager.py `values`).
+INFRACTION_ORDER = (
+    "collisions_pedestrian", "collisions_vehicle", "collisions_layout", "red_light", "stop_infraction",
+    "outside_route_lanes", "route_dev", "route_timeout", "vehicle_blocked", "yield_emergency_vehicle_infractions",
+    "scenario_timeouts", "min_speed_infractions",
+)  # fmt: skip
+OUTSIDE_LANES = "outside_route_lanes"
+OUTSIDE_METERS = re.compile(r"for about ([0-9.]+) meters")
+MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class RouteRow:
+    route_id: str
+    town: str
+    scenario_type: Optional[str]
+    status: str  # the record's status, or "missing" when no record was written
+    success: bool
+    score_composed: float  # 0 when missing
+    score_route: float
+    score_penalty: float
+    route_length: float
+    duration_game: Optional[float]
+    duration_system: Optional[float]
+    attempts: int  # from simdoctor's task record; 0 when there is none
+    crashed: bool  # the last attempt failed on infrastructure (see results.RETRY_STATUSES)
+    reason: Optional[str]
+    log: list[results.LogFinding] = field(default_factory=list)
+    profile: Optional[profiling.RouteProfile] = None
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    name: str
+    routes: int
+    evaluated: int
+    driving_score: float
+    success_rate: float  # percent
+    crashed: int
+
+
+@dataclass(frozen=True)
+class Speed:
+    """The agent over every timed step of every route."""
+
+    routes: int
+    steps: int
+    step_p50_s: Optional[float]
+    step_p95_s: Optional[float]
+    step_max_s: Optional[float]
+    steps_per_wall_s: Optional[float]
+    sim_per_wall: Optional[float]
+    peak_gpu_bytes: Optional[int]
+    peak_ram_bytes: Optional[int]
+
+
+@dataclass(frozen=True)
+class Report:
+    out: str
+    routes: int
+    evaluated: int  # routes with a record
+    driving_score: Optional[float]  # 0-100
+    success_rate: Optional[float]  # percent
+    successes: int
+    statuses: dict[str, int]
+    missing: list[str]
+    crashed: list[str]
+    km_driven: float
+    infractions_per_km: dict[str, float]  # outside_route_lanes: km outside the lanes, as the leaderboard
+    towns: list[GroupRow]
+    scenario_types: list[GroupRow]
+    slowest: list[str]
+    speed: Speed
+    rows: list[RouteRow]
+    merged_file: str
+
+
+def _route_number(record_route_id: str) -> str:
+    """RouteScenario_<id>_rep<n> -> <id> (ability_benchmark.py's split('_')[1], allowing '_' in ids)."""
+    body = record_route_id.split("_", 1)[1] if "_" in record_route_id else record_route_id
+    return body.rsplit("_rep", 1)[0]
+
+
+def route_row(route: routes.Route, layout: Layout) -> tuple[RouteRow, Optional[results.RouteRecord]]:
+    found = results.read_results(layout.results_file(route.id))
+    record = found.last
+    reason = found.error if record is None else None
+    if record is not None and _route_number(record.route_id) != route.id:
+        reason, record = f"{found.path} holds {record.route_id}, not route {route.id}", None
+    task = results.read_task(layout.task_file(route.id))
+    last = task.last if task else None
+    if last is not None and last.reason:
+        reason = last.reason
+    steps = profiling.summarize(layout.steps_file(route.id))
+    profile = profiling.with_peaks(steps, last.peak_gpu_bytes, last.peak_ram_bytes) if last else steps
+    crashed = (task is not None and task.final == "crashed") or (
+        record is not None and record.kind is results.Kind.RETRY
+    )
+    row = RouteRow(
+        route_id=route.id,
+        town=route.town,
+        scenario_type=route.scenario_type,
+        status=record.status if record else MISSING,
+        success=record.success if record else False,
+        score_composed=record.score_composed if record else 0.0,
+        score_route=record.score_route if record else 0.0,
+        score_penalty=record.score_penalty if record else 0.0,
+        route_length=record.route_length if record else 0.0,
+        duration_game=record.duration_game if record else None,
+        duration_system=record.duration_system if record else None,
+        attempts=len(task.attempts) if task else 0,
+        crashed=crashed,
+        reason=reason if (crashed or record is None) else None,
+        log=list(last.log) if last else [],
+        profile=profile,
+    )
+    return row, record
+
+
+def infractions_per_km(records: list[results.RouteRecord]) -> tuple[float, dict[str, float]]:
+    """As the leaderboard's global record: counts per km driven (route length x completion), except
+    outside_route_lanes, which is the km driven outside the lanes (statistics_manager.py)."""
+    km = max(sum(r.route_length / 1000 * r.score_route / 100 for r in records), 0.001)
+    names = [*INFRACTION_ORDER, *sorted({k for r in records for k in r.infractions} - set(INFRACTION_ORDER))]
+    values: dict[str, float] = {}
+    for name in names:
+        if name == OUTSIDE_LANES:
+            first = [r.infractions[name][0] for r in records if r.infractions.get(name)]
+            meters = [float(m.group(1)) for m in map(OUTSIDE_METERS.search, first) if m]
+            values[name] = round(sum(meters) / 1000, 3)
+        else:
+            values[name] = round(sum(len(r.infractions.get(name, [])) for r in records) / km, 3)
+    return round(km, 3), values
+
+
+def _group(name: str, rows: list[RouteRow]) -> GroupRow:
+    return GroupRow(
+        name=name,
+        routes=len(rows),
+        evaluated=sum(r.status != MISSING for r in rows),
+        driving_score=sum(r.score_composed for r in rows) / len(rows),
+        success_rate=100 * sum(r.success for r in rows) / len(rows),
+        crashed=sum(r.crashed for r in rows),
+    )
+
+
+def _groups(rows: list[RouteRow], key) -> list[GroupRow]:
+    by: dict[str, list[RouteRow]] = {}
+    for row in rows:
+        by.setdefault(key(row) or "?", []).append(row)
+    return [_group(name, members) for name, members in sorted(by.items())]
+
+
+def _speed(rows: list[RouteRow], layout: Layout) -> Speed:
+    latencies: list[float] = []
+    steps = spans = sim = 0.0
+    timed = 0
+    for row in rows:
+        entries = profiling.read_steps(layout.steps_file(row.route_id))
+        if not entries.latencies:
+            continue
+        timed += 1
+        latencies.extend(entries.latencies)
+        if len(entries.walls) > 1:
+            steps += len(entries.walls) - 1
+            spans += entries.walls[-1] - entries.walls[0]
+            sim += entries.sims[-1] - entries.sims[0]
+    gpu = [r.profile.peak_gpu_bytes for r in rows if r.profile and r.profile.peak_gpu_bytes is not None]
+    ram = [r.profile.peak_ram_bytes for r in rows if r.profile and r.profile.peak_ram_bytes is not None]
+    return Speed(
+        routes=timed,
+        steps=len(latencies),
+        step_p50_s=profiling.percentile(latencies, 50),
+        step_p95_s=profiling.percentile(latencies, 95),
+        step_max_s=max(latencies) if latencies else None,
+        steps_per_wall_s=steps / spans if spans > 0 else None,
+        sim_per_wall=sim / spans if spans > 0 else None,
+        peak_gpu_bytes=max(gpu) if gpu else None,
+        peak_ram_bytes=max(ram) if ram else None,
+    )
+
+
+def merged(records: list[results.RouteRecord], report: Report) -> dict:
+    """merge_route_json.py's output for these records, with this report's scores."""
+    rows = [{k: v for k, v in r.raw.items() if k != "index"} for r in records]
+    rows.sort(key=lambda d: d["route_id"], reverse=True)
+    return {
+        "_checkpoint": {"records": rows},
+        "driving score": report.driving_score,
+        "success rate": None if report.success_rate is None else report.success_rate / 100,
+        "eval num": len(rows),
+    }
+
+
+def build(out: Path, names: RunRecipe) -> tuple[Report, list[results.RouteRecord]]:
+    layout = Layout(Path(out).expanduser().resolve(), names)
+    if not layout.routes_dir.is_dir():
+        raise ConfigError(f"{out} is not a `simdoctor run` output folder (no {names.routes_dir}/ in it)")
+    route_set = [t.route for t in routes.read_routes(layout.routes_dir)]
+    pairs = [route_row(route, layout) for route in route_set]
+    rows = [row for row, _ in pairs]
+    records = [record for _, record in pairs if record is not None]
+    statuses: dict[str, int] = {}
+    for row in rows:
+        statuses[row.status] = statuses.get(row.status, 0) + 1
+    km, per_km = infractions_per_km(records)
+    count = len(rows)
+    successes = sum(r.success for r in rows)
+    timed = [r for r in rows if r.duration_system is not None]
+    report = Report(
+        out=str(layout.root),
+        routes=count,
+        evaluated=len(records),
+        driving_score=sum(r.score_composed for r in rows) / count if count else None,
+        success_rate=100 * successes / count if count else None,
+        successes=successes,
+        statuses=dict(sorted(statuses.items(), key=lambda kv: (-kv[1], kv[0]))),
+        missing=[r.route_id for r in rows if r.status == MISSING],
+        crashed=[r.route_id for r in rows if r.crashed],
+        km_driven=km,
+        infractions_per_km=per_km,
+        towns=_groups(rows, lambda r: r.town),
+        scenario_types=_groups(rows, lambda r: r.scenario_type),
+        slowest=[r.route_id for r in sorted(timed, key=lambda r: -(r.duration_system or 0))[:SLOWEST]],
+        speed=_speed(rows, layout),
+        rows=rows,
+        merged_file=str(layout.merged_file),
+    )
+    return report, records
+
+
+def _seconds(value: Optional[float], digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _gib(value: Optional[int]) -> str:
+    return "-" if value is None else f"{value / 2**30:.1f}"
+
+
+def show(report: Report, out) -> None:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    out.print(Text(f"simdoctor report · {report.out} · {report.routes} routes", style="bold"))
+    if report.driving_score is not None:
+        out.print(
+            Text(
+                f"Driving Score {report.driving_score:.2f}   Success Rate {report.success_rate:.2f} % "
+                f"({report.successes} of {report.routes})",
+                style="bold",
+            )
+        )
+    out.print(
+        f"evaluated {report.evaluated} · missing {len(report.missing)} (count as failed, score 0) · "
+        f"crashed {len(report.crashed)}"
+    )
+    out.print("statuses: " + ", ".join(f"{status} {n}" for status, n in report.statuses.items()))
+    out.print(Text(f"\ninfractions per km ({report.km_driven:.3f} km driven; outside_route_lanes in km)", style="bold"))
+    out.print("  " + ", ".join(f"{k} {v:g}" for k, v in report.infractions_per_km.items()))
+
+    def groups(title: str, rows: list[GroupRow]) -> None:
+        table = Table(title=title, box=box.SIMPLE, title_justify="left", title_style="bold")
+        for column in ("", "routes", "evaluated", "DS", "SR %", "crashed"):
+            table.add_column(column, justify="left" if not column else "right")
+        for g in rows:
+            table.add_row(g.name, str(g.routes), str(g.evaluated), f"{g.driving_score:.2f}", f"{g.success_rate:.1f}",
+                          str(g.crashed))  # fmt: skip
+        out.print(table)
+
+    groups("by town", report.towns)
+    groups("by scenario type", report.scenario_types)
+    by_id = {r.route_id: r for r in report.rows}
+    if report.slowest:
+        out.print(Text("slowest routes (system and game seconds, run_step p50/p95/max s, steps/s, peak GPU/RAM)",
+                       style="bold"))  # fmt: skip
+    for route_id in report.slowest:
+        r, p = by_id[route_id], by_id[route_id].profile
+        out.print(
+            f"  {r.route_id}  {r.town}  {_seconds(r.duration_system, 1)} s  game {_seconds(r.duration_game, 1)} s  "
+            f"step {_seconds(p and p.step_p50_s)}/{_seconds(p and p.step_p95_s)}/{_seconds(p and p.step_max_s)}  "
+            f"{_seconds(p and p.steps_per_wall_s, 1)}/s  GPU {_gib(p and p.peak_gpu_bytes)} GiB  "
+            f"RAM {_gib(p and p.peak_ram_bytes)} GiB  {r.status}"
+        )
+    for route_id in report.crashed:
+        r = by_id[route_id]
+        out.print(Text(f"crashed: route {r.route_id} ({r.town}): {r.reason or r.status}", style="red"))
+        for finding in r.log:
+            detail = f": {finding.detail}" if finding.detail else ""
+            out.print(f"    log line {finding.line_number}: {finding.meaning}{detail}")
+    if report.missing:
+        out.print(Text("missing: " + ", ".join(report.missing), style="yellow"))
+    s = report.speed
+    if s.steps:
+        out.print(
+            Text(
+                f"\nagent speed over {s.steps} steps of {s.routes} routes: run_step p50 {_seconds(s.step_p50_s)} s, "
+                f"p95 {_seconds(s.step_p95_s)} s, max {_seconds(s.step_max_s)} s; "
+                f"{_seconds(s.steps_per_wall_s, 2)} steps per wall second ({_seconds(s.sim_per_wall, 3)}x real time); "
+                f"peak GPU {_gib(s.peak_gpu_bytes)} GiB, peak RAM {_gib(s.peak_ram_bytes)} GiB",
+                style="bold",
+            )
+        )
+    out.print(f"\nmerged.json for Bench2Drive's tools: {report.merged_file}")
+
+
+def run(out: Path, names: RunRecipe, json_out: bool = False) -> int:
+    """Build the report, write merged.json beside it, print it; 0 when printed."""
+    report, records = build(out, names)
+    atomic.write_json(Path(report.merged_file), merged(records, report), indent=4)
+    if json_out:
+        payload = {"schema_version": REPORT_SCHEMA_VERSION, **to_data(report)}
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+    else:
+        from simdoctor import render
+
+        show(report, render.console())
+    return 0

@@ -1,0 +1,187 @@
+"""`simdoctor report`: Bench2Drive's DS and SR over the route set, the tables, merged.json for upstream's tools."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import builders
+import pytest
+
+from simdoctor import report, results, routes
+from simdoctor.outdir import Layout
+
+TOWNS = builders.BENCH2DRIVE_TOWNS
+TYPES = ("ParkingCutIn", "Accident", "HardBreakRoute", "YieldToEmergencyVehicle", "SignalizedJunctionLeftTurn")
+COLLISION = "Agent collided against object with type=vehicle.lincoln.mkz and id=342 at (x=10.2, y=-4.1, z=0.1)"
+MIN_SPEED = "Average speed is 62.5% of the surrounding traffic's one"
+# (how many, results_file arguments or None for no record, score_composed, success)
+CATEGORIES = [
+    (100, {}, 100.0, True),  # Perfect
+    (22, {"infractions": {"min_speed_infractions": [MIN_SPEED]}}, 100.0, True),  # Completed, min speed only
+    (22, {"infractions": {"collisions_vehicle": [COLLISION]}}, 60.0, False),  # Completed, penalty 0.6
+    (22, {"completion": 37.5, "failure": "Agent got blocked",
+          "infractions": {"vehicle_blocked": ["Agent got blocked at (x=1.0, y=2.0, z=0.0)"]}}, 37.5, False),
+    (22, {"completion": 81.0, "failure": "Agent timed out", "infractions": {"route_timeout": ["Route timeout."]}},
+     81.0, False),
+    (11, {"completion": 50.0, "failure": "Simulation crashed", "crashed": True}, 50.0, False),
+    (11, {"completion": 25.0, "failure": "Agent crashed"}, 25.0, False),
+    (10, None, 0.0, False),  # never ran: no record
+]  # fmt: skip
+
+
+@pytest.fixture
+def layout(make_settings, tmp_path):
+    return Layout(tmp_path / "out", make_settings().recipe.run)
+
+
+def bench2drive_run(layout, tmp_path):
+    """A 220-route run folder: route files as `simdoctor run` writes them and the evaluator's results."""
+    specs, outcomes = [], []
+    for count, kwargs, score, success in CATEGORIES:
+        for _ in range(count):
+            i = len(specs)
+            specs.append({"id": str(1000 + 7 * i), "town": TOWNS[i % len(TOWNS)], "type": TYPES[i % len(TYPES)]})
+            outcomes.append((kwargs, score, success))
+    texts = routes.read_routes(builders.routes_xml(tmp_path / "bench2drive220.xml", specs))
+    routes.write_route_files(texts, layout.routes_dir)
+    for spec, (kwargs, _, _) in zip(specs, outcomes):
+        if kwargs is not None:
+            builders.results_file(layout.results_file(spec["id"]), spec["id"], spec["town"], spec["type"], **kwargs)
+    return specs, outcomes
+
+
+def test_driving_score_and_success_rate_match_a_hand_computation(layout, tmp_path):
+    specs, outcomes = bench2drive_run(layout, tmp_path)
+    built, records = report.build(layout.root, layout.names)
+    # 100 x 100 + 22 x 100 + 22 x 60 + 22 x 37.5 + 22 x 81 + 11 x 50 + 11 x 25 + 10 x 0 = 16952, over 220 routes
+    assert built.driving_score == pytest.approx(16952 / 220)
+    assert built.driving_score == pytest.approx(sum(score for _, score, _ in outcomes) / 220)
+    # Perfect 100 + Completed with only a min-speed infraction 22 = 122
+    assert built.successes == 122 and built.success_rate == pytest.approx(100 * 122 / 220)
+    assert (built.routes, built.evaluated, len(records)) == (220, 210, 210)
+    assert built.missing == [s["id"] for s in specs[-10:]]
+    assert built.crashed == [s["id"] for s in specs[188:210]]  # simulation crashes, agent crashes
+    assert built.statuses == {
+        "Perfect": 100, "Completed": 44, "Failed - Agent got blocked": 22, "Failed - Agent timed out": 22,
+        "Failed - Agent crashed": 11, "Failed - Simulation crashed": 11, "missing": 10,
+    }  # fmt: skip
+
+
+def test_merged_json_is_merge_route_json_format_and_definition(layout, tmp_path):
+    """merge_route_json.py: DS = sum(score_composed)/220, SR = successes/220 over the records it merges
+    (the same as ours on the full 220-route set, where a missing route adds 0); SimLingo's copy drops
+    'Failed - Agent crashed' records and divides by the records left."""
+    specs, _ = bench2drive_run(layout, tmp_path)
+    assert report.run(layout.root, layout.names, json_out=True) == 0
+    merged = json.loads(layout.merged_file.read_text())
+    assert set(merged) == {"_checkpoint", "driving score", "success rate", "eval num"}
+    assert set(merged["_checkpoint"]) == {"records"}
+    rows = merged["_checkpoint"]["records"]
+    assert merged["eval num"] == len(rows) == 210
+    assert all("index" not in r for r in rows)
+    assert [r["route_id"] for r in rows] == sorted((r["route_id"] for r in rows), reverse=True)
+
+    def upstream_success(r):
+        return r["status"] in ("Completed", "Perfect") and not any(
+            v for k, v in r["infractions"].items() if k != "min_speed_infractions"
+        )
+
+    assert merged["driving score"] == pytest.approx(sum(r["scores"]["score_composed"] for r in rows) / 220)
+    assert merged["success rate"] == pytest.approx(sum(map(upstream_success, rows)) / 220) == pytest.approx(122 / 220)
+    simlingo = [r for r in rows if r["status"] != "Failed - Agent crashed"]
+    simlingo_ds = sum(r["scores"]["score_composed"] for r in simlingo) / len(simlingo)
+    assert simlingo_ds == pytest.approx(16677 / 199) and simlingo_ds != pytest.approx(merged["driving score"])
+
+    # What ability_benchmark.py and efficiency_smoothness_benchmark.py read from each record.
+    by_id = {s["id"]: s for s in specs}
+    for r in rows:
+        assert r["route_id"].split("_")[1] in by_id  # ability: matched to the routes XML by id
+        assert {"status", "infractions", "scores", "save_name"} <= set(r)
+        assert {"score_route", "score_composed"} <= set(r["scores"])
+        assert {"stop_infraction", "red_light", "min_speed_infractions"} <= set(r["infractions"])
+        for message in r["infractions"]["min_speed_infractions"]:
+            assert re.search(r"\b\d+\.?\d*%", message)  # efficiency parses the percentage
+
+
+def test_a_subset_is_scored_over_its_own_routes(layout, tmp_path):
+    """Over the route set: 3 routes, one never ran, so DS = (100 + 60 + 0) / 3, not / 220 nor / 2."""
+    specs = [{"id": "1", "town": "Town01", "type": "Accident"}, {"id": "2", "town": "Town01", "type": "Accident"},
+             {"id": "3", "town": "Town02", "type": "HardBreakRoute"}]  # fmt: skip
+    routes.write_route_files(routes.read_routes(builders.routes_xml(tmp_path / "r.xml", specs)), layout.routes_dir)
+    builders.results_file(layout.results_file("1"), "1", "Town01", "Accident", length=1000.0)
+    builders.results_file(
+        layout.results_file("2"), "2", "Town01", "Accident", completion=50.0, length=2000.0,
+        failure="Agent deviated from the route",
+        infractions={"collisions_vehicle": [COLLISION, COLLISION], "red_light": ["Agent ran a red light 7 at (x=1)"],
+                     "outside_route_lanes": ["Agent went outside its route lanes for about 250.0 meters (5.0% of "
+                                             "the completed route)"],
+                     "route_dev": ["Agent deviated from the route at (x=1, y=2, z=3)"]},
+    )  # fmt: skip
+    built, _ = report.build(layout.root, layout.names)
+    # route 2: 50 % x 0.6 x 0.6 x 0.7 x (1 - 0.05) = 11.97
+    assert built.driving_score == pytest.approx((100 + 11.97) / 3)
+    assert built.success_rate == pytest.approx(100 / 3) and built.missing == ["3"]
+    # km driven = 1 km x 100 % + 2 km x 50 % = 2 km; outside_route_lanes is km outside, as the leaderboard
+    assert built.km_driven == 2.0
+    assert built.infractions_per_km["collisions_vehicle"] == 1.0
+    assert built.infractions_per_km["red_light"] == 0.5
+    assert built.infractions_per_km["route_dev"] == 0.5
+    assert built.infractions_per_km["outside_route_lanes"] == 0.25
+    assert [(g.name, g.routes, g.evaluated, g.driving_score, g.success_rate) for g in built.towns] == [
+        ("Town01", 2, 2, pytest.approx((100 + 11.97) / 2), 50.0),
+        ("Town02", 1, 0, 0.0, 0.0),
+    ]
+    assert [g.name for g in built.scenario_types] == ["Accident", "HardBreakRoute"]
+
+
+def test_crashed_routes_slowest_routes_and_profiling(layout, tmp_path):
+    specs = [{"id": str(i), "town": "Town03", "type": "Accident"} for i in range(1, 4)]
+    routes.write_route_files(routes.read_routes(builders.routes_xml(tmp_path / "r.xml", specs)), layout.routes_dir)
+    builders.results_file(layout.results_file("1"), "1", "Town03", "Accident", system=900.0)
+    builders.results_file(layout.results_file("2"), "2", "Town03", "Accident", system=100.0, completion=10.0,
+                          failure="Simulation crashed", crashed=True)  # fmt: skip
+    finding = results.LogFinding("carla_segfault", "CARLA crashed (signal 11)", 9, "Engine crash ...", 1)
+    attempt = results.Attempt(1, 0, {}, 1.0, 2.0, 255, False, results.Kind.RETRY, "Failed - Simulation crashed",
+                              "Failed - Simulation crashed; the evaluator exited with code 255", [finding],
+                              peak_gpu_bytes=10 * 2**30, peak_ram_bytes=20 * 2**30)  # fmt: skip
+    results.write_task(layout.task_file("2"), results.TaskRecord("2", [attempt, attempt], final="crashed"))
+    results.write_task(layout.task_file("3"), results.TaskRecord("3", [attempt], final="crashed"))
+    steps = [{"kind": "setup", "setup_s": 30.0}] + [
+        {"kind": "step", "step": k, "run_step_s": 0.1 * (k + 1), "sim_time": 0.05 * (k + 1), "wall": 100.0 + k}
+        for k in range(10)
+    ]
+    layout.steps_file("1").parent.mkdir(parents=True)
+    layout.steps_file("1").write_text("".join(json.dumps(s) + "\n" for s in steps) + '{"kind": "st')  # torn line
+    built, _ = report.build(layout.root, layout.names)
+    rows = {r.route_id: r for r in built.rows}
+    assert built.slowest == ["1", "2"]
+    assert built.crashed == ["2", "3"] and built.missing == ["3"]
+    assert rows["2"].attempts == 2 and rows["2"].reason.startswith("Failed - Simulation crashed; the evaluator")
+    assert rows["2"].log == [finding] and rows["1"].reason is None
+    profile = rows["1"].profile
+    assert (profile.steps, profile.setup_s, profile.step_max_s) == (10, 30.0, 1.0)
+    assert profile.step_p50_s == pytest.approx(0.55) and profile.step_p95_s == pytest.approx(0.955)
+    assert profile.steps_per_wall_s == pytest.approx(1.0) and profile.sim_per_wall == pytest.approx(0.05)
+    assert rows["2"].profile.peak_gpu_bytes == 10 * 2**30  # from the supervisor's sampling
+    assert (built.speed.steps, built.speed.peak_ram_bytes) == (10, 20 * 2**30)
+    assert built.speed.step_p50_s == pytest.approx(0.55)
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "simdoctor", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_report_command(layout, tmp_path):
+    bench2drive_run(layout, tmp_path)
+    text = run_cli("report", str(layout.root))
+    assert text.returncode == 0, text.stderr
+    assert "Driving Score 77.05   Success Rate 55.45 % (122 of 220)" in text.stdout
+    assert "missing: " in text.stdout and "by scenario type" in text.stdout
+    data = json.loads(run_cli("report", str(layout.root), "--json").stdout)
+    assert data["schema_version"] == 1 and data["driving_score"] == pytest.approx(16952 / 220)
+    assert len(data["rows"]) == 220 and layout.merged_file.is_file()
+    bad = run_cli("report", str(tmp_path / "nowhere"))
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "not a `simdoctor run` output folder" in bad.stderr

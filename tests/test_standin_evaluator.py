@@ -1,0 +1,212 @@
+"""Each planned task run for real: the exact command of runplan.launch starts the stand-in Bench2Drive evaluator
+(tests/standins/bench2drive), which starts its stand-in CARLA in a new session, loads the timing wrapper around
+the stand-in SimLingo agent, drives, and writes the results JSON that results.judge and report read.
+
+The test itself plays the supervisor's part in the simplest way (one process at a time, a timeout, cleanup of
+what the evaluator leaves behind by pid): what phase 2 does for real."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import builders
+import pytest
+
+from simdoctor import procs, report, results, runplan
+from simdoctor.outdir import Layout
+from simdoctor.results import Exit, Kind
+
+RECORD_KEYS = ["index", "route_id", "scenario_name", "weather_id", "save_name", "status", "num_infractions",
+               "infractions", "scores", "meta", "town_name"]  # fmt: skip
+INFRACTION_KEYS = ["collisions_layout", "collisions_pedestrian", "collisions_vehicle", "red_light", "stop_infraction",
+                   "outside_route_lanes", "min_speed_infractions", "yield_emergency_vehicle_infractions",
+                   "scenario_timeouts", "route_dev", "vehicle_blocked", "route_timeout"]  # fmt: skip
+
+
+def plan_for(settings, tmp_path, specs, slots=1):
+    source = builders.routes_xml(tmp_path / "routes.xml", specs)
+    slot_list, _ = runplan.plan_slots(settings, (), slots, None, [])
+    plan, texts = runplan.build(settings, runplan.Options(routes=source, out=tmp_path / "out"), slot_list)
+    runplan.prepare(plan, texts, settings)
+    return plan
+
+
+def route(route_id, mode="perfect", **attrs):
+    return {"id": route_id, "town": "Town01", "type": "Accident", "attrs": {"standin": mode, **attrs}}
+
+
+def session_of_listener(port):
+    """The pids of the session holding `port` (a CARLA the evaluator started with setsid)."""
+    owners = {pid for pids in procs.socket_owners(procs.listening_inodes(port)).values() for pid in pids}
+    sids = {p.sid for p in map(procs.process, owners) if p is not None}
+    return [p.pid for p in procs.processes() if p.sid in sids]
+
+
+def stop(pids):
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while any(procs.is_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def execute(plan, task, timeout=30.0, stop_when=None):
+    """Run one task on slot 0; returns (Exit, log text). A run past `timeout`, or whose log shows `stop_when`,
+    loses its whole process group as at a route timeout; the CARLA it started lives on in its own session."""
+    slot = plan.slots[0]
+    run = runplan.launch(plan, task, slot)
+    for path in (task.log_file, task.results_file, task.steps_file):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    with open(task.log_file, "w") as log:
+        proc = subprocess.Popen(run.argv, env={**os.environ, **run.env}, cwd=run.cwd, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        while proc.poll() is None:
+            if time.monotonic() > deadline or (stop_when and stop_when in Path(task.log_file).read_text()):
+                os.killpg(proc.pid, signal.SIGKILL)
+                return Exit(proc.wait(), timed_out=True), Path(task.log_file).read_text()
+            time.sleep(0.02)
+    return Exit(proc.returncode), Path(task.log_file).read_text()
+
+
+@pytest.fixture
+def cleanup():
+    """Ports whose leftover servers the test stops at the end, whatever happened."""
+    ports: list[int] = []
+    yield ports
+    for port in ports:
+        stop(session_of_listener(port))
+
+
+def test_a_perfect_route_through_the_exact_planned_command(standin_stack, tmp_path, cleanup):
+    plan = plan_for(standin_stack, tmp_path, [route("1711")])
+    rpc, tm = plan.slots[0].ports["rpc"], plan.slots[0].ports["traffic_manager"]
+    cleanup.extend([rpc, tm])
+    exit, log = execute(plan, plan.tasks[0])
+    assert exit == Exit(0), log
+    data = json.loads(Path(plan.tasks[0].results_file).read_text())
+    assert list(data) == ["_checkpoint", "entry_status", "eligible", "sensors", "values", "labels"]
+    assert list(data["_checkpoint"]) == ["global_record", "progress", "records"]
+    (record,) = data["_checkpoint"]["records"]
+    assert list(record) == RECORD_KEYS and list(record["infractions"]) == INFRACTION_KEYS
+    assert (record["route_id"], record["status"]) == ("RouteScenario_1711_rep0", "Perfect")
+    assert record["town_name"] == "Town01" and record["scores"]["score_composed"] == 100.0
+    assert (data["entry_status"], data["eligible"], data["_checkpoint"]["progress"]) == ("Finished", True, [1, 1])
+    assert data["sensors"] == ["carla_camera", "carla_imu", "carla_gnss", "carla_speedometer"]
+    assert len(data["values"]) == len(data["labels"]) == 15
+    assert f"-carla-rpc-port={rpc} -graphicsadapter=0" in log and "load_world success" in log
+    assert results.judge(results.read_results(plan.tasks[0].results_file), exit).kind is Kind.RESULT
+    # The timing wrapper ran inside the evaluator around the user's agent: 2 s at 20 Hz.
+    steps = Path(plan.tasks[0].steps_file).read_text().splitlines()
+    assert len(steps) == 1 + 40 and json.loads(steps[-1])["sim_time"] == pytest.approx(2.0)
+    (save_dir,) = Path(plan.tasks[0].viz_dir).iterdir()  # the agent's SAVE_PATH + save name
+    assert save_dir.name.startswith("RouteScenario_1711_rep0_Town01_Accident_1")
+    # The evaluator's atexit killed its CARLA; nothing holds the slot's ports any more.
+    assert session_of_listener(rpc) == [] and session_of_listener(tm) == []
+
+
+@pytest.mark.parametrize(
+    ("mode", "status", "score"),
+    [
+        ("completed", "Completed", 60.0),
+        ("blocked", "Failed - Agent got blocked", 37.5),
+        ("deviated", "Failed - Agent deviated from the route", 22.0),
+        ("timed_out", "Failed - Agent timed out", 81.0),
+        ("tick_runtime", "Failed - TickRuntime", 50.0),
+    ],
+)
+def test_driving_results(standin_stack, tmp_path, cleanup, mode, status, score):
+    plan = plan_for(standin_stack, tmp_path, [route("7", mode, standin_sim_s="0.5")])
+    cleanup.append(plan.slots[0].ports["rpc"])
+    exit, log = execute(plan, plan.tasks[0])
+    found = results.read_results(plan.tasks[0].results_file)
+    assert exit == Exit(0), log
+    assert (found.last.status, found.last.score_composed, found.entry_status) == (status, score, "Finished")
+    assert results.judge(found, exit) == results.Judgement(Kind.RESULT, status, status)
+
+
+def test_an_agent_exception(standin_stack, tmp_path, cleanup, monkeypatch):
+    monkeypatch.setenv("STANDIN_AGENT_FAIL_AT_STEP", "3")
+    plan = plan_for(standin_stack, tmp_path, [route("7")])
+    cleanup.append(plan.slots[0].ports["rpc"])
+    exit, log = execute(plan, plan.tasks[0])
+    found = results.read_results(plan.tasks[0].results_file)
+    assert exit == Exit(0) and found.last.status == "Failed - Agent crashed"
+    assert results.judge(found, exit).kind is Kind.RETRY
+    (finding,) = results.scan_log(log)
+    assert finding.name == "agent_crash" and "stand-in agent: step 3 failed on purpose" in finding.detail
+
+
+def test_an_agent_that_cannot_be_set_up(standin_stack, tmp_path, cleanup, monkeypatch):
+    monkeypatch.setenv("STANDIN_AGENT_SETUP_FAIL", "1")
+    plan = plan_for(standin_stack, tmp_path, [route("7")])
+    cleanup.append(plan.slots[0].ports["rpc"])
+    exit, log = execute(plan, plan.tasks[0])
+    found = results.read_results(plan.tasks[0].results_file)
+    assert exit == Exit(255) and found.last.status == "Failed - Agent couldn't be set up"
+    assert found.entry_status == "Started" and results.judge(found, exit).kind is Kind.RETRY
+    assert [f.name for f in results.scan_log(log)] == ["agent_setup"]
+
+
+def test_a_simulator_crash(standin_stack, tmp_path, cleanup):
+    plan = plan_for(standin_stack, tmp_path, [route("7", "sim_crash")])
+    rpc = plan.slots[0].ports["rpc"]
+    cleanup.append(rpc)
+    exit, log = execute(plan, plan.tasks[0])
+    data = json.loads(Path(plan.tasks[0].results_file).read_text())
+    assert exit == Exit(255), log
+    assert data["_checkpoint"]["records"][0]["status"] == "Failed - Simulation crashed"
+    assert (data["entry_status"], data["_checkpoint"]["global_record"], data["values"]) == ("Crashed", {}, [])
+    verdict = results.judge(results.read_results(plan.tasks[0].results_file), exit)
+    assert verdict.kind is Kind.RETRY and "sys.exit(-1)" in verdict.reason
+    assert "Error during the simulation" in log and session_of_listener(rpc) == []
+
+
+@pytest.mark.parametrize(("mode", "stop_when"), [("hang", "hanging on purpose"), ("die", None)])
+def test_a_hang_or_a_death_leaves_no_record_and_a_running_carla(standin_stack, tmp_path, cleanup, mode, stop_when):
+    plan = plan_for(standin_stack, tmp_path, [route("7", mode)])
+    rpc = plan.slots[0].ports["rpc"]
+    cleanup.append(rpc)
+    exit, _ = execute(plan, plan.tasks[0], stop_when=stop_when)
+    assert exit == Exit(-signal.SIGKILL, timed_out=mode == "hang")
+    found = results.read_results(plan.tasks[0].results_file)
+    assert found.records == [] and found.progress == [0, 1]
+    verdict = results.judge(found, exit)
+    assert verdict.kind is Kind.RETRY and verdict.status is None and "no route record written" in verdict.reason
+    leftover = session_of_listener(rpc)  # setsid: the evaluator's death does not take its CARLA along
+    assert leftover, "the stand-in CARLA should outlive its evaluator"
+    stop(leftover)
+    assert session_of_listener(rpc) == []
+
+
+def test_a_route_that_crashes_once_then_passes(standin_stack, tmp_path, cleanup):
+    plan = plan_for(standin_stack, tmp_path, [route("7", "sim_crash", standin_failing_attempts="1")])
+    cleanup.append(plan.slots[0].ports["rpc"])
+    first, _ = execute(plan, plan.tasks[0])
+    assert results.judge(results.read_results(plan.tasks[0].results_file), first).kind is Kind.RETRY
+    second, _ = execute(plan, plan.tasks[0])
+    found = results.read_results(plan.tasks[0].results_file)
+    assert second == Exit(0) and found.last.status == "Perfect"
+    assert results.finished(found, None)
+
+
+def test_the_report_over_routes_run_by_the_stand_in(standin_stack, tmp_path, cleanup):
+    plan = plan_for(standin_stack, tmp_path, [route("1"), route("2", "completed"), route("3", "blocked")])
+    cleanup.append(plan.slots[0].ports["rpc"])
+    for task in plan.tasks:
+        assert execute(plan, task)[0] == Exit(0)
+    built, records = report.build(Path(plan.out), standin_stack.recipe.run)
+    assert built.driving_score == pytest.approx((100 + 60 + 37.5) / 3)
+    assert built.success_rate == pytest.approx(100 / 3) and built.missing == [] and len(records) == 3
+    assert built.speed.routes == 3 and built.speed.steps == 3 * 40
+    layout = Layout(Path(plan.out), standin_stack.recipe.run)
+    resumed, _ = runplan.build(standin_stack, runplan.Options(routes=tmp_path / "routes.xml", out=tmp_path / "out"),
+                               plan.slots)  # fmt: skip
+    assert resumed.pending == [] and layout.results_file("3").is_file()
