@@ -77,9 +77,8 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def summarize(path: Path) -> Optional[RouteProfile]:
+def profile(steps: Steps) -> Optional[RouteProfile]:
     """The route's profile; None when the agent never wrote a step file."""
-    steps = read_steps(path)
     if not steps.exists:
         return None
     walls, sims, latencies = steps.walls, steps.sims, steps.latencies

@@ -111,7 +111,9 @@ def _route_number(record_route_id: str) -> str:
     return body.rsplit("_rep", 1)[0]
 
 
-def route_row(route: routes.Route, layout: Layout) -> tuple[RouteRow, Optional[results.RouteRecord]]:
+def route_row(
+    route: routes.Route, layout: Layout, steps: profiling.Steps
+) -> tuple[RouteRow, Optional[results.RouteRecord]]:
     found = results.read_results(layout.results_file(route.id))
     record = found.last
     reason = found.error if record is None else None
@@ -121,8 +123,8 @@ def route_row(route: routes.Route, layout: Layout) -> tuple[RouteRow, Optional[r
     last = task.last if task else None
     if last is not None and last.reason:
         reason = last.reason
-    steps = profiling.summarize(layout.steps_file(route.id))
-    profile = profiling.with_peaks(steps, last.peak_gpu_bytes, last.peak_ram_bytes) if last else steps
+    timed = profiling.profile(steps)
+    profile = profiling.with_peaks(timed, last.peak_gpu_bytes, last.peak_ram_bytes) if last else timed
     crashed = (task is not None and task.final == "crashed") or (
         record is not None and record.kind is results.Kind.RETRY
     )
@@ -181,12 +183,11 @@ def _groups(rows: list[RouteRow], key) -> list[GroupRow]:
     return [_group(name, members) for name, members in sorted(by.items())]
 
 
-def _speed(rows: list[RouteRow], layout: Layout) -> Speed:
+def _speed(rows: list[RouteRow], route_steps: list[profiling.Steps]) -> Speed:
     latencies: list[float] = []
     steps = spans = sim = 0.0
     timed = 0
-    for row in rows:
-        entries = profiling.read_steps(layout.steps_file(row.route_id))
+    for entries in route_steps:
         if not entries.latencies:
             continue
         timed += 1
@@ -227,7 +228,8 @@ def build(out: Path, names: RunRecipe) -> tuple[Report, list[results.RouteRecord
     if not layout.routes_dir.is_dir():
         raise ConfigError(f"{out} is not a `simdoctor run` output folder (no {names.routes_dir}/ in it)")
     route_set = [t.route for t in routes.read_routes(layout.routes_dir)]
-    pairs = [route_row(route, layout) for route in route_set]
+    route_steps = [profiling.read_steps(layout.steps_file(route.id)) for route in route_set]
+    pairs = [route_row(route, layout, steps) for route, steps in zip(route_set, route_steps)]
     rows = [row for row, _ in pairs]
     records = [record for _, record in pairs if record is not None]
     statuses: dict[str, int] = {}
@@ -252,7 +254,7 @@ def build(out: Path, names: RunRecipe) -> tuple[Report, list[results.RouteRecord
         towns=_groups(rows, lambda r: r.town),
         scenario_types=_groups(rows, lambda r: r.scenario_type),
         slowest=[r.route_id for r in sorted(timed, key=lambda r: -(r.duration_system or 0))[:SLOWEST]],
-        speed=_speed(rows, layout),
+        speed=_speed(rows, route_steps),
         rows=rows,
         merged_file=str(layout.merged_file),
     )

@@ -15,7 +15,7 @@ import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from simdoctor import atomic, results, routes, scripts
 from simdoctor.agentenv import agent_environment
@@ -23,8 +23,9 @@ from simdoctor.findings import Finding, Status
 from simdoctor.gpumap import adapter_map
 from simdoctor.outdir import Layout
 from simdoctor.probes.agent import resolve_python
-from simdoctor.probes.gpu import GpuFacts
+from simdoctor.probes.gpu import GpuDevice, GpuFacts
 from simdoctor.probes.ports import bindable, worker_ports
+from simdoctor.probes.vulkan import VkDevice
 from simdoctor.probing import Facts
 from simdoctor.recipe import ConfigError
 from simdoctor.scripts.timed_agent import AGENT_FILE_ENV, STEPS_FILE_ENV
@@ -151,7 +152,9 @@ def parse_workers(text: str) -> Optional[int]:
     return value
 
 
-def gpu_gate(findings: list[Finding], gpus: Optional[GpuFacts], devices: list, selected: Optional[tuple[int, ...]]):
+def gpu_gate(
+    findings: list[Finding], gpus: Optional[GpuFacts], devices: list[VkDevice], selected: Optional[tuple[int, ...]]
+) -> list[Finding]:
     """The findings that stop a run: any failure of GPU_CHECKS (or of their probes), except an unmapped
     GPU that was not selected."""
     mapping = adapter_map(gpus.gpus, devices) if gpus is not None and not gpus.nvml_error else {}
@@ -166,7 +169,7 @@ def gpu_gate(findings: list[Finding], gpus: Optional[GpuFacts], devices: list, s
     return fatal
 
 
-def vulkan_devices(facts: Facts) -> list:
+def vulkan_devices(facts: Facts) -> list[VkDevice]:
     v = facts.get("vulkan")
     enumeration = getattr(v, "enumeration", None)
     return list(enumeration.devices) if enumeration is not None and enumeration.ok else []
@@ -177,15 +180,15 @@ def plan_slots(
     selected: Optional[tuple[int, ...]],
     workers: Optional[int],
     gpus: Optional[GpuFacts],
-    devices: list,
+    devices: list[VkDevice],
     taken: frozenset[int] = frozenset(),
-    is_free=bindable,
+    is_free: Callable[[int], bool] = bindable,
 ) -> tuple[list[Slot], list[str]]:
     """Slots ordered worker-major (GPU 0, GPU 1, GPU 0, ...) so the first tasks spread over the GPUs."""
     recipe = settings.recipe
     notes: list[str] = []
     if selected == ():
-        counts: list[tuple[Optional[object], int]] = [(None, workers or 1)]
+        counts: list[tuple[Optional[GpuDevice], int]] = [(None, workers or 1)]
     else:
         if gpus is None or gpus.nvml_error:
             raise RunError("no NVIDIA GPU to plan on: `simdoctor check --only gpu` says why, or pass --gpus none")
@@ -221,16 +224,15 @@ def plan_slots(
         for gpu, count in counts:
             if round_ >= count:
                 continue
-            index = getattr(gpu, "index", None)
-            adapter = mapping.get(index) if index is not None else None
-            if index is not None and adapter is None:
-                raise RunError(f"Vulkan does not list GPU {index}: CARLA cannot render there (vulkan.adapter_map)")
+            adapter = mapping.get(gpu.index) if gpu is not None else None
+            if gpu is not None and adapter is None:
+                raise RunError(f"Vulkan does not list GPU {gpu.index}: CARLA cannot render there (vulkan.adapter_map)")
             slots.append(
                 Slot(
                     index=len(slots),
-                    gpu=index,
-                    gpu_uuid=getattr(gpu, "uuid", None),
-                    gpu_name=getattr(gpu, "name", None),
+                    gpu=gpu.index if gpu else None,
+                    gpu_uuid=gpu.uuid if gpu else None,
+                    gpu_name=gpu.name if gpu else None,
                     graphics_adapter=adapter,
                     ports=port_sets[len(slots)],
                 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from simdoctor import procs
 from simdoctor.probing import ProbeContext, probe
@@ -52,7 +52,11 @@ def bindable(port: int) -> bool:
 
 
 def worker_ports(
-    carla: CarlaRecipe, count: int, start: int, taken: frozenset[int] = frozenset(), is_free=bindable
+    carla: CarlaRecipe,
+    count: int,
+    start: int,
+    taken: frozenset[int] = frozenset(),
+    is_free: Callable[[int], bool] = bindable,
 ) -> list[dict[str, int]]:
     """`count` sets of worker ports (carla_ports roles), all free now, distinct and outside `taken`:
     from `start` upwards, each set is the first free RPC block (RPC, +1, +2), then the next free port
