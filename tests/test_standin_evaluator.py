@@ -132,27 +132,26 @@ def test_driving_results(standin_stack, tmp_path, cleanup, mode, status, score):
     assert results.judge(found, exit) == results.Judgement(Kind.RESULT, status, status)
 
 
-def test_an_agent_exception(standin_stack, tmp_path, cleanup, monkeypatch):
-    monkeypatch.setenv("STANDIN_AGENT_FAIL_AT_STEP", "3")
+@pytest.mark.parametrize(
+    ("variable", "value", "code", "status", "entry", "log", "detail"),
+    [
+        # run_step raises: the leaderboard's AgentError path; the evaluator goes on and exits 0
+        ("STANDIN_AGENT_FAIL_AT_STEP", "3", 0, "Failed - Agent crashed", "Finished", "agent_crash",
+         "RuntimeError: stand-in agent: step 3 failed on purpose"),
+        # setup raises: the evaluator stops with sys.exit(-1) before any global statistics
+        ("STANDIN_AGENT_SETUP_FAIL", "1", 255, "Failed - Agent couldn't be set up", "Started", "agent_setup",
+         "RuntimeError: stand-in agent: setup failed on purpose"),
+    ],
+)  # fmt: skip
+def test_agent_errors(standin_stack, tmp_path, cleanup, monkeypatch, variable, value, code, status, entry, log, detail):
+    monkeypatch.setenv(variable, value)
     plan = plan_for(standin_stack, tmp_path, [route("7")])
     cleanup.append(plan.slots[0].ports["rpc"])
-    exit, log = execute(plan, plan.tasks[0])
+    exit, text = execute(plan, plan.tasks[0])
     found = results.read_results(plan.tasks[0].results_file)
-    assert exit == Exit(0) and found.last.status == "Failed - Agent crashed"
+    assert exit == Exit(code) and (found.last.status, found.entry_status) == (status, entry)
     assert results.judge(found, exit).kind is Kind.RETRY
-    (finding,) = results.scan_log(log)
-    assert finding.name == "agent_crash" and "stand-in agent: step 3 failed on purpose" in finding.detail
-
-
-def test_an_agent_that_cannot_be_set_up(standin_stack, tmp_path, cleanup, monkeypatch):
-    monkeypatch.setenv("STANDIN_AGENT_SETUP_FAIL", "1")
-    plan = plan_for(standin_stack, tmp_path, [route("7")])
-    cleanup.append(plan.slots[0].ports["rpc"])
-    exit, log = execute(plan, plan.tasks[0])
-    found = results.read_results(plan.tasks[0].results_file)
-    assert exit == Exit(255) and found.last.status == "Failed - Agent couldn't be set up"
-    assert found.entry_status == "Started" and results.judge(found, exit).kind is Kind.RETRY
-    assert [f.name for f in results.scan_log(log)] == ["agent_setup"]
+    assert [(f.name, f.detail) for f in results.scan_log(text)] == [(log, detail)]
 
 
 def test_a_simulator_crash(standin_stack, tmp_path, cleanup):
