@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import builders
 import pytest
+from test_cli import simdoctor
 
 from simdoctor import report, results, routes
 from simdoctor.outdir import Layout
@@ -170,18 +169,14 @@ def test_crashed_routes_slowest_routes_and_profiling(layout, tmp_path):
     assert built.speed.step_p50_s == pytest.approx(0.55)
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "simdoctor", *args], capture_output=True, text=True, timeout=60)
-
-
 def test_report_command(layout, tmp_path):
     bench2drive_run(layout, tmp_path)
-    text = run_cli("report", str(layout.root))
+    text = simdoctor("report", str(layout.root))
     assert text.returncode == 0, text.stderr
     assert "Driving Score 77.05   Success Rate 55.45 % (122 of 220)" in text.stdout
     assert "missing: " in text.stdout and "by scenario type" in text.stdout
-    data = json.loads(run_cli("report", str(layout.root), "--json").stdout)
+    data = json.loads(simdoctor("report", str(layout.root), "--json").stdout)
     assert data["schema_version"] == 1 and data["driving_score"] == pytest.approx(16952 / 220)
     assert len(data["rows"]) == 220 and layout.merged_file.is_file()
-    bad = run_cli("report", str(tmp_path / "nowhere"))
+    bad = simdoctor("report", str(tmp_path / "nowhere"))
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "not a `simdoctor run` output folder" in bad.stderr

@@ -6,12 +6,11 @@ import dataclasses
 import json
 import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import builders
 import pytest
+from test_cli import simdoctor
 
 from simdoctor import doctor, results, runplan
 from simdoctor.agentenv import agent_environment
@@ -211,28 +210,23 @@ def test_option_errors(stack, tmp_path):
         runplan.build(nowhere, runplan.Options(routes=source, out=tmp_path / "o"), [])
 
 
-def run_cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "simdoctor", *args], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, **(env or {})})  # fmt: skip
-
-
 def test_dry_run_command(stack, tmp_path):
     settings, source = stack
     common = ["--routes", str(source), "--out", str(tmp_path / "out"), "--work-dir", str(settings.work_dir),
               "--agent-python", settings.agent_python]  # fmt: skip
-    no_gpu = run_cli("run", "--dry-run", *common, env={"NO_COLOR": "1"})
+    no_gpu = simdoctor("run", "--dry-run", *common, env={**os.environ, "NO_COLOR": "1"})
     if no_gpu.returncode == 0:
         pytest.skip("this machine has a GPU CARLA can use")
     assert no_gpu.returncode == 1 and "NVIDIA driver" in no_gpu.stdout and "--gpus none" in no_gpu.stdout
-    text = run_cli("run", "--dry-run", "--gpus", "none", "--workers-per-gpu", "2", *common)
+    text = simdoctor("run", "--dry-run", "--gpus", "none", "--workers-per-gpu", "2", *common)
     assert text.returncode == 0, text.stderr
     assert "slots (2)" in text.stdout and "route 1773 (Town12, Accident) on slot 1" in text.stdout
     assert f"--checkpoint={tmp_path}/out/res/2084.json" in text.stdout
-    data = json.loads(run_cli("run", "--dry-run", "--json", "--gpus", "none", "--route-ids", "1773", *common).stdout)
+    data = json.loads(simdoctor("run", "--dry-run", "--json", "--gpus", "none", "--route-ids", "1773", *common).stdout)
     assert data["schema_version"] == 1 and [t["route"]["id"] for t in data["plan"]["tasks"]] == ["1773"]
     (launch,) = data["launches"]
     assert launch["argv"][2] == f"--routes={tmp_path}/out/routes/1773.xml" and launch["cwd"] == str(settings.work_dir)
     assert not (tmp_path / "out").exists()  # a dry run writes nothing
-    assert run_cli("run", *common).returncode == 2  # --dry-run is required until the run itself lands
-    bad = run_cli("run", "--dry-run", "--gpus", "x", *common)
+    assert simdoctor("run", *common).returncode == 2  # --dry-run is required until the run itself lands
+    bad = simdoctor("run", "--dry-run", "--gpus", "x", *common)
     assert bad.returncode == 2 and "--gpus 'x'" in bad.stderr
