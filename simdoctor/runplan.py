@@ -440,33 +440,45 @@ def show_plan(plan: Plan, out) -> None:
             out.print(Text(f"route {task.route.id}: finished, skipped ({task.results_file})", style="dim"))
 
 
-def dry_run(settings: Settings, options: Options, json_out: bool = False) -> int:
-    """`simdoctor run --dry-run`: print the plan; 1 when the GPUs cannot run CARLA (with the check's findings)."""
-    from simdoctor import doctor, render
+def make(settings: Settings, options: Options) -> tuple[Optional[Plan], list[routes.RouteText], list[Finding]]:
+    """The plan for these options on this machine, with the route texts `prepare` writes; when the GPUs
+    cannot run CARLA, no plan and the gpu/vulkan findings that say why. Raises ConfigError (usage) and
+    RunError (no free ports, no GPU memory)."""
+    from simdoctor import doctor
     from simdoctor.checks import CheckContext
 
     selected = parse_gpus(options.gpus)
     workers = parse_workers(options.workers_per_gpu)
     gpus, devices = None, []
+    if selected != ():
+        checks = doctor.select(doctor.Selection(only=GPU_CHECKS))
+        ctx = CheckContext(settings)
+        facts = doctor.start(checks, ctx).wait()
+        gpus = facts.get("gpu") if isinstance(facts.get("gpu"), GpuFacts) else None
+        devices = vulkan_devices(facts)
+        fatal = gpu_gate(doctor.diagnose(facts, checks, ctx), gpus, devices, selected)
+        if fatal:
+            return None, [], fatal
+    slots, notes = plan_slots(settings, selected, workers, gpus, devices)
+    plan, texts = build(settings, options, slots, notes)
+    return plan, texts, []
+
+
+def dry_run(settings: Settings, options: Options, json_out: bool = False) -> int:
+    """`simdoctor run --dry-run`: print the plan; 1 when the GPUs cannot run CARLA (with the checks' findings)."""
+    from simdoctor import render
+
     try:
-        if selected != ():
-            checks = doctor.select(doctor.Selection(only=GPU_CHECKS))
-            ctx = CheckContext(settings)
-            facts = doctor.start(checks, ctx).wait()
-            gpus = facts.get("gpu") if isinstance(facts.get("gpu"), GpuFacts) else None
-            devices = vulkan_devices(facts)
-            fatal = gpu_gate(doctor.diagnose(facts, checks, ctx), gpus, devices, selected)
-            if fatal:
-                if json_out:
-                    sys.stdout.write(render.findings_json(fatal, {"exit_code": 1}) + "\n")
-                else:
-                    header = "simdoctor run: CARLA cannot run on this machine's GPUs (or pass --gpus none)"
-                    render.report(fatal, render.console(), header=header)
-                return 1
-        slots, notes = plan_slots(settings, selected, workers, gpus, devices)
-        plan, _ = build(settings, options, slots, notes)
+        plan, _, fatal = make(settings, options)
     except RunError as exc:
         sys.stderr.write(f"simdoctor: {exc}\n")
+        return 1
+    if plan is None:
+        if json_out:
+            sys.stdout.write(render.findings_json(fatal, {"exit_code": 1}) + "\n")
+        else:
+            header = "simdoctor run: CARLA cannot run on this machine's GPUs (or pass --gpus none)"
+            render.report(fatal, render.console(), header=header)
         return 1
     if json_out:
         sys.stdout.write(plan_json(plan) + "\n")
