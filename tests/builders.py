@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 from collections.abc import Iterable
 from pathlib import Path
@@ -20,6 +21,16 @@ def _executable(path: Path, text: str) -> None:
     path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
 
+# The packaged launcher, verbatim (carla#4193; the same text in CARLA's Package.sh output): it runs
+# the shipping binary as its child, it does not exec it.
+LAUNCHER = """#!/bin/sh
+UE4_TRUE_SCRIPT_NAME=$(echo \\"$0\\" | xargs readlink -f)
+UE4_PROJECT_ROOT=$(dirname "$UE4_TRUE_SCRIPT_NAME")
+chmod +x "$UE4_PROJECT_ROOT/CarlaUE4/Binaries/Linux/CarlaUE4-Linux-Shipping"
+"$UE4_PROJECT_ROOT/CarlaUE4/Binaries/Linux/CarlaUE4-Linux-Shipping" CarlaUE4 "$@"
+"""
+
+
 def carla_root(
     root: Path,
     recipe: Recipe,
@@ -30,10 +41,7 @@ def carla_root(
 ) -> Path:
     """A packaged-CARLA layout as the release archive unpacks it (no top-level folder, carla.md §5)."""
     c = recipe.carla
-    _executable(
-        root / c.launcher,
-        '#!/bin/sh\nexec "$(dirname "$0")/CarlaUE4/Binaries/Linux/CarlaUE4-Linux-Shipping" CarlaUE4 "$@"\n',
-    )
+    _executable(root / c.launcher, LAUNCHER)
     _executable(root / c.binary, "#!/bin/sh\nexit 0\n")
     if not executable:
         (root / c.binary).chmod(0o644)
@@ -51,6 +59,23 @@ def carla_root(
     (nav.parent / "__init__.py").write_text("")
     (nav / "__init__.py").write_text("")
     return root
+
+
+def standin_server(root: Path, recipe: Recipe, python: str, code_dir: Path, behaviour: Optional[dict] = None) -> Path:
+    """Make the package's shipping binary the stand-in server (tests/standins/carla_server.py), run by
+    `python` with simdoctor and the stand-ins importable from `code_dir`; `behaviour` is its standin.json."""
+    binary = root / recipe.carla.binary
+    _executable(
+        binary,
+        f"#!{python}\nimport sys\nsys.path.insert(0, {str(code_dir)!r})\n"
+        "from tests.standins.carla_server import main\nmain()\n",
+    )
+    set_behaviour(root, behaviour or {})
+    return binary
+
+
+def set_behaviour(root: Path, behaviour: dict) -> None:
+    (root / "standin.json").write_text(json.dumps(behaviour))
 
 
 def simlingo_checkout(

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -101,3 +105,79 @@ def xvfb() -> str:
     yield f":{number}"
     proc.terminate()
     proc.wait(timeout=10)
+
+
+TEST_USER = "simdoctor-test"  # created by tests/setup.sh
+USER_PYTHON = "/opt/simdoctor-test/venv/bin/python"  # tests/setup.sh: Debian's python3 + simdoctor's dependencies
+
+
+@dataclass(frozen=True)
+class UserRuntime:
+    """Run simdoctor as the non-root test user, as a real server would be run (CARLA refuses root).
+
+    The checkout may sit under a directory that user cannot enter, so a fresh copy of the code
+    (simdoctor, the recipes, the stand-ins) goes to a world-readable temp dir for the session."""
+
+    user: str
+    uid: int
+    gid: int
+    python: str
+    code: Path
+    base: Path
+
+    def mkdir(self, name: str) -> Path:
+        """A directory the user owns, under the session's world-traversable base."""
+        path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.base))
+        os.chown(path, self.uid, self.gid)
+        return path
+
+    def chown_tree(self, root: Path) -> None:
+        for path in [root, *root.rglob("*")]:
+            os.lchown(path, self.uid, self.gid)
+
+    def env(self, home: Path, **extra: str) -> dict[str, str]:
+        return {
+            "HOME": str(home),
+            "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+            "PYTHONPATH": str(self.code),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "LANG": "C.UTF-8",
+            "NO_COLOR": "1",
+            "SIMDOCTOR_CONFIG": str(home / "config.toml"),
+            "SIMDOCTOR_STATE_DIR": str(home / "state"),
+            **extra,
+        }
+
+    def command(self, args: list[str]) -> list[str]:
+        """`args` as the user; setpriv execs in place, so the pid is that of `args` itself."""
+        return ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups", "--", *args]
+
+    def simdoctor(self, *args: str) -> list[str]:
+        return self.command([self.python, "-m", "simdoctor", *args])
+
+
+def copy_code(dest: Path) -> Path:
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(REPO / "simdoctor", dest / "simdoctor", ignore=skip)
+    shutil.copytree(REPO / "recipes", dest / "recipes", ignore=skip)
+    shutil.copytree(REPO / "tests" / "standins", dest / "tests" / "standins", ignore=skip)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def user_runtime() -> Iterator[UserRuntime]:
+    if os.geteuid() != 0:
+        pytest.fail("the CARLA lifecycle tests create processes as another user: run them as root (CI does)")
+    try:
+        entry = pwd.getpwnam(TEST_USER)
+    except KeyError:
+        pytest.fail(f"user {TEST_USER} is missing: run `bash tests/setup.sh`")
+    if not os.access(USER_PYTHON, os.X_OK):
+        pytest.fail(f"{USER_PYTHON} is missing: run `bash tests/setup.sh`")
+    base = Path(tempfile.mkdtemp(prefix="simdoctor-user-", dir="/tmp"))
+    base.chmod(0o755)
+    code = copy_code(base / "code")
+    for path in [code, *code.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    yield UserRuntime(TEST_USER, entry.pw_uid, entry.pw_gid, USER_PYTHON, code, base)
+    shutil.rmtree(base, ignore_errors=True)
