@@ -15,7 +15,7 @@ from simdoctor.probing import dump_facts as write_facts
 from simdoctor.recipe import ConfigError
 from simdoctor.settings import Settings
 
-PROBE_GROUPS = {"server": "carla", "ports": "carla"}  # probes named unlike the group they feed
+PROBE_GROUPS = {"server": "carla", "ports": "carla", "carla_servers": "gpu"}  # probes named unlike the group they feed
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def run(
             sys.stdout.write(f"{c.id:26} {c.title}\n")
         return 0
     began = time.monotonic()
-    checks = select(Selection(only, skip))
+    checks = [c for c in select(Selection(only, skip)) if c.group != "docker" or backend == "docker"]
     ctx = CheckContext(settings, window=window, deep=deep, backend=backend)
     pending = None if facts_file else start(checks, ctx)
     from simdoctor import render  # imported here: rich loads while the probes' subprocesses run

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import stat
+import subprocess
+import tarfile
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Optional
 
 from simdoctor.recipe import Recipe
@@ -103,3 +106,81 @@ def simlingo_checkout(
     body = "".join(f'  <route id="{i}" town="{t}">\n  </route>\n' for i, t in enumerate(towns))
     routes.write_text(f'<?xml version="1.0"?>\n<routes>\n{body}</routes>\n')
     return work_dir
+
+
+IMAGE_USER = ("carla", 1000)  # Release.Dockerfile: `RUN useradd -m carla`, `USER carla`
+IMAGE_PYTHON = "/usr/bin/python3.11"  # Debian's interpreter, copied in with what it loads
+IMAGE_TOOLS = ("/bin/sh", "/usr/bin/xargs", "/usr/bin/readlink", "/usr/bin/dirname", "/bin/chmod")  # CarlaUE4.sh
+STDLIB_SKIP = ("test", "idlelib", "tkinter", "ensurepip", "lib2to3", "pydoc_data", "turtledemo", "__pycache__",
+               "site-packages", "dist-packages", "config-3.11-x86_64-linux-gnu")  # fmt: skip
+
+
+def _shared_libs(binaries: Iterable[Path]) -> set[Path]:
+    """What the dynamic linker loads for these binaries (ldd), the loader itself included."""
+    found: set[Path] = set()
+    for binary in binaries:
+        out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            parts = line.split()
+            path = parts[2] if "=>" in parts and len(parts) > 2 else parts[0] if parts else ""
+            if path.startswith("/"):
+                found.add(Path(path))
+    return found
+
+
+def standin_image_tar(dest: Path, recipe: Recipe, code_dir: Path) -> Path:
+    """A tar of a root filesystem standing in for carlasim/carla:0.9.15: the packaged layout in
+    /home/carla (owned by user carla, uid 1000) with the stand-in server as its shipping binary,
+    Debian's Python and stdlib to run it, and /bin/sh plus the tools CarlaUE4.sh calls."""
+    c = recipe.carla
+    home = PurePosixPath(c.docker_carla_root)
+    stdlib = Path("/usr/lib/python3.11")
+    dynload = sorted((stdlib / "lib-dynload").glob("*.so"))
+    files = {
+        Path(IMAGE_PYTHON),
+        *map(Path, IMAGE_TOOLS),
+        *_shared_libs([Path(IMAGE_PYTHON), *map(Path, IMAGE_TOOLS), *dynload]),
+    }
+    tar_path = dest / "rootfs.tar"
+    user, uid = IMAGE_USER
+
+    def add_text(tar: tarfile.TarFile, name: str, text: str, mode: int = 0o644, owner: int = 0) -> None:
+        data = text.encode()
+        info = tarfile.TarInfo(name.lstrip("/"))
+        info.size, info.mode, info.uid, info.gid = len(data), mode, owner, owner
+        tar.addfile(info, io.BytesIO(data))
+
+    def add_dir(tar: tarfile.TarFile, name: str, mode: int = 0o755, owner: int = 0) -> None:
+        info = tarfile.TarInfo(name.lstrip("/"))
+        info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, mode, owner, owner
+        tar.addfile(info)
+
+    def skip(info: tarfile.TarInfo) -> Optional[tarfile.TarInfo]:
+        parts = PurePosixPath(info.name).parts
+        return None if any(p in STDLIB_SKIP for p in parts) or info.name.endswith(".pyc") else info
+
+    with tarfile.open(tar_path, "w") as tar:
+        for d in ("tmp",):
+            add_dir(tar, d, 0o1777)
+        add_dir(tar, str(home), owner=uid)
+        for path in sorted(files):
+            tar.add(str(path.resolve()), arcname=str(path).lstrip("/"))
+            if path.is_symlink():  # also keep the name the binaries ask for, e.g. libc.so.6
+                tar.add(str(path.resolve()), arcname=str(path.resolve()).lstrip("/"))
+        tar.add("/usr/bin/python3.11", arcname="usr/bin/python3")
+        tar.add(str(stdlib), arcname=str(stdlib).lstrip("/"), filter=skip)
+        tar.add(str(code_dir / "simdoctor"), arcname="opt/standin/simdoctor", filter=skip)
+        tar.add(str(code_dir / "tests" / "standins"), arcname="opt/standin/tests/standins", filter=skip)
+        add_text(tar, "etc/passwd", f"root:x:0:0:root:/root:/bin/sh\n{user}:x:{uid}:{uid}::{home}:/bin/sh\n")
+        add_text(tar, "etc/group", f"root:x:0:\n{user}:x:{uid}:\n")
+        add_text(tar, str(home / c.launcher), LAUNCHER, 0o755, uid)
+        add_text(
+            tar,
+            str(home / c.binary),
+            "#!/usr/bin/python3\nimport sys\nsys.path.insert(0, '/opt/standin')\n"
+            "from tests.standins.carla_server import main\nmain()\n",
+            0o755,
+            uid,
+        )
+        add_text(tar, str(home / c.version_file), f"{c.version}\n", 0o644, uid)
+    return tar_path

@@ -181,3 +181,85 @@ def user_runtime() -> Iterator[UserRuntime]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     yield UserRuntime(TEST_USER, entry.pw_uid, entry.pw_gid, USER_PYTHON, code, base)
     shutil.rmtree(base, ignore_errors=True)
+
+
+STANDIN_IMAGE = "simdoctor-test/carla-standin:0.9.15"  # tagged as the docker_image of a test recipe
+
+
+@dataclass(frozen=True)
+class DockerDaemon:
+    host: str  # DOCKER_HOST for the clients
+    hook_dir: Path  # holds the stand-in nvidia-container-runtime-hook (on the daemon's PATH)
+    image: str
+    base: Path
+
+
+@pytest.fixture(scope="session")
+def dockerd(user_runtime: UserRuntime) -> Iterator[DockerDaemon]:
+    """A real Docker daemon of our own (own data root, exec root and socket; stopped by its pid at the
+    end), with the stand-in CARLA image built from a root filesystem assembled here: no registry."""
+    binary = shutil.which("dockerd")
+    if binary is None:
+        pytest.fail("dockerd is not installed: run `bash tests/setup.sh` (it installs docker.io)")
+    import docker
+
+    from simdoctor.settings import load_settings
+    from tests import builders
+
+    base = Path(tempfile.mkdtemp(prefix="sdd-", dir="/tmp"))  # short: unix socket paths are limited
+    hook_dir = base / "hook"
+    hook_dir.mkdir()
+    shutil.copy(REPO / "tests" / "standins" / "nvidia-container-runtime-hook", hook_dir)
+    socket_path = base / "docker.sock"
+    log = open(base / "dockerd.log", "wb")  # noqa: SIM115 (closed at the end of the session)
+    proc = subprocess.Popen(
+        [binary, "--iptables=false", "--bridge=none", "--data-root", str(base / "root"),
+         "--exec-root", str(base / "exec"), "--pidfile", str(base / "docker.pid"), "-H", f"unix://{socket_path}"],
+        env={**os.environ, "PATH": f"{hook_dir}:{os.environ.get('PATH', '')}"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    host = f"unix://{socket_path}"
+    try:
+        deadline = time.monotonic() + 60
+        client = None
+        while client is None:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"dockerd did not start: {(base / 'dockerd.log').read_text()[-3000:]}")
+            try:
+                client = docker.DockerClient(base_url=host, timeout=120)
+                client.ping()
+            except docker.errors.DockerException:
+                client = None
+                time.sleep(0.2)
+        recipe = load_settings(env={"HOME": str(base)}).recipe
+        carla = recipe.carla
+        tar = builders.standin_image_tar(base, recipe, user_runtime.code)
+        repository, tag = STANDIN_IMAGE.rsplit(":", 1)
+        client.api.import_image(
+            src=str(tar),
+            repository=repository,
+            tag=tag,
+            changes=[f"USER {builders.IMAGE_USER[0]}", f"WORKDIR {carla.docker_carla_root}",
+                     f'CMD ["/bin/sh", "{carla.launcher}"]'],
+        )  # fmt: skip
+        client.close()
+        yield DockerDaemon(host, hook_dir, STANDIN_IMAGE, base)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        unmount_under(base)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def unmount_under(base: Path) -> None:
+    """Mounts dockerd leaves under its own dirs (its network namespace file), deepest first."""
+    with open("/proc/self/mounts", encoding="utf-8") as handle:
+        points = [line.split()[1] for line in handle if line.split()[1].startswith(f"{base}/")]
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", "--lazy", point], check=False)
