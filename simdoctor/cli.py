@@ -152,11 +152,13 @@ def _carla(call, json_out: bool = False) -> int:
 def carla_start(
     gpu: Annotated[str, typer.Option("--gpu", help="GPU index as nvidia-smi counts, or none.")] = "0",
     port: Annotated[str, typer.Option("--port", help="RPC port P (P+1, P+2 too), or auto.")] = "auto",
-    quality: Annotated[Optional[str], typer.Option("--quality", help="Low or Epic [recipe].")] = None,
+    quality: Annotated[Optional[str], typer.Option("--quality", help="Low or Epic (default: the recipe's).")] = None,
     window: Annotated[bool, typer.Option("--window", help="Open a window on DISPLAY instead of off-screen.")] = False,
     backend: Annotated[str, typer.Option("--backend", help="process or docker.")] = "process",
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the server answers.")] = True,
-    timeout: Annotated[Optional[float], typer.Option("--timeout", help="Seconds to wait [recipe].")] = None,
+    timeout: Annotated[
+        Optional[float], typer.Option("--timeout", help="Seconds to wait (default: the recipe's).")
+    ] = None,
     json_out: JsonOpt = False,
     recipe: RecipeOpt = None,
     carla_root: CarlaRootOpt = None,
@@ -197,7 +199,9 @@ def carla_stop(
     ] = None,
     all_servers: Annotated[bool, typer.Option("--all", help="Every server simdoctor started here.")] = False,
     orphans: Annotated[bool, typer.Option("--orphans", help="Also CARLA servers simdoctor did not start.")] = False,
-    grace: Annotated[Optional[float], typer.Option("--grace", help="Seconds between TERM and KILL [recipe].")] = None,
+    grace: Annotated[
+        Optional[float], typer.Option("--grace", help="Seconds between TERM and KILL (default: the recipe's).")
+    ] = None,
     json_out: JsonOpt = False,
     recipe: RecipeOpt = None,
 ) -> None:

@@ -110,6 +110,9 @@ def test_rendering_on_another_gpu_or_the_cpu_is_said() -> None:
     assert cpu.verdict == rendering.CPU and "llvmpipe" in cpu.summary
     nothing = rendering.judge(0, {42}, [gpu_device(0, {})], None, "")
     assert nothing.verdict == rendering.NO_GPU
+    hidden = GpuDevice(0, "H100", "GPU-0", "0", 1, 1, 0, "9.0", [GpuProcess(7777, "compute", 1 << 30, None, None)])
+    namespaced = rendering.judge(0, {42}, [hidden], None, "")  # NVML pids from another PID namespace
+    assert namespaced.verdict == rendering.UNVERIFIED and "another PID namespace" in namespaced.summary
 
 
 def test_rendering_without_nvml_cannot_verify_but_reads_the_log() -> None:

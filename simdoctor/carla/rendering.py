@@ -132,6 +132,11 @@ def judge(expected: Optional[int], pids: set[int], gpus: Optional[list[GpuDevice
     if gpus is None:
         said = f"; the log names {device.name}" if device else ""
         return result(UNVERIFIED, f"cannot verify on the GPU side ({nvml_error}){said}")
+    foreign_ns = [p for d in gpus for p in d.processes if p.command is None and d.index in (expected, None)]
+    if foreign_ns:
+        said = f"; the log names {device.name}" if device else ""
+        return result(UNVERIFIED, f"cannot attribute on the GPU side: NVML lists pid {foreign_ns[0].pid}, which is "
+                      f"not visible here (another PID namespace, e.g. a container){said}")  # fmt: skip
     if expected is None and not gpus:
         return result(
             UNVERIFIED, "no NVIDIA GPU here to verify against" + (f"; the log names {device.name}" if device else "")
