@@ -32,6 +32,7 @@ AgentPythonOpt = Annotated[
 ]
 CarlaHostOpt = Annotated[Optional[str], typer.Option("--carla-host", help="CARLA server host.")]
 CarlaPortOpt = Annotated[Optional[int], typer.Option("--carla-port", help="CARLA server RPC port.")]
+BackendOpt = Annotated[str, typer.Option("--backend", help="How CARLA runs: process or docker.")]
 
 
 def settings_from(recipe: Optional[str] = None, **flags: object) -> Settings:
@@ -69,7 +70,7 @@ def check(
         bool, typer.Option("--deep", help="Import torch and the agent for real in its interpreter.")
     ] = False,
     window: Annotated[bool, typer.Option("--window", help="Check for a visual session on DISPLAY.")] = False,
-    backend: Annotated[str, typer.Option("--backend", help="process or docker.")] = "process",
+    backend: BackendOpt = "process",
     list_checks: Annotated[bool, typer.Option("--list", help="List the checks and exit.")] = False,
     dump_facts: Annotated[
         Optional[Path], typer.Option("--dump-facts", help="Also write the gathered facts here.")
@@ -154,7 +155,7 @@ def carla_start(
     port: Annotated[str, typer.Option("--port", help="RPC port P (P+1, P+2 too), or auto.")] = "auto",
     quality: Annotated[Optional[str], typer.Option("--quality", help="Low or Epic (default: the recipe's).")] = None,
     window: Annotated[bool, typer.Option("--window", help="Open a window on DISPLAY instead of off-screen.")] = False,
-    backend: Annotated[str, typer.Option("--backend", help="process or docker.")] = "process",
+    backend: BackendOpt = "process",
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the server answers.")] = True,
     timeout: Annotated[
         Optional[float], typer.Option("--timeout", help="Seconds to wait (default: the recipe's).")

@@ -411,7 +411,9 @@ def stop(settings: Settings, ids: list[str], everything: bool, orphans: bool, gr
     grace = settings.recipe.carla.stop_grace_s if grace is None else grace
     records = state.records(settings)
     if not ids and not everything and not orphans:
-        if len(records) != 1:
+        if not records:
+            return []
+        if len(records) > 1:
             known = ", ".join(r.id for r in records) or "none"
             raise ConfigError(f"say which server to stop (ID, --all or --orphans); simdoctor's servers: {known}")
         ids = [records[0].id]

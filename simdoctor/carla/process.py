@@ -38,8 +38,10 @@ class ProcessBackend:
         return {p.pid for p in proctree.members(record.tree)} if record.tree else set()
 
     def alive(self, record: ServerRecord, launched: Optional[Launched] = None) -> bool:
-        if launched is not None and launched.popen is not None:
-            launched.popen.poll()  # reap the launcher if it exited, so it does not linger as a zombie
+        """While we are the launcher's parent, its running is enough (it waits for the server) and
+        costs no scan of the process table; otherwise, or once it exited, look for the tree."""
+        if launched is not None and launched.popen is not None and launched.popen.poll() is None:
+            return True
         return bool(self.pids(record))
 
     def log_text(self, record: ServerRecord) -> str:
