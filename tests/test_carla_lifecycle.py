@@ -394,3 +394,13 @@ def test_no_gpu_visible_is_said_clearly(carla: Carla) -> None:
     assert done.returncode == 1
     assert "no NVIDIA GPU is visible" in done.stderr
     assert "--gpu none" in done.stderr
+
+
+def test_logs_follow_ends_when_the_server_is_gone(carla: Carla) -> None:
+    carla.behave(crash_after=1.0)
+    code, _ = carla.start()
+    assert code == 0
+    done = carla.run("carla", "logs", str(carla.port), "-f", timeout=30)
+    assert done.returncode == 0
+    assert done.stdout.rstrip().endswith("CommonUnixCrashHandler: Signal=11") or "Signal 11 caught." in done.stdout
+    assert carla.run("carla", "stop", str(carla.port)).returncode == 0

@@ -284,3 +284,26 @@ def test_docker_checks(make_settings: Callable[..., Settings]) -> None:
     verdict = docker.graphics(Facts({"docker": docker_facts(), "gpu": headless, "vulkan": vk}), ctx)
     assert verdict.status is Status.FAIL and "libGLX_nvidia.so.0" in verdict.summary
     assert "nvidia_icd.json" in verdict.summary
+
+
+def test_servers_probe_lists_recorded_servers_with_their_live_pids(
+    tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    from simdoctor.probes.servers import probe_servers
+    from simdoctor.probing import ProbeContext
+
+    settings = make_settings()
+    popen, tree = proctree.start(["sh", "-c", "sleep 30 & wait"], tmp_path / "log")
+    try:
+        record = state.ServerRecord("2000", state.hostname(), "process", 2000, 2001, 2002, 8000, None, None, None,
+                                    None, "Epic", False, ["x"], "/c", "/c/log", time.time(), tree)  # fmt: skip
+        state.save(settings, record)
+        deadline = time.monotonic() + 5
+        while len(proctree.members(tree)) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        (found,) = probe_servers(ProbeContext(settings)).servers
+        assert found.id == "2000" and set(found.pids) == {p.pid for p in proctree.members(tree)}
+    finally:
+        assert proctree.stop(tree, grace=1, popen=popen).clean
+    assert probe_servers(ProbeContext(settings)).servers[0].pids == []

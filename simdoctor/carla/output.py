@@ -52,12 +52,12 @@ def _cleanup(result: StopResult) -> str:
     return f"stopped {len(result.terminated)} process(es){killed}; nothing left running"
 
 
-def _diagnosis(d: Diagnosis, out: TextIO) -> None:
+def _diagnosis(d: Diagnosis, out: TextIO, cause_known: bool) -> None:
     label = {"cause": "cause", "trailer": "crash", "harmless": "note"}[d.kind]
     out.write(f"  {label}: {d.cause}  [{', '.join(d.sources)}]\n")
     for line in d.lines:
         out.write(f"      | {line}\n")
-    if d.kind != "harmless":
+    if d.kind == "cause" or (d.kind == "trailer" and not cause_known):  # a known cause's fix says it all
         _fix(d.fix, out, "    ")
 
 
@@ -90,8 +90,9 @@ def start(result: StartResult, json_out: bool, out: TextIO = sys.stdout) -> None
         out.write(f"  rendering {mark} {r.summary}\n")
         for line in r.details:
             out.write(f"      {line}\n")
+    cause_known = any(d.kind == "cause" for d in result.diagnoses)
     for d in result.diagnoses:
-        _diagnosis(d, out)
+        _diagnosis(d, out, cause_known)
     if result.diagnoses == [] and result.log_tail:
         out.write("  no known failure string in the log; its last lines:\n")
         for line in result.log_tail:
