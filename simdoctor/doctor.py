@@ -79,8 +79,7 @@ def diagnose(facts: Facts, checks: list[Check], ctx: CheckContext) -> list[Findi
 
 
 def _has(facts: Facts, name: str) -> bool:
-    value = facts.get(name)
-    return value is not None and not isinstance(value, ProbeFailure)
+    return facts.get(name) is not None
 
 
 def start(checks: list[Check], ctx: CheckContext) -> Pending:

@@ -58,7 +58,9 @@ class Facts:
     durations: dict[str, float] = field(default_factory=dict)
 
     def get(self, name: str) -> Any:
-        return self.by_probe.get(name)
+        """The probe's facts, or None when it did not run or failed (see `failure`)."""
+        value = self.by_probe.get(name)
+        return None if isinstance(value, ProbeFailure) else value
 
     def failure(self, name: str) -> Optional[ProbeFailure]:
         value = self.by_probe.get(name)
@@ -140,7 +142,7 @@ def dump_facts(facts: Facts, path: Path) -> None:
         else:
             probes[name] = {"facts": to_data(value)}
     payload = {"schema_version": FACTS_SCHEMA_VERSION, "probes": probes, "durations": facts.durations}
-    path.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")  # order matters: e.g. modules
 
 
 def load_facts(path: Path) -> Facts:

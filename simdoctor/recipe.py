@@ -76,7 +76,9 @@ class CarlaRecipe:
 
 @dataclass(frozen=True)
 class AgentRecipe:
+    repo_url: str
     python_version: str
+    carla_wheel_pythons: list[str]
     python_candidates: list[str]
     file: str
     entry: str
@@ -87,6 +89,7 @@ class AgentRecipe:
     pythonpath: list[str]
     modules: dict[str, str]
     packages: dict[str, str]
+    torch_index: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,7 @@ class DiskRecipe:
 @dataclass(frozen=True)
 class NetworkRecipe:
     timeout_s: float
+    mirror: str
 
 
 @dataclass(frozen=True)

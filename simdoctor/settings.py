@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
+from urllib.parse import urlsplit, urlunsplit
 
 from simdoctor.recipe import DEFAULT_RECIPE, ConfigError, Recipe, expand, find_recipe, load_recipe
 
@@ -48,6 +49,14 @@ class Setting:
     env: str
     parse: Callable[[str], Any]
     help: str
+
+
+def redact_url(url: str) -> str:
+    """The URL without any user:password part, for anything shown or written."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
 
 
 def _port(text: str) -> int:

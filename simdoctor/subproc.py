@@ -37,8 +37,10 @@ class Outcome:
             except ValueError:
                 name = f"signal {-self.returncode}"
             return f"crashed ({name})"
-        tail = (self.stderr.strip().splitlines() or [""])[-1]
-        return f"exited with code {self.returncode}" + (f": {tail}" if tail else "")
+        lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
+        # A Python traceback ends with the error; other tools (shims, wrappers) lead with it.
+        why = (lines[-1] if "Traceback (most recent call last):" in self.stderr else lines[0]) if lines else ""
+        return f"exited with code {self.returncode}" + (f": {why}" if why else "")
 
     def json(self) -> Any:
         """The last line of stdout parsed as JSON (helpers print exactly one such line)."""

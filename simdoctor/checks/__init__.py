@@ -83,7 +83,9 @@ def gib(n: Optional[float]) -> str:
 
 
 def plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
+    if n == 1:
+        return f"{n} {word}"
+    return f"{n} {word}{'es' if word.endswith(('s', 'sh', 'ch', 'x')) else 's'}"
 
 
 from simdoctor.checks import (  # noqa: E402,F401  (registers every check)

@@ -37,6 +37,18 @@ def env_fix(ctx: CheckContext) -> Fix:
     )
 
 
+def torch_fix(a: AgentFacts, ctx: CheckContext, driver_cuda: Optional[str]) -> Fix:
+    """Replace torch by the pinned version built for the driver's CUDA; a plain `pip install torch==2.2.0`
+    would do nothing, since `2.2.0+cpu` or `2.2.0+cu121` already satisfies `==2.2.0`."""
+    r = ctx.settings.recipe.agent
+    major = (driver_cuda or "").split(".")[0]
+    index = r.torch_index.get(major) or r.torch_index[max(r.torch_index, key=int)]
+    return Fix(
+        f"Reinstall torch {r.packages['torch']} built for the driver's CUDA {driver_cuda or ''}".rstrip() + ".",
+        [f"{a.python} -m pip install --force-reinstall torch=={r.packages['torch']} --index-url {index}"],
+    )
+
+
 def pip_fix(a: AgentFacts, package: str, version: str) -> Fix:
     return Fix(
         f"Install the pinned {package} into the agent's environment.",
@@ -66,6 +78,12 @@ def carla_client(facts: Facts, ctx: CheckContext):
     if _no_interpreter(a):
         return skip("no agent interpreter")
     installed = (a.packages or {}).get("carla")
+    wheels = ctx.settings.recipe.agent.carla_wheel_pythons
+    if installed != want and a.version and ".".join(a.version.split(".")[:2]) not in wheels:
+        return fail(
+            f"carla {want} has no wheel for Python {a.version} (only {', '.join(wheels)})",
+            env_fix(ctx),
+        )
     if a.carla is not None and not a.carla.ok:
         what = f"carla {installed}" if installed else "carla"
         return fail(f"{what} does not import in the agent env: {a.carla.error}", pip_fix(a, "carla", want))
@@ -102,18 +120,19 @@ def imports(facts: Facts, ctx: CheckContext):
             else f"`{name}` is not importable with the PYTHONPATH simdoctor computes (expected under {entry})"
         )
         others = f" (also missing: {', '.join(missing[1:])})" if missing[1:] else ""
-        return fail(
-            why + others,
+        from_carla = entry.startswith(str(ctx.settings.carla_root))
+        fix = (
             Fix(
-                "Clone SimLingo (it carries Bench2Drive's leaderboard and scenario_runner) into the work dir, "
-                "install CARLA, and use the environment simdoctor computes.",
-                [
-                    f"git clone https://github.com/RenzKa/simlingo {ctx.settings.work_dir}",
-                    'eval "$(simdoctor env)"',
-                ],
-            ),
-            details,
+                f"`{name}` ships with CARLA's PythonAPI: install CARLA where CARLA_ROOT points.",
+                ["simdoctor setup --only carla", f"export CARLA_ROOT={ctx.settings.carla_root}"],
+            )
+            if from_carla
+            else Fix(
+                "Clone SimLingo (it carries Bench2Drive's leaderboard and scenario_runner) into the work dir.",
+                [f"git clone {ctx.settings.recipe.agent.repo_url} {ctx.settings.work_dir}"],
+            )
         )
+        return fail(why + others, fix, details)
     return ok(f"{', '.join(a.modules)} importable", details)
 
 
@@ -132,7 +151,13 @@ def module(facts: Facts, ctx: CheckContext):
             ),
         )
     if not a.agent.found:
-        return fail(f"agent module of {r.file} is not importable: {a.agent.error}")
+        return fail(
+            f"agent module of {r.file} is not importable: {a.agent.error}",
+            Fix(
+                "Import it for real to see the whole error (this imports torch too).",
+                ["simdoctor check --only agent --deep -v"],
+            ),
+        )
     return ok(f"{r.file} (entry {r.entry})")
 
 
@@ -148,40 +173,32 @@ def torch(facts: Facts, ctx: CheckContext):
     t = a.torch
     summary = f"torch {t.version}, " + (f"CUDA {t.cuda}" if t.cuda else "CPU-only build")
     gpus = g.gpus if g is not None and not g.nvml_error else []
+    driver_cuda = g.cuda_driver_version if g is not None else None
     if t.cuda is None:
         if gpus:
-            return fail(f"{summary}: the agent would run on the CPU", pip_fix(a, "torch", want))
-        return warn(f"{summary}; no GPU here either", pip_fix(a, "torch", want))
-    problems = []
-    if g is not None and g.cuda_driver_version and _v(g.cuda_driver_version) < _v(t.cuda)[:2]:
-        same_major = _v(g.cuda_driver_version)[0] == _v(t.cuda)[0]
-        problems.append(
-            (
-                warn if same_major else fail,
-                f"the driver supports CUDA {g.cuda_driver_version}, older than "
-                f"torch's CUDA {t.cuda}" + (" (minor-version compatibility only)" if same_major else ""),
+            return fail(f"{summary}: the agent would run on the CPU", torch_fix(a, ctx, driver_cuda))
+        return warn(f"{summary}; no GPU here either", torch_fix(a, ctx, driver_cuda))
+    problems = []  # (verdict, why, fix)
+    if driver_cuda and _v(driver_cuda) < _v(t.cuda)[:2]:
+        why = f"the driver supports CUDA {driver_cuda}, older than torch's CUDA {t.cuda}"
+        if _v(driver_cuda)[0] == _v(t.cuda)[0]:
+            driver_fix = Fix(
+                f"Update the NVIDIA driver to one for CUDA {t.cuda} or newer; until then CUDA's minor-version "
+                "compatibility runs most, not all, kernels.",
+                ["sudo ubuntu-drivers install"],
             )
-        )
+            problems.append((warn, why + " (minor-version compatibility only)", driver_fix))
+        else:
+            problems.append((fail, why, torch_fix(a, ctx, driver_cuda)))
     for d in gpus:
         need = MIN_CUDA_FOR_CAPABILITY.get(d.compute_capability or "")
         if need and _v(t.cuda) < _v(need):
-            problems.append(
-                (
-                    fail,
-                    f"GPU {d.index} ({d.name}, sm_{(d.compute_capability or '').replace('.', '')}) "
-                    f"needs CUDA {need} or newer; this torch is built for {t.cuda}",
-                )
-            )
+            arch = (d.compute_capability or "").replace(".", "")
+            why = f"GPU {d.index} ({d.name}, sm_{arch}) needs CUDA {need} or newer; this torch is built for {t.cuda}"
+            problems.append((fail, why, torch_fix(a, ctx, driver_cuda)))
     if problems:
-        level = fail if any(p[0] is fail for p in problems) else warn
-        return level(
-            f"{summary}: {problems[0][1]}",
-            Fix(
-                "Install a torch build for these GPUs and this driver (or update the driver).",
-                ["nvidia-smi", f"{a.python} -m pip install torch=={want}"],
-            ),
-            [p[1] for p in problems],
-        )
+        level, why, fix = next((p for p in problems if p[0] is fail), problems[0])
+        return level(f"{summary}: {why}", fix, [p[1] for p in problems])
     if _v(t.version)[:3] != _v(want)[:3]:
         return warn(f"{summary}; SimLingo pins torch {want}", pip_fix(a, "torch", want))
     return ok(summary)
@@ -236,4 +253,6 @@ def deep(facts: Facts, ctx: CheckContext):
             Fix("Install SimLingo's pinned packages (environment.yaml) in the agent env."),
             details,
         )
+    if d.agent_import_ok is None:
+        return ok("torch runs on the GPU (the agent module was not imported: see agent.module)", details)
     return ok("torch runs on the GPU and the agent module imports", details)

@@ -139,9 +139,10 @@ def ports(facts: Facts, ctx: CheckContext):
     return ok(f"{', '.join(str(s.port) for s in p.ports)} are free", details)
 
 
-@check("carla.server", "Running CARLA server", needs=("server",))
+@check("carla.server", "Running CARLA server", needs=("server",), uses=("ports",))
 def server(facts: Facts, ctx: CheckContext):
     s: ServerFacts = facts.get("server")
+    p: PortsFacts = facts.get("ports")
     want = ctx.settings.recipe.carla.version
     where = f"{s.host}:{s.port}"
     if not s.listening:
@@ -152,10 +153,14 @@ def server(facts: Facts, ctx: CheckContext):
             Fix("Check what holds the port (see carla.ports) and point --carla-port at a CARLA server."),
         )
     if s.version.split("-", 1)[0] != want:
+        holder = next((st for st in (p.ports if p else []) if st.role == "rpc" and st.pids), None)
         return fail(
             f"the server on {where} is CARLA {s.version}; this recipe needs {want}",
-            Fix(f"Start CARLA {want} instead (CARLA_ROOT points at it).", []),
-            [f"read via {s.via}"],
+            Fix(
+                f"Stop it and start CARLA {want} (the one CARLA_ROOT points at).",
+                [f"kill {' '.join(map(str, holder.pids))}"] if holder else [],
+            ),
+            [f"read via {s.via}"] + ([f"held by pid {holder.pids[0]}: {holder.owner}"] if holder else []),
         )
     return ok(f"CARLA {s.version} answers on {where}", [f"read via {s.via}"])
 
@@ -169,13 +174,14 @@ def client_version(facts: Facts, ctx: CheckContext):
     client = (a.packages or {}).get("carla")
     if not client:
         return skip("the agent's interpreter has no carla client (see agent.carla_client)")
-    if client != s.version.split("-", 1)[0]:
+    release = s.version.split("-", 1)[0]  # a source build says e.g. 0.9.15-dirty
+    if client != release:
         return fail(
             f"the agent's carla client is {client} but the server is {s.version}: "
             "CARLA only warns (`Version mismatch detected`) and then misbehaves",
             Fix(
                 "Install the client that matches the server.",
-                [f"{a.python} -m pip install carla=={s.version}"],
+                [f"{a.python} -m pip install carla=={release}"],
             ),
         )
     return ok(f"client {client} matches server {s.version}")

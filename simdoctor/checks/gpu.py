@@ -21,10 +21,22 @@ def graphics_package(g: GpuFacts) -> str:
 
 
 def graphics_fix(g: GpuFacts) -> Fix:
+    """How to get libGLX_nvidia/libEGL_nvidia and nvidia_icd.json matching the running driver."""
+    if g.in_container:
+        return Fix(
+            "The driver's libraries come from the host: restart the container with the `graphics` capability "
+            "(the NVIDIA container toolkit then mounts them).",
+            ["docker run --gpus all -e NVIDIA_DRIVER_CAPABILITIES=all ..."],
+        )
+    if not g.driver_packages:
+        return Fix(
+            f"The driver {g.driver_version} was not installed from distribution packages (a .run installer?): "
+            "reinstall the same version with its OpenGL/Vulkan libraries (no --no-opengl-files).",
+            [f"sudo sh NVIDIA-Linux-x86_64-{g.driver_version}.run --no-kernel-module --silent"],
+        )
     return Fix(
         f"Install the graphics part of the NVIDIA driver {g.driver_version} (headless and compute-only "
-        "installs leave it out). In a container, start it with NVIDIA_DRIVER_CAPABILITIES=all "
-        "(the `graphics` capability).",
+        "packages leave it out).",
         [f"sudo apt-get install -y {graphics_package(g)}"],
     )
 

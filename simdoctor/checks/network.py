@@ -17,6 +17,6 @@ def hf(facts: Facts, ctx: CheckContext):
         f"{n.endpoint} is unreachable ({n.error}): downloads need it or a mirror",
         Fix(
             "Use a reachable mirror, or ignore this if the weights are already here.",
-            ["export HF_ENDPOINT=https://hf-mirror.com"],
+            [f"export HF_ENDPOINT={ctx.settings.recipe.network.mirror}"],
         ),
     )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 from simdoctor.checks import CheckContext, check, fail, ok, plural, skip, warn
 from simdoctor.checks.gpu import graphics_fix
 from simdoctor.findings import Fix
 from simdoctor.gpumap import adapter_map
 from simdoctor.probes.gpu import GpuFacts
-from simdoctor.probes.vulkan import LOADER, VulkanFacts
+from simdoctor.probes.vulkan import LOADER, IcdFile, VulkanFacts
 from simdoctor.probing import Facts
 
 
@@ -17,6 +19,22 @@ def _device_line(d) -> str:
         + (f", driver {d.driver_name} {d.driver_info or ''}".rstrip() if d.driver_name else "")
         + ")"
     )
+
+
+FORCING = ("VK_DRIVER_FILES", "VK_ICD_FILENAMES")
+
+
+def unforce_fix(v: VulkanFacts) -> Fix:
+    """VK_DRIVER_FILES/VK_ICD_FILENAMES replace the loader's own search for drivers."""
+    names = [n for n in FORCING if n in v.variables]
+    return Fix(
+        f"{' and '.join(names)} force the loader to other drivers than NVIDIA's: unset them.",
+        [f"unset {' '.join(names)}"],
+    )
+
+
+def loadable_nvidia_icd(v: VulkanFacts) -> Optional[IcdFile]:
+    return next((i for i in v.icds if i.is_nvidia and i.library_resolved), None)
 
 
 @check("vulkan.loader", "Vulkan loader", needs=("vulkan",))
@@ -47,6 +65,8 @@ def icd(facts: Facts, ctx: CheckContext):
     if not nvidia:
         if not has_driver:
             return skip("no NVIDIA driver, so no NVIDIA Vulkan driver to look for", details)
+        if any(n in v.variables for n in FORCING):
+            return fail("no NVIDIA Vulkan driver manifest among the ones forced on the loader", unforce_fix(v), details)
         return fail(
             "no NVIDIA Vulkan driver manifest (nvidia_icd.json) where the loader looks",
             graphics_fix(g),
@@ -69,7 +89,7 @@ def icd_duplicates(facts: Facts, ctx: CheckContext):
         return skip("no NVIDIA ICD")
     if len(nvidia) == 1:
         return ok(f"one NVIDIA ICD ({nvidia[0].path})")
-    keep = nvidia[0]
+    keep = loadable_nvidia_icd(v) or nvidia[0]
     return warn(
         f"{plural(len(nvidia), 'NVIDIA ICD file')}: the loader may list each GPU more than once, "
         "shifting the -graphicsadapter indexes",
@@ -101,11 +121,16 @@ def devices(facts: Facts, ctx: CheckContext):
     gpus = [d for d in e.devices if not d.is_cpu]
     if not gpus:
         names = ", ".join(d.name for d in e.devices)
-        nvidia_json = next((i.path for i in v.icds if i.is_nvidia), None)
-        commands = [f"export VK_DRIVER_FILES={nvidia_json}"] if nvidia_json else fix_driver.commands
+        nvidia_json = loadable_nvidia_icd(v)
+        if any(n in v.variables for n in FORCING) and nvidia_json is None:
+            fix = unforce_fix(v)
+        elif nvidia_json is not None:
+            fix = Fix("Point the loader at the NVIDIA driver.", [f"export VK_DRIVER_FILES={nvidia_json.path}"])
+        else:
+            fix = fix_driver
         return fail(
             f"Vulkan sees only CPU devices ({names}): CARLA would render on the CPU, slowly or not at all",
-            Fix("Make the NVIDIA Vulkan driver visible to the loader.", commands),
+            fix,
             details,
         )
     listed = ", ".join(f"{d.name} ({d.type})" for d in gpus)

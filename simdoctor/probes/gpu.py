@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -43,9 +44,15 @@ class GpuFacts:
     gpus: list[GpuDevice]
     graphics_libs: dict[str, Optional[str]]
     driver_packages: list[str] = field(default_factory=list)  # installed Debian/Ubuntu nvidia packages
+    in_container: bool = False  # the driver then comes from the host, through the container runtime
 
 
 DPKG_STATUS = "/var/lib/dpkg/status"
+CONTAINER_MARKERS = ("/.dockerenv", "/run/.containerenv")
+
+
+def in_container() -> bool:
+    return any(os.path.exists(p) for p in CONTAINER_MARKERS)
 
 
 def installed_nvidia_packages(status_file: str = DPKG_STATUS) -> list[str]:
@@ -136,13 +143,15 @@ def nvml_session() -> Any:
 def probe_gpu(ctx: ProbeContext) -> GpuFacts:
     graphics = {name: libs.resolve(name) for name in GRAPHICS_LIBS}
     packages = installed_nvidia_packages()
+    container = in_container()
     try:
         nvml = nvml_session()
     except RuntimeError as exc:
-        return GpuFacts(str(exc), None, None, [], graphics, packages)
+        return GpuFacts(str(exc), None, None, [], graphics, packages, container)
     try:
         driver = _text(nvml.nvmlSystemGetDriverVersion())
         cuda = nvml.nvmlSystemGetCudaDriverVersion_v2()
-        return GpuFacts(None, driver, f"{cuda // 1000}.{cuda % 1000 // 10}", read_gpus(nvml), graphics, packages)
+        cuda_version = f"{cuda // 1000}.{cuda % 1000 // 10}"
+        return GpuFacts(None, driver, cuda_version, read_gpus(nvml), graphics, packages, container)
     finally:
         nvml.nvmlShutdown()

@@ -10,6 +10,7 @@ from typing import Optional
 from urllib.parse import urlsplit
 
 from simdoctor.probing import ProbeContext, probe
+from simdoctor.settings import redact_url
 
 
 @dataclass(frozen=True)
@@ -50,4 +51,4 @@ def probe_network(ctx: ProbeContext) -> NetworkFacts:
     host = parts.hostname or endpoint
     port = parts.port or (80 if parts.scheme == "http" else 443)
     ok, error, elapsed = tcp_reachable(host, port, ctx.settings.recipe.network.timeout_s)
-    return NetworkFacts(endpoint, host, port, ok, elapsed, error)
+    return NetworkFacts(redact_url(endpoint), host, port, ok, elapsed, error)

@@ -1,0 +1,284 @@
+"""Hand-built facts of a healthy GPU server, for testing verdicts one broken fact at a time.
+
+The machine: an H100 node on Ubuntu 22.04 (NVIDIA driver 580 from apt, CUDA 13.0), one GPU that
+the Vulkan loader lists first as a DISCRETE_GPU with the NVML UUID, DISPLAY unset, CARLA 0.9.15
+with every Bench2Drive town at the recipe's CARLA_ROOT, its ports free and no server running, the
+SimLingo conda env (Python 3.8, carla 0.9.15, torch 2.2.0+cu121, transformers 4.46.3) with the
+evaluator's modules importable, the weights downloaded and verified, Hugging Face reachable.
+
+Every value is one of the probes' own dataclasses, as the probes would fill them; paths come from
+the settings (HOME is a test directory), so the facts agree with the recipe the checks read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from builders import BENCH2DRIVE_TOWNS
+
+from simdoctor.agentenv import pythonpath
+from simdoctor.checks import CheckContext
+from simdoctor.probes.agent import AgentFacts, CarlaImport, ModuleState, TorchBuild
+from simdoctor.probes.carla import CarlaInstallFacts, FileState
+from simdoctor.probes.display import DisplayFacts
+from simdoctor.probes.gpu import GRAPHICS_LIBS, GpuDevice, GpuFacts
+from simdoctor.probes.network import NetworkFacts
+from simdoctor.probes.ports import PortsFacts, PortState, carla_ports
+from simdoctor.probes.server import ServerFacts
+from simdoctor.probes.system import DiskSpace, SystemFacts
+from simdoctor.probes.vulkan import NVIDIA_VENDOR_ID, Enumeration, IcdFile, VkDevice, VulkanFacts, icd_search_dirs
+from simdoctor.probes.weights import WeightFile, WeightsFacts
+from simdoctor.probing import Facts
+from simdoctor.settings import Settings
+
+GIB = 2**30
+DRIVER = "580.95.05"
+CUDA_DRIVER = "13.0"
+GPU_NAME = "NVIDIA H100 80GB HBM3"
+# NVML names a GPU `GPU-<uuid>`; Vulkan's deviceUUID is the same <uuid> (reference/carla.md §6).
+VK_UUID = "5f2b8c1e-3d4a-4b6c-9e7f-0a1b2c3d4e5f"
+GPU_UUID = f"GPU-{VK_UUID}"
+LIB_DIR = "/usr/lib/x86_64-linux-gnu"
+NVIDIA_ICD = "/usr/share/vulkan/icd.d/nvidia_icd.json"
+# What `dpkg` lists for Ubuntu's packaged 580 driver (desktop flavour, with its graphics part).
+DRIVER_PACKAGES = ["libnvidia-compute-580", "libnvidia-gl-580", "nvidia-driver-580", "nvidia-utils-580"]
+WEIGHT_SIZES = {  # by file name
+    "pytorch_model.pt": 2_263_412_778,
+    "config.yaml": 6_120,
+    "config.json": 4_137,
+    "conversation.py": 15_284,
+    "model.safetensors": 1_876_440_584,
+    "tokenizer_config.json": 4_236,
+}
+
+
+@pytest.fixture(name="settings")
+def settings_fixture(make_settings) -> Settings:
+    """The default recipe with nothing overridden, for an isolated HOME (conftest's `home`)."""
+    return make_settings()
+
+
+def context(settings: Settings, **intent: object) -> CheckContext:
+    """What the user asked for: --window, --deep, --backend (defaults: off-screen, shallow, process)."""
+    return CheckContext(settings, **intent)
+
+
+def gpu_device(index: int = 0, uuid: str = GPU_UUID, capability: str = "9.0") -> GpuDevice:
+    return GpuDevice(
+        index=index,
+        name=GPU_NAME,
+        uuid=uuid,
+        pci_bus_id=f"00000000:{0x18 + index:02X}:00.0",
+        memory_total_bytes=85_520_809_984,
+        memory_used_bytes=503_316_480,
+        memory_free_bytes=85_017_493_504,
+        compute_capability=capability,
+        processes=[],
+    )
+
+
+def vk_device(index: int = 0, uuid: str = VK_UUID) -> VkDevice:
+    """The NVIDIA ICD's view of a GPU, as the loader enumerates it."""
+    return VkDevice(
+        index=index,
+        name=GPU_NAME,
+        type="DISCRETE_GPU",
+        vendor_id=NVIDIA_VENDOR_ID,
+        device_id=0x2330,
+        api_version="1.4.312",
+        driver_version=2_435_301_632,
+        uuid=uuid,
+        driver_name="NVIDIA",
+        driver_info=DRIVER,
+    )
+
+
+def llvmpipe(index: int = 0) -> VkDevice:
+    """Mesa's lavapipe as the loader lists it on the test machine (reference/test-environment.md)."""
+    return VkDevice(
+        index=index,
+        name="llvmpipe (LLVM 15.0.6, 256 bits)",
+        type="CPU",
+        vendor_id=0x10005,
+        device_id=0,
+        api_version="1.3.238",
+        driver_version=1,
+        uuid="6d657361-3233-2e31-2e32-000000000000",
+        driver_name="llvmpipe",
+        driver_info="Mesa 22.3.6 (LLVM 15.0.6)",
+    )
+
+
+def icd(path: str = NVIDIA_ICD, library: str = "libGLX_nvidia.so.0", resolved: bool = True) -> IcdFile:
+    return IcdFile(
+        path=path,
+        real_path=path,
+        library_path=library,
+        library_resolved=f"{LIB_DIR}/{library}" if resolved else None,
+        api_version="1.4.312",
+        is_nvidia="nvidia" in library.lower(),
+    )
+
+
+def lavapipe_icd() -> IcdFile:
+    return icd("/usr/share/vulkan/icd.d/lvp_icd.x86_64.json", "libvulkan_lvp.so")
+
+
+def system(settings: Settings) -> SystemFacts:
+    home = str(Path.home())
+    disks = [
+        DiskSpace(purpose, path, home, 66306, 812 * GIB, 1760 * GIB)
+        for purpose, path in (("carla", str(settings.carla_root)), ("weights", settings.recipe.weights.local_dir))
+    ]
+    return SystemFacts(
+        os_name="Ubuntu 22.04.4 LTS",
+        kernel="5.15.0-119-generic",
+        arch="x86_64",
+        glibc="2.35",
+        cpu_model="Intel(R) Xeon(R) Platinum 8480+",
+        cpu_count=32,
+        cpus_usable=32,
+        mem_total_bytes=251 * GIB,
+        mem_available_bytes=238 * GIB,
+        euid=1000,
+        user="researcher",
+        disks=disks,
+    )
+
+
+def gpu() -> GpuFacts:
+    return GpuFacts(
+        nvml_error=None,
+        driver_version=DRIVER,
+        cuda_driver_version=CUDA_DRIVER,
+        gpus=[gpu_device()],
+        graphics_libs={name: f"{LIB_DIR}/{name}" for name in GRAPHICS_LIBS},
+        driver_packages=list(DRIVER_PACKAGES),
+    )
+
+
+def vulkan() -> VulkanFacts:
+    return VulkanFacts(
+        loader=f"{LIB_DIR}/libvulkan.so.1",
+        variables={},
+        search_dirs=icd_search_dirs({"HOME": str(Path.home())}),
+        icds=[icd()],
+        enumeration=Enumeration(ok=True, devices=[vk_device()]),
+    )
+
+
+def display() -> DisplayFacts:
+    return DisplayFacts(
+        display=None, wayland_display=None, server=None, socket=None, glxinfo=None, glx=None, vglrun=None
+    )
+
+
+def carla(settings: Settings) -> CarlaInstallFacts:
+    c = settings.recipe.carla
+    root = Path(settings.carla_root)
+    return CarlaInstallFacts(
+        setting=str(root),
+        setting_source="recipe",
+        root=str(root),
+        found_by_search=False,
+        searched=[str(root)],
+        launcher=FileState(str(root / c.launcher), True, True),
+        binary=FileState(str(root / c.binary), True, True),
+        version="0.9.15",
+        maps=sorted(BENCH2DRIVE_TOWNS),
+        import_pending=[],
+        routes_file=settings.recipe.routes.file,
+        routes_towns=sorted(BENCH2DRIVE_TOWNS),
+    )
+
+
+def ports(settings: Settings) -> PortsFacts:
+    roles = carla_ports(settings.recipe.carla, settings.carla_port)
+    return PortsFacts(
+        host=settings.carla_host,
+        local=True,
+        ports=[PortState(role, port, False, [], None, False) for role, port in roles.items()],
+    )
+
+
+def server(settings: Settings) -> ServerFacts:
+    return ServerFacts(settings.carla_host, settings.carla_port, False, None, None, "Connection refused")
+
+
+def agent_python(settings: Settings) -> str:
+    """The first recipe candidate: SimLingo's conda env under miniconda."""
+    return settings.recipe.agent.python_candidates[0]
+
+
+def site_packages(settings: Settings) -> str:
+    return str(Path(agent_python(settings)).parent.parent / "lib" / "python3.8" / "site-packages")
+
+
+def agent(settings: Settings) -> AgentFacts:
+    a = settings.recipe.agent
+    python = agent_python(settings)
+    site = site_packages(settings)
+    modules = {
+        name: ModuleState(True, f"{entry}/{name.replace('.', '/')}/__init__.py", None)
+        for name, entry in a.modules.items()
+    }
+    return AgentFacts(
+        requested="",
+        source="recipe",
+        python=python,
+        tried=[python],
+        error=None,
+        pythonpath=pythonpath(settings),
+        version="3.8.18",
+        executable=python,
+        packages={"carla": "0.9.15", "torch": "2.2.0", "transformers": "4.46.3"},
+        carla=CarlaImport(True, f"{site}/carla/__init__.py", None),
+        modules=modules,
+        agent=ModuleState(True, a.file, None, file_exists=True),
+        torch=TorchBuild(f"{site}/torch/version.py", "2.2.0+cu121", "12.1"),
+        deep=None,
+    )
+
+
+def weight_file(role: str, repo: str, local_dir: str, relpath: str) -> WeightFile:
+    size = WEIGHT_SIZES[Path(relpath).name]
+    return WeightFile(role, repo, local_dir, relpath, True, size, False, [], True, True)
+
+
+def weights(settings: Settings) -> WeightsFacts:
+    w, b = settings.recipe.weights, settings.recipe.base_model
+    files = [
+        weight_file("checkpoint", w.repo, w.local_dir, w.checkpoint),
+        weight_file("config", w.repo, w.local_dir, w.config),
+    ]
+    files += [weight_file("base_model", b.repo, b.local_dir, rel) for rel in b.required]
+    return WeightsFacts(files)
+
+
+def network(settings: Settings) -> NetworkFacts:
+    return NetworkFacts(settings.hf_endpoint, "huggingface.co", 443, True, 0.021, None)
+
+
+def breaking(facts: Facts, probe: str, **changes: object) -> Facts:
+    """The same facts with one probe's dataclass changed (dataclasses.replace); the rest stays healthy."""
+    return Facts({**facts.by_probe, probe: replace(facts.get(probe), **changes)})
+
+
+def healthy_facts(settings: Settings) -> Facts:
+    """Every probe's facts on the healthy machine, keyed as the probe registry names them."""
+    return Facts(
+        by_probe={
+            "system": system(settings),
+            "gpu": gpu(),
+            "vulkan": vulkan(),
+            "display": display(),
+            "carla": carla(settings),
+            "ports": ports(settings),
+            "server": server(settings),
+            "agent": agent(settings),
+            "weights": weights(settings),
+            "network": network(settings),
+        }
+    )

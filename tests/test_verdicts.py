@@ -1,0 +1,1270 @@
+"""Verdicts from hand-built facts: each test breaks one fact of the healthy machine (tests/healthy.py)
+and checks the finding's status, that its summary names the problem, and the exact fix commands.
+
+Tests marked xfail(strict=True) state the behaviour a check should have and does not yet; their
+reasons say what is wrong, for the check's owner to fix.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+
+import pytest
+from healthy import (
+    DRIVER_PACKAGES,
+    GPU_NAME,
+    NVIDIA_ICD,
+    VK_UUID,
+    agent_python,
+    breaking,
+    context,
+    gpu_device,
+    healthy_facts,
+    icd,
+    lavapipe_icd,
+    llvmpipe,
+    settings_fixture,  # noqa: F401  (the `settings` fixture)
+    vk_device,
+)
+
+from simdoctor.checks import CHECKS, CheckContext
+from simdoctor.doctor import Selection, diagnose, needed_probes, select
+from simdoctor.findings import Finding, Status, exit_code
+from simdoctor.probes.agent import DeepFacts, ModuleState, TorchBuild
+from simdoctor.probes.display import Glx, XServer
+from simdoctor.probes.gpu import GpuProcess
+from simdoctor.probes.vulkan import Enumeration
+from simdoctor.probing import (
+    REGISTRY,
+    Facts,
+    Probe,
+    ProbeContext,
+    ProbeFailure,
+    dump_facts,
+    load_facts,
+    run_probes,
+)
+from simdoctor.recipe import ConfigError
+from simdoctor.settings import Settings
+
+GIB = 2**30
+VK_UUID_2 = "0c4d9a7b-61e2-4f38-8d15-b7a9e3c2f106"
+GPU_UUID_2 = f"GPU-{VK_UUID_2}"
+ALL_IDS = [c.id for c in CHECKS]
+
+
+@pytest.fixture
+def facts(settings: Settings) -> Facts:
+    return healthy_facts(settings)
+
+
+@pytest.fixture
+def ctx(settings: Settings) -> CheckContext:
+    return context(settings)
+
+
+def verdict(check_id: str, facts: Facts, ctx: CheckContext) -> Finding:
+    """The finding of one check, through diagnose (so a check whose probe failed is skipped, as in `check`)."""
+    found = [f for f in diagnose(facts, select(Selection(only=(check_id,))), ctx) if f.id == check_id]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def commands(finding: Finding) -> list[str]:
+    assert finding.fix is not None, finding
+    return finding.fix.commands
+
+
+def named(finding: Finding, *words: str) -> None:
+    """The summary names every one of `words`."""
+    for word in words:
+        assert word in finding.summary, (word, finding.summary)
+
+
+# ---------------------------------------------------------------- the healthy machine
+
+SKIPPED_WHEN_HEALTHY = {
+    "display.renderer": "no display",  # DISPLAY unset: off-screen rendering uses none
+    "display.virtualgl": "vglrun not installed",  # only useful for windows on a CPU display
+    "carla.server": "no server on localhost:2000",  # nothing runs yet
+    "carla.client_version": "no server version to compare",  # follows from no server
+    "agent.deep": "run with --deep",  # the real import runs only with --deep
+}
+
+
+def test_healthy_machine_is_ok_or_skip(facts: Facts, ctx: CheckContext) -> None:
+    findings = diagnose(facts, select(Selection()), ctx)
+    assert [f.id for f in findings] == ALL_IDS
+    skipped = {f.id: f.summary for f in findings if f.status is Status.SKIP}
+    assert sorted(skipped) == sorted(SKIPPED_WHEN_HEALTHY)
+    for check_id, why in SKIPPED_WHEN_HEALTHY.items():
+        assert why in skipped[check_id]
+    assert {f.id for f in findings if f.status is Status.OK} == set(ALL_IDS) - set(SKIPPED_WHEN_HEALTHY)
+    assert all(f.fix is None for f in findings)
+    assert exit_code(findings, strict=True) == 0
+
+
+def _replayed(facts: Facts, path) -> Facts:
+    dump_facts(facts, path)
+    return load_facts(path)
+
+
+def test_healthy_facts_survive_a_dump_and_replay(facts: Facts, ctx: CheckContext, tmp_path) -> None:
+    """The hand-built facts have the probes' exact types: a facts dump reads back to the same verdicts."""
+    checks = select(Selection())
+    replayed = diagnose(_replayed(facts, tmp_path / "facts.json"), checks, ctx)
+    assert [(f.id, f.status) for f in replayed] == [(f.id, f.status) for f in diagnose(facts, checks, ctx)]
+
+
+def test_replayed_facts_give_the_same_findings_word_for_word(facts: Facts, ctx: CheckContext, tmp_path) -> None:
+    checks = select(Selection())
+    assert diagnose(_replayed(facts, tmp_path / "facts.json"), checks, ctx) == diagnose(facts, checks, ctx)
+
+
+def test_every_finding_has_a_breaking_test() -> None:
+    """Each check id has a test of its own here (test_<group>_<name>_...), not counting xfail ones."""
+    ids = sorted(ALL_IDS, key=len, reverse=True)  # vulkan.icd_duplicates before vulkan.icd
+    covered = set()
+    for name, fn in globals().items():
+        if not name.startswith("test_") or any(m.name == "xfail" for m in getattr(fn, "pytestmark", [])):
+            continue
+        hit = next((i for i in ids if name.startswith(f"test_{i.replace('.', '_')}_")), None)
+        if hit:
+            covered.add(hit)
+    assert sorted(set(ALL_IDS) - covered) == []
+
+
+# ---------------------------------------------------------------- system
+
+
+def test_system_os_arm_fails(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("system.os", breaking(facts, "system", arch="aarch64"), ctx)
+    assert f.status is Status.FAIL
+    named(f, "aarch64", "x86-64 only")
+
+
+def test_system_os_old_glibc_fails(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("system.os", breaking(facts, "system", glibc="2.17"), ctx)
+    assert f.status is Status.FAIL
+    named(f, "glibc 2.17 is older than 2.27")
+
+
+def test_system_cpu_few_cores_warns(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("system.cpu", breaking(facts, "system", cpus_usable=4), ctx)
+    assert f.status is Status.WARN
+    named(f, "4 of 32 cores usable", "wants 8")
+
+
+def test_system_memory_small_warns(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("system.memory", breaking(facts, "system", mem_total_bytes=32 * GIB), ctx)
+    assert f.status is Status.WARN
+    named(f, "32.0 GiB RAM", "40 GiB")
+
+
+def _disks_free(facts: Facts, free: int) -> Facts:
+    return breaking(facts, "system", disks=[replace(d, free_bytes=free) for d in facts.get("system").disks])
+
+
+def test_system_disk_little_space_is_fine_once_everything_is_installed(facts: Facts, ctx: CheckContext) -> None:
+    assert verdict("system.disk", _disks_free(facts, 1 * GIB), ctx).status is Status.OK
+
+
+def test_system_disk_short_for_carla_still_to_install(facts: Facts, ctx: CheckContext) -> None:
+    home = facts.get("system").disks[0].measured_at
+    fresh = breaking(_disks_free(facts, 30 * GIB), "carla", version=None)
+    f = verdict("system.disk", fresh, ctx)
+    assert f.status is Status.FAIL
+    named(f, f"30.0 GiB free on the filesystem of {home}", "40 GiB are needed")
+    assert commands(f) == [f"df -h {home}"]
+
+
+def test_system_disk_needs_add_up_on_one_filesystem(facts: Facts, ctx: CheckContext) -> None:
+    """CARLA (40 GiB) and the weights (12 GiB) both go on /home: 45 GiB free is not enough."""
+    w = facts.get("weights")
+    fresh = breaking(_disks_free(facts, 45 * GIB), "carla", version=None)
+    fresh = breaking(fresh, "weights", files=[replace(x, exists=False, size=None) for x in w.files])
+    f = verdict("system.disk", fresh, ctx)
+    assert f.status is Status.FAIL
+    named(f, "45.0 GiB free", "52 GiB are needed")
+
+
+def test_system_user_root_fails_for_a_process_backend(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("system.user", breaking(facts, "system", euid=0, user="root"), ctx)
+    assert f.status is Status.FAIL
+    named(f, "running as root", "Refusing to run with the root privileges")
+    assert commands(f) == ["useradd -m -s /bin/bash carla", "su - carla"]
+
+
+def test_system_user_root_is_fine_with_docker(facts: Facts, settings: Settings) -> None:
+    f = verdict("system.user", breaking(facts, "system", euid=0, user="root"), context(settings, backend="docker"))
+    assert f.status is Status.OK
+    named(f, "docker backend")
+
+
+# ---------------------------------------------------------------- gpu
+
+
+def test_gpu_driver_not_loaded_fails_and_the_rest_of_gpu_skips(facts: Facts, ctx: CheckContext) -> None:
+    broken = breaking(
+        facts, "gpu", nvml_error="NVML: Driver Not Loaded", driver_version=None, cuda_driver_version=None, gpus=[]
+    )
+    f = verdict("gpu.driver", broken, ctx)
+    assert f.status is Status.FAIL
+    named(f, "Driver Not Loaded")
+    assert commands(f) == ["sudo ubuntu-drivers install", "sudo reboot"]
+    for check_id in ("gpu.devices", "gpu.processes", "gpu.stale_carla", "gpu.graphics_libs"):
+        assert verdict(check_id, broken, ctx).status is Status.SKIP
+
+
+def test_gpu_driver_without_nvml_binding_fails(facts: Facts, ctx: CheckContext) -> None:
+    broken = breaking(facts, "gpu", nvml_error="the nvidia-ml-py package is not installed", gpus=[])
+    f = verdict("gpu.driver", broken, ctx)
+    assert f.status is Status.FAIL
+    named(f, "nvidia-ml-py")
+    assert commands(f) == ["pip install nvidia-ml-py"]
+
+
+def test_gpu_driver_ok_names_versions(facts: Facts, ctx: CheckContext) -> None:
+    named(verdict("gpu.driver", facts, ctx), "driver 580.95.05", "CUDA 13.0")
+
+
+def test_gpu_devices_none_seen_fails(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("gpu.devices", breaking(facts, "gpu", gpus=[]), ctx)
+    assert f.status is Status.FAIL
+    named(f, "NVML sees no GPU")
+    assert commands(f) == ["nvidia-smi -L"]
+
+
+def test_gpu_devices_without_free_memory_warns(facts: Facts, ctx: CheckContext) -> None:
+    full = replace(gpu_device(), memory_free_bytes=4 * GIB, memory_used_bytes=75 * GIB)
+    f = verdict("gpu.devices", breaking(facts, "gpu", gpus=[full]), ctx)
+    assert f.status is Status.WARN
+    named(f, GPU_NAME, "12 GiB")
+    assert commands(f) == ["nvidia-smi"]
+
+
+def _holding(*processes: GpuProcess) -> list:
+    return [replace(gpu_device(), processes=list(processes))]
+
+
+TRAINER = GpuProcess(5120, "compute", 30 * GIB, "python train.py --config big.yaml", "python")
+
+
+def test_gpu_processes_lists_who_holds_memory(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("gpu.processes", breaking(facts, "gpu", gpus=_holding(TRAINER)), ctx)
+    assert f.status is Status.OK
+    named(f, "30.0 GiB")
+    assert f.details == ["GPU 0: pid 5120 (compute) 30.0 GiB: python train.py --config big.yaml"]
+
+
+def test_gpu_processes_from_another_pid_namespace(facts: Facts, ctx: CheckContext) -> None:
+    hidden = GpuProcess(77, "compute", None, None, None)
+    f = verdict("gpu.processes", breaking(facts, "gpu", gpus=_holding(hidden)), ctx)
+    assert f.status is Status.OK
+    assert f.details == ["GPU 0: pid 77 (compute) ? GiB: not visible here (another PID namespace)"]
+
+
+def test_gpu_processes_plural_of_process(facts: Facts, ctx: CheckContext) -> None:
+    other = GpuProcess(5121, "compute", 2 * GIB, "python eval.py", "python")
+    f = verdict("gpu.processes", breaking(facts, "gpu", gpus=_holding(TRAINER, other)), ctx)
+    named(f, "2 processes")
+
+
+STALE_CARLA = GpuProcess(
+    41234,
+    "graphics",
+    3 * GIB,
+    "/home/researcher/software/carla0915/CarlaUE4/Binaries/Linux/CarlaUE4-Linux-Shipping CarlaUE4 "
+    "-RenderOffScreen -nosound -carla-rpc-port=2000",
+    "CarlaUE4-Linux-Shipping",
+)
+
+
+def test_gpu_stale_carla_warns_with_its_pid(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("gpu.stale_carla", breaking(facts, "gpu", gpus=_holding(STALE_CARLA, TRAINER)), ctx)
+    assert f.status is Status.WARN
+    named(f, "pid 41234", "3.0 GiB")
+    assert commands(f) == ["kill 41234"]
+
+
+def test_gpu_stale_carla_found_by_command_line(facts: Facts, ctx: CheckContext) -> None:
+    """A shipping binary started through a wrapper has another argv[0] name; its command line still says it."""
+    wrapped = replace(STALE_CARLA, pid=41300, name="bash")
+    f = verdict("gpu.stale_carla", breaking(facts, "gpu", gpus=_holding(wrapped)), ctx)
+    assert f.status is Status.WARN
+    assert commands(f) == ["kill 41300"]
+
+
+def _no_graphics(facts: Facts, packages: list[str]) -> Facts:
+    return breaking(facts, "gpu", graphics_libs={"libGLX_nvidia.so.0": None, "libEGL_nvidia.so.0": None},
+                    driver_packages=packages)  # fmt: skip
+
+
+def test_gpu_graphics_libs_missing_names_the_desktop_package(facts: Facts, ctx: CheckContext) -> None:
+    packages = [p for p in DRIVER_PACKAGES if p != "libnvidia-gl-580"]
+    f = verdict("gpu.graphics_libs", _no_graphics(facts, packages), ctx)
+    assert f.status is Status.FAIL
+    named(f, "libGLX_nvidia.so.0", "libEGL_nvidia.so.0")
+    assert commands(f) == ["sudo apt-get install -y libnvidia-gl-580"]
+
+
+def test_gpu_graphics_libs_missing_on_a_server_driver(facts: Facts, ctx: CheckContext) -> None:
+    """A headless -server install (the usual on data-centre GPUs) needs the -server graphics package."""
+    server = ["libnvidia-compute-580-server", "nvidia-headless-no-dkms-580-server", "nvidia-utils-580-server"]
+    f = verdict("gpu.graphics_libs", _no_graphics(facts, server), ctx)
+    assert f.status is Status.FAIL
+    assert commands(f) == ["sudo apt-get install -y libnvidia-gl-580-server"]
+
+
+def test_gpu_graphics_libs_one_missing(facts: Facts, ctx: CheckContext) -> None:
+    libs = {**facts.get("gpu").graphics_libs, "libEGL_nvidia.so.0": None}
+    f = verdict("gpu.graphics_libs", breaking(facts, "gpu", graphics_libs=libs), ctx)
+    assert f.status is Status.FAIL
+    named(f, "libEGL_nvidia.so.0 missing")
+    assert "libGLX_nvidia.so.0" not in f.summary
+
+
+def test_gpu_graphics_libs_driver_not_from_apt_gets_no_apt_command(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("gpu.graphics_libs", _no_graphics(facts, []), ctx)
+    assert f.status is Status.FAIL
+    assert not any("apt-get" in c for c in commands(f))
+
+
+# ---------------------------------------------------------------- vulkan
+
+
+def test_vulkan_loader_missing_fails_with_the_package(facts: Facts, ctx: CheckContext) -> None:
+    no_loader = breaking(facts, "vulkan", loader=None, enumeration=None)  # no loader, nothing to enumerate with
+    f = verdict("vulkan.loader", no_loader, ctx)
+    assert f.status is Status.FAIL
+    named(f, "libvulkan.so.1")
+    assert commands(f) == ["sudo apt-get install -y libvulkan1"]
+    assert verdict("vulkan.devices", no_loader, ctx).status is Status.SKIP
+    assert verdict("vulkan.adapter_map", no_loader, ctx).status is Status.SKIP
+    assert verdict("vulkan.icd", no_loader, ctx).status is Status.OK  # the ICD does not need the loader
+
+
+def test_vulkan_icd_missing_fails_with_the_graphics_package(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("vulkan.icd", breaking(facts, "vulkan", icds=[lavapipe_icd()]), ctx)
+    assert f.status is Status.FAIL
+    named(f, "nvidia_icd.json")
+    assert commands(f) == ["sudo apt-get install -y libnvidia-gl-580"]
+
+
+def test_vulkan_icd_library_unresolved_fails(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("vulkan.icd", breaking(facts, "vulkan", icds=[icd(resolved=False)]), ctx)
+    assert f.status is Status.FAIL
+    named(f, NVIDIA_ICD, "libGLX_nvidia.so.0", "cannot find")
+    assert commands(f) == ["sudo apt-get install -y libnvidia-gl-580"]
+
+
+def test_vulkan_icd_one_good_of_two_is_ok(facts: Facts, ctx: CheckContext) -> None:
+    stale = icd("/etc/vulkan/icd.d/nvidia_icd.json", resolved=False)
+    f = verdict("vulkan.icd", breaking(facts, "vulkan", icds=[stale, icd()]), ctx)
+    assert f.status is Status.OK
+    named(f, NVIDIA_ICD)
+
+
+def test_vulkan_icd_skips_without_a_driver(facts: Facts, ctx: CheckContext) -> None:
+    broken = breaking(facts, "vulkan", icds=[lavapipe_icd()])
+    broken = breaking(broken, "gpu", nvml_error="NVML: Driver Not Loaded", driver_version=None, gpus=[])
+    assert verdict("vulkan.icd", broken, ctx).status is Status.SKIP
+
+
+def _forced_to_lavapipe(facts: Facts) -> Facts:
+    """VK_DRIVER_FILES left pointing at Mesa's lavapipe: the loader reads nothing else."""
+    forced = "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json"
+    return breaking(
+        facts,
+        "vulkan",
+        variables={"VK_DRIVER_FILES": forced},
+        search_dirs=[f"VK_DRIVER_FILES={forced}"],
+        icds=[lavapipe_icd()],
+        enumeration=Enumeration(True, [llvmpipe()]),
+    )
+
+
+@pytest.mark.parametrize("check_id", ["vulkan.icd", "vulkan.devices"])
+def test_vulkan_driver_files_forcing_another_driver_is_unset(facts: Facts, ctx: CheckContext, check_id) -> None:
+    f = verdict(check_id, _forced_to_lavapipe(facts), ctx)
+    assert f.status is Status.FAIL
+    assert "unset VK_DRIVER_FILES" in commands(f)
+
+
+def test_vulkan_icd_duplicates_warns_and_keeps_one(facts: Facts, ctx: CheckContext) -> None:
+    extra = icd("/etc/vulkan/icd.d/nvidia_icd.json")
+    f = verdict("vulkan.icd_duplicates", breaking(facts, "vulkan", icds=[extra, icd()]), ctx)
+    assert f.status is Status.WARN
+    named(f, "2 NVIDIA ICD files", "-graphicsadapter")
+    assert commands(f) == ["export VK_DRIVER_FILES=/etc/vulkan/icd.d/nvidia_icd.json"]
+    assert f.details == ["/etc/vulkan/icd.d/nvidia_icd.json", NVIDIA_ICD]
+
+
+def test_vulkan_icd_duplicates_skips_without_nvidia(facts: Facts, ctx: CheckContext) -> None:
+    assert verdict("vulkan.icd_duplicates", breaking(facts, "vulkan", icds=[lavapipe_icd()]), ctx).status is Status.SKIP
+
+
+def test_vulkan_icd_duplicates_keeps_the_one_that_loads(facts: Facts, ctx: CheckContext) -> None:
+    stale = icd("/etc/vulkan/icd.d/nvidia_icd.json", library="libGLX_nvidia.so.0", resolved=False)
+    f = verdict("vulkan.icd_duplicates", breaking(facts, "vulkan", icds=[stale, icd()]), ctx)
+    assert commands(f) == [f"export VK_DRIVER_FILES={NVIDIA_ICD}"]
+
+
+def test_vulkan_devices_only_llvmpipe_fails_naming_it(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("vulkan.devices", breaking(facts, "vulkan", enumeration=Enumeration(True, [llvmpipe()])), ctx)
+    assert f.status is Status.FAIL
+    named(f, "llvmpipe", "CPU")
+    assert commands(f) == [f"export VK_DRIVER_FILES={NVIDIA_ICD}"]
+
+
+def test_vulkan_devices_only_llvmpipe_and_no_nvidia_icd(facts: Facts, ctx: CheckContext) -> None:
+    broken = breaking(facts, "vulkan", icds=[lavapipe_icd()], enumeration=Enumeration(True, [llvmpipe()]))
+    f = verdict("vulkan.devices", broken, ctx)
+    assert f.status is Status.FAIL
+    named(f, "llvmpipe")
+    assert commands(f) == ["sudo apt-get install -y libnvidia-gl-580"]
+
+
+def test_vulkan_devices_llvmpipe_with_a_broken_nvidia_icd(facts: Facts, ctx: CheckContext) -> None:
+    broken = breaking(facts, "vulkan", icds=[icd(resolved=False)], enumeration=Enumeration(True, [llvmpipe()]))
+    assert commands(verdict("vulkan.devices", broken, ctx)) == ["sudo apt-get install -y libnvidia-gl-580"]
+
+
+def test_vulkan_devices_enumeration_error_fails(facts: Facts, ctx: CheckContext) -> None:
+    failed = Enumeration(False, [], "vkCreateInstance: VK_ERROR_INCOMPATIBLE_DRIVER", ["ERROR: loader"])
+    f = verdict("vulkan.devices", breaking(facts, "vulkan", enumeration=failed), ctx)
+    assert f.status is Status.FAIL
+    named(f, "VK_ERROR_INCOMPATIBLE_DRIVER")
+    assert commands(f) == ["sudo apt-get install -y libnvidia-gl-580"]
+    assert f.details == ["ERROR: loader"]
+
+
+def test_vulkan_devices_crashed_enumeration_without_driver(facts: Facts, ctx: CheckContext) -> None:
+    crashed = breaking(facts, "vulkan", enumeration=Enumeration(False, [], "device enumeration crashed (SIGSEGV)"))
+    crashed = breaking(crashed, "gpu", nvml_error="NVML: Driver Not Loaded", driver_version=None, gpus=[])
+    f = verdict("vulkan.devices", crashed, ctx)
+    assert f.status is Status.FAIL
+    named(f, "SIGSEGV")
+    assert commands(f) == ["sudo ubuntu-drivers install"]
+
+
+def test_vulkan_devices_empty_list_fails(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("vulkan.devices", breaking(facts, "vulkan", enumeration=Enumeration(True, [])), ctx)
+    assert f.status is Status.FAIL
+    named(f, "lists no device")
+
+
+def test_vulkan_devices_gpu_beside_llvmpipe_is_ok(facts: Facts, ctx: CheckContext) -> None:
+    both = Enumeration(True, [vk_device(0), llvmpipe(1)])
+    f = verdict("vulkan.devices", breaking(facts, "vulkan", enumeration=both), ctx)
+    assert f.status is Status.OK
+    assert f.summary == f"1 GPU device: {GPU_NAME} (DISCRETE_GPU)"
+    assert f.details[1].startswith("[1] llvmpipe (LLVM 15.0.6, 256 bits) (CPU, vendor 0x10005")
+
+
+def _two_gpus(facts: Facts, vulkan_devices: list) -> Facts:
+    gpus = [gpu_device(0), gpu_device(1, uuid=GPU_UUID_2)]
+    return breaking(breaking(facts, "gpu", gpus=gpus), "vulkan", enumeration=Enumeration(True, vulkan_devices))
+
+
+def test_vulkan_adapter_map_order_differs_from_nvml_is_mapped(facts: Facts, ctx: CheckContext) -> None:
+    swapped = _two_gpus(facts, [vk_device(0, VK_UUID_2), vk_device(1, VK_UUID)])
+    f = verdict("vulkan.adapter_map", swapped, ctx)
+    assert f.status is Status.OK
+    named(f, "GPU 0 -> 1, GPU 1 -> 0", "Vulkan order differs from nvidia-smi")
+    assert f.details == [
+        f"GPU 0 (GPU-{VK_UUID}) -> -graphicsadapter=1",
+        f"GPU 1 ({GPU_UUID_2}) -> -graphicsadapter=0",
+    ]
+
+
+def test_vulkan_adapter_map_cpu_device_listed_first_shifts_the_index(facts: Facts, ctx: CheckContext) -> None:
+    shifted = breaking(facts, "vulkan", enumeration=Enumeration(True, [llvmpipe(0), vk_device(1)]))
+    f = verdict("vulkan.adapter_map", shifted, ctx)
+    assert f.status is Status.OK
+    named(f, "GPU 0 -> 1")
+
+
+def test_vulkan_adapter_map_gpu_missing_from_vulkan_fails(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("vulkan.adapter_map", _two_gpus(facts, [vk_device(0, VK_UUID)]), ctx)
+    assert f.status is Status.FAIL
+    named(f, "Vulkan does not list GPU 1")
+    assert commands(f) == ["nvidia-smi -L"]
+    assert f.details[1] == f"GPU 1 ({GPU_UUID_2}) -> not listed by Vulkan"
+
+
+def test_vulkan_adapter_map_duplicate_icds_map_to_the_first_listing(facts: Facts, ctx: CheckContext) -> None:
+    """Two NVIDIA ICDs list each GPU twice; UE4 takes the first index that is the GPU."""
+    twice = _two_gpus(facts, [vk_device(0), vk_device(1, VK_UUID_2), vk_device(2), vk_device(3, VK_UUID_2)])
+    f = verdict("vulkan.adapter_map", twice, ctx)
+    assert f.status is Status.OK
+    assert f.summary == "GPU 0 -> 0, GPU 1 -> 1"
+
+
+def test_vulkan_adapter_map_skips_without_a_device_list(facts: Facts, ctx: CheckContext) -> None:
+    failed = breaking(
+        facts, "vulkan", enumeration=Enumeration(False, [], "vkCreateInstance: VK_ERROR_INITIALIZATION_FAILED")
+    )
+    assert verdict("vulkan.adapter_map", failed, ctx).status is Status.SKIP
+
+
+# ---------------------------------------------------------------- display
+
+XVFB_LLVMPIPE = dict(
+    display=":99",
+    server=XServer("xvfb", 812, "Xvfb :99 -screen 0 1280x720x24"),
+    socket="/tmp/.X11-unix/X99",
+    glxinfo="/usr/bin/glxinfo",
+    glx=Glx(True, "llvmpipe (LLVM 15.0.6, 256 bits)", "Mesa", "4.5 (Compatibility Profile) Mesa 22.3.6", False, True),
+)
+GPU_DISPLAY_COMMANDS = [
+    "sudo nvidia-xconfig -a --virtual=1920x1080 --allow-empty-initial-configuration",
+    "sudo Xorg :0 &",
+    "export DISPLAY=:0",
+]
+
+
+def test_display_server_unset_with_window_fails(facts: Facts, settings: Settings) -> None:
+    f = verdict("display.server", facts, context(settings, window=True))
+    assert f.status is Status.FAIL
+    named(f, "DISPLAY is unset")
+
+
+def test_display_server_unset_recommends_off_screen(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("display.server", facts, ctx)
+    assert f.status is Status.OK
+    named(f, "-RenderOffScreen")
+
+
+def test_display_server_xvfb_is_named(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("display.server", breaking(facts, "display", **XVFB_LLVMPIPE), ctx)
+    assert f.status is Status.OK
+    named(f, "DISPLAY=:99", "Xvfb", "pid 812")
+
+
+def test_display_server_nobody_serves_it_warns(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("display.server", breaking(facts, "display", display=":5"), ctx)
+    assert f.status is Status.WARN
+    named(f, "DISPLAY=:5", "no X server")
+    assert commands(f) == ["unset DISPLAY"]
+
+
+def test_display_server_socket_without_visible_process(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("display.server", breaking(facts, "display", display=":1", socket="/tmp/.X11-unix/X1"), ctx)
+    assert f.status is Status.OK
+    named(f, "/tmp/.X11-unix/X1")
+
+
+def test_display_renderer_llvmpipe_with_window_fails(facts: Facts, settings: Settings) -> None:
+    f = verdict("display.renderer", breaking(facts, "display", **XVFB_LLVMPIPE), context(settings, window=True))
+    assert f.status is Status.FAIL
+    named(f, "llvmpipe", "renders on the CPU")
+    assert commands(f) == GPU_DISPLAY_COMMANDS
+
+
+def test_display_renderer_llvmpipe_without_window_warns(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("display.renderer", breaking(facts, "display", **XVFB_LLVMPIPE), ctx)
+    assert f.status is Status.WARN
+    named(f, "llvmpipe", "off-screen CARLA is unaffected")
+    assert commands(f) == ["unset DISPLAY"]
+
+
+def test_display_renderer_nvidia_is_ok(facts: Facts, settings: Settings) -> None:
+    nvidia = Glx(True, f"{GPU_NAME}/PCIe/SSE2", "NVIDIA Corporation", "4.6.0 NVIDIA 580.95.05", True, True)
+    on_gpu = {**XVFB_LLVMPIPE, "server": XServer("xorg", 700, "/usr/lib/xorg/Xorg :0"), "display": ":0", "glx": nvidia}
+    f = verdict("display.renderer", breaking(facts, "display", **on_gpu), context(settings, window=True))
+    assert f.status is Status.OK
+    named(f, GPU_NAME, "NVIDIA Corporation")
+
+
+def test_display_renderer_without_glxinfo_warns(facts: Facts, ctx: CheckContext) -> None:
+    without = {**XVFB_LLVMPIPE, "glxinfo": None, "glx": None}
+    f = verdict("display.renderer", breaking(facts, "display", **without), ctx)
+    assert f.status is Status.WARN
+    named(f, "glxinfo is not installed")
+    assert commands(f) == ["sudo apt-get install -y mesa-utils"]
+
+
+@pytest.mark.parametrize(("window", "status"), [(True, Status.FAIL), (False, Status.WARN)])
+def test_display_renderer_glx_broken(facts: Facts, settings: Settings, window: bool, status: Status) -> None:
+    broken = {**XVFB_LLVMPIPE, "glx": Glx(False, error="glxinfo exited 1: unable to open display")}
+    f = verdict("display.renderer", breaking(facts, "display", **broken), context(settings, window=window))
+    assert f.status is status
+    named(f, "unable to open display")
+    assert commands(f) == GPU_DISPLAY_COMMANDS
+
+
+def test_display_virtualgl_present(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("display.virtualgl", breaking(facts, "display", vglrun="/opt/VirtualGL/bin/vglrun"), ctx)
+    assert f.status is Status.OK
+    named(f, "/opt/VirtualGL/bin/vglrun", "vglrun -d egl")
+
+
+# ---------------------------------------------------------------- carla
+
+
+def install_commands(settings: Settings) -> list[str]:
+    return ["simdoctor setup --only carla", f"export CARLA_ROOT={settings.carla_root}"]
+
+
+def test_carla_root_set_but_missing_fails(make_settings) -> None:
+    settings = make_settings(carla_root="/data/CARLA_0.9.15")
+    broken = breaking(healthy_facts(settings), "carla", setting="/data/CARLA_0.9.15", setting_source="flag",
+                      root=None, searched=["/data/CARLA_0.9.15"], launcher=None, binary=None, version=None,
+                      maps=[])  # fmt: skip
+    f = verdict("carla.root", broken, context(settings))
+    assert f.status is Status.FAIL
+    named(f, "CARLA_ROOT=/data/CARLA_0.9.15 (from flag) does not exist")
+    assert commands(f) == ["simdoctor setup --only carla", "export CARLA_ROOT=/data/CARLA_0.9.15"]
+    for check_id in ("carla.binaries", "carla.version", "carla.maps"):
+        assert verdict(check_id, broken, context(settings)).status is Status.SKIP
+
+
+def test_carla_root_not_found_anywhere(facts: Facts, settings: Settings, ctx: CheckContext) -> None:
+    searched = [str(settings.carla_root), *settings.recipe.carla.search[1:]]
+    broken = breaking(facts, "carla", root=None, searched=searched, launcher=None, binary=None, version=None, maps=[])
+    f = verdict("carla.root", broken, ctx)
+    assert f.status is Status.FAIL
+    named(f, "CARLA 0.9.15 not found", ", ".join(searched))
+    assert commands(f) == install_commands(settings)
+
+
+def test_carla_root_without_launcher_fails(facts: Facts, settings: Settings, ctx: CheckContext) -> None:
+    launcher = facts.get("carla").launcher
+    f = verdict("carla.root", breaking(facts, "carla", launcher=replace(launcher, exists=False, executable=False)), ctx)
+    assert f.status is Status.FAIL
+    named(f, "has no CarlaUE4.sh")
+    assert commands(f) == install_commands(settings)
+
+
+def test_carla_root_found_only_by_search_warns(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("carla.root", breaking(facts, "carla", root="/opt/carla-simulator", found_by_search=True), ctx)
+    assert f.status is Status.WARN
+    named(f, "CARLA_ROOT is not set", "/opt/carla-simulator")
+    assert commands(f) == ["export CARLA_ROOT=/opt/carla-simulator"]
+
+
+def test_carla_binaries_shipping_binary_missing(facts: Facts, settings: Settings, ctx: CheckContext) -> None:
+    binary = facts.get("carla").binary
+    f = verdict("carla.binaries", breaking(facts, "carla", binary=replace(binary, exists=False, executable=False)), ctx)
+    assert f.status is Status.FAIL
+    named(f, binary.path, "not fully extracted")
+    assert commands(f) == install_commands(settings)
+
+
+def test_carla_binaries_not_executable(facts: Facts, ctx: CheckContext) -> None:
+    binary = facts.get("carla").binary
+    f = verdict("carla.binaries", breaking(facts, "carla", binary=replace(binary, executable=False)), ctx)
+    assert f.status is Status.FAIL
+    named(f, binary.path)
+    assert commands(f) == [f"chmod +x {binary.path}"]
+
+
+def test_carla_version_mismatch_fails(facts: Facts, settings: Settings, ctx: CheckContext) -> None:
+    f = verdict("carla.version", breaking(facts, "carla", version="0.9.14"), ctx)
+    assert f.status is Status.FAIL
+    named(f, "is 0.9.14", "needs 0.9.15")
+    assert commands(f) == install_commands(settings)
+
+
+def test_carla_version_file_missing_warns(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("carla.version", breaking(facts, "carla", version=None), ctx)
+    assert f.status is Status.WARN
+    named(f, "no VERSION file")
+
+
+def _without(facts: Facts, *towns: str, **changes) -> Facts:
+    maps = [t for t in facts.get("carla").maps if t not in towns]
+    return breaking(facts, "carla", maps=maps, **changes)
+
+
+def test_carla_maps_additional_maps_not_imported(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("carla.maps", _without(facts, "Town06", "Town07", "Town11", "Town12", "Town13", "Town15"), ctx)
+    assert f.status is Status.FAIL
+    named(f, "Town06, Town07, Town11, Town12, Town13, Town15 missing", "AdditionalMaps_0.9.15 is not imported")
+    assert commands(f) == ["simdoctor setup --only maps"]
+
+
+def test_carla_maps_archive_waiting_in_import(facts: Facts, settings: Settings, ctx: CheckContext) -> None:
+    root = settings.carla_root
+    f = verdict("carla.maps", _without(facts, "Town12", "Town13", import_pending=["AdditionalMaps_0.9.15.tar.gz"]), ctx)
+    assert f.status is Status.FAIL
+    named(f, "Town12, Town13 missing", "AdditionalMaps_0.9.15.tar.gz waits in", f"{root}/Import")
+    assert commands(f) == [f"cd {root} && ./ImportAssets.sh"]
+
+
+def test_carla_maps_base_town_missing_means_a_broken_package(facts: Facts, settings: Settings, ctx) -> None:
+    f = verdict("carla.maps", _without(facts, "Town01"), ctx)
+    assert f.status is Status.FAIL
+    named(f, "Town01 missing from the CARLA package")
+    assert commands(f) == install_commands(settings)
+
+
+def test_carla_maps_without_routes_file_uses_recipe_towns(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("carla.maps", breaking(facts, "carla", routes_towns=None), ctx)
+    assert f.status is Status.OK
+    named(f, "12 towns of the recipe's town list")
+    f = verdict("carla.maps", _without(facts, "Town15", routes_towns=["Town12", "Town13"]), ctx)
+    assert f.status is Status.OK  # the routes file in use does not drive in Town15
+
+
+def _held(facts: Facts, role: str, **state) -> Facts:
+    ports = [replace(p, listening=True, **state) if p.role == role else p for p in facts.get("ports").ports]
+    return breaking(facts, "ports", ports=ports)
+
+
+def test_carla_ports_held_by_another_program_fails(facts: Facts, ctx: CheckContext) -> None:
+    held = _held(facts, "rpc", pids=[3131], owner="python3 -m http.server 2000")
+    f = verdict("carla.ports", held, ctx)
+    assert f.status is Status.FAIL
+    named(f, "rpc port 2000", "`python3 -m http.server 2000` (pid 3131)", "Address already in use")
+    assert commands(f) == ["kill 3131"]
+
+
+def test_carla_ports_held_by_another_user(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("carla.ports", _held(facts, "traffic_manager"), ctx)
+    assert f.status is Status.FAIL
+    named(f, "traffic_manager port 8000", "another user's process")
+    assert commands(f) == ["ss -ltnp 'sport = :8000'"]
+
+
+def test_carla_ports_held_by_carla_is_ok(facts: Facts, ctx: CheckContext) -> None:
+    ports = [
+        replace(p, listening=True, pids=[41234], owner=STALE_CARLA.command, owner_is_carla=True)
+        if p.role != "traffic_manager"
+        else p
+        for p in facts.get("ports").ports
+    ]
+    f = verdict("carla.ports", breaking(facts, "ports", ports=ports), ctx)
+    assert f.status is Status.OK
+    named(f, "running CARLA server")
+    assert f.details[0] == "rpc 2000: held by CARLA (pid 41234)"
+
+
+def test_carla_ports_remote_host_skips(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("carla.ports", breaking(facts, "ports", host="10.0.0.7", local=False, ports=[]), ctx)
+    assert f.status is Status.SKIP
+    named(f, "10.0.0.7")
+
+
+def _server(facts: Facts, version, error=None) -> Facts:
+    return breaking(facts, "server", listening=True, version=version, via="carla client 0.9.15", error=error)
+
+
+def test_carla_server_matching_version_is_ok(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("carla.server", _server(facts, "0.9.15"), ctx)
+    assert f.status is Status.OK
+    named(f, "CARLA 0.9.15 answers on localhost:2000")
+
+
+def test_carla_server_version_mismatch_fails(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("carla.server", _server(facts, "0.9.14"), ctx)
+    assert f.status is Status.FAIL
+    named(f, "localhost:2000 is CARLA 0.9.14", "needs 0.9.15")
+
+
+def test_carla_server_not_answering_version_fails(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("carla.server", _server(facts, None, "time-out of 1000ms while waiting for the simulator"), ctx)
+    assert f.status is Status.FAIL
+    named(f, "does not answer", "time-out of 1000ms")
+
+
+def test_carla_server_version_mismatch_says_how_to_stop_it(facts: Facts, ctx: CheckContext) -> None:
+    running = _held(_server(facts, "0.9.14"), "rpc", pids=[41234], owner=STALE_CARLA.command, owner_is_carla=True)
+    assert "kill 41234" in commands(verdict("carla.server", running, ctx))
+
+
+def test_carla_client_version_mismatch_fails(facts: Facts, settings: Settings, ctx: CheckContext) -> None:
+    a = facts.get("agent")
+    older = breaking(_server(facts, "0.9.15"), "agent", packages={**a.packages, "carla": "0.9.14"})
+    f = verdict("carla.client_version", older, ctx)
+    assert f.status is Status.FAIL
+    named(f, "client is 0.9.14", "server is 0.9.15", "Version mismatch detected")
+    assert commands(f) == [f"{agent_python(settings)} -m pip install carla==0.9.15"]
+
+
+def test_carla_client_version_matching_is_ok(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("carla.client_version", _server(facts, "0.9.15"), ctx)
+    assert f.status is Status.OK
+    named(f, "client 0.9.15 matches server 0.9.15")
+
+
+def test_carla_client_version_skips_without_client(facts: Facts, ctx: CheckContext) -> None:
+    a = facts.get("agent")
+    broken = breaking(_server(facts, "0.9.15"), "agent", packages={**a.packages, "carla": None})
+    assert verdict("carla.client_version", broken, ctx).status is Status.SKIP
+
+
+def test_carla_client_version_source_build_server(facts: Facts, settings: Settings, ctx: CheckContext) -> None:
+    a = facts.get("agent")
+    older = breaking(_server(facts, "0.9.15-dirty"), "agent", packages={**a.packages, "carla": "0.9.14"})
+    assert commands(verdict("carla.client_version", older, ctx)) == [
+        f"{agent_python(settings)} -m pip install carla==0.9.15"
+    ]
+
+
+# ---------------------------------------------------------------- agent
+
+
+def env_commands(settings: Settings) -> list[str]:
+    return [
+        f"cd {settings.work_dir} && conda env create -f environment.yaml",
+        "export SIMDOCTOR_AGENT_PYTHON=$(conda run -n simlingo which python)",
+    ]
+
+
+AGENT_CHECKS = ("agent.carla_client", "agent.imports", "agent.module", "agent.torch", "agent.transformers")
+
+
+def test_agent_python_none_found_fails_and_the_rest_skips(facts: Facts, settings: Settings, ctx) -> None:
+    tried = settings.recipe.agent.python_candidates
+    none = breaking(facts, "agent", python=None, tried=tried, error="no interpreter found", version=None,
+                    executable=None, packages=None, carla=None, modules=None, agent=None, torch=None)  # fmt: skip
+    f = verdict("agent.python", none, ctx)
+    assert f.status is Status.FAIL
+    named(f, "no agent interpreter", tried[0], "python3.8")
+    assert commands(f) == env_commands(settings)
+    for check_id in (*AGENT_CHECKS, "agent.deep"):
+        assert verdict(check_id, none, ctx).status is Status.SKIP
+
+
+def test_agent_python_given_but_missing(facts: Facts, settings: Settings, ctx: CheckContext) -> None:
+    given = breaking(facts, "agent", requested="/opt/envs/simlingo/bin/python", source="flag", python=None,
+                     tried=["/opt/envs/simlingo/bin/python"], error="no interpreter found")  # fmt: skip
+    f = verdict("agent.python", given, ctx)
+    assert f.status is Status.FAIL
+    named(f, "/opt/envs/simlingo/bin/python (from flag) is not an executable Python")
+    assert commands(f) == env_commands(settings)
+
+
+def test_agent_python_probe_timed_out(facts: Facts, settings: Settings, ctx: CheckContext) -> None:
+    python = agent_python(settings)
+    f = verdict("agent.python", breaking(facts, "agent", error=f"{python} timed out after 7.5s", version=None), ctx)
+    assert f.status is Status.FAIL
+    named(f, "could not be probed", "timed out after 7.5s")
+    for check_id in AGENT_CHECKS:
+        assert verdict(check_id, breaking(facts, "agent", error="timed out"), ctx).status is Status.SKIP
+
+
+def test_agent_python_other_version_warns(facts: Facts, settings: Settings, ctx: CheckContext) -> None:
+    f = verdict("agent.python", breaking(facts, "agent", version="3.10.14"), ctx)
+    assert f.status is Status.WARN
+    named(f, "Python 3.10.14", "pins Python 3.8")
+    assert commands(f) == env_commands(settings)
+
+
+def _packages(facts: Facts, **versions) -> Facts:
+    return breaking(facts, "agent", packages={**facts.get("agent").packages, **versions})
+
+
+def test_agent_carla_client_wrong_version_fails(facts: Facts, settings: Settings, ctx: CheckContext) -> None:
+    f = verdict("agent.carla_client", _packages(facts, carla="0.9.14"), ctx)
+    assert f.status is Status.FAIL
+    named(f, "carla 0.9.14")
+    assert commands(f) == [f"{agent_python(settings)} -m pip install carla==0.9.15"]
+
+
+def test_agent_carla_client_not_importable_fails(facts: Facts, settings: Settings, ctx: CheckContext) -> None:
+    """The PythonAPI egg is built for Python 3.7: on 3.8 `import carla` finds no libcarla."""
+    error = "ModuleNotFoundError: No module named 'libcarla'"
+    broken = _packages(breaking(facts, "agent", carla=replace(facts.get("agent").carla, ok=False, error=error)),
+                       carla=None)  # fmt: skip
+    f = verdict("agent.carla_client", broken, ctx)
+    assert f.status is Status.FAIL
+    named(f, "does not import", "libcarla")
+    assert commands(f) == [f"{agent_python(settings)} -m pip install carla==0.9.15"]
+
+
+def test_agent_carla_client_without_metadata_warns(facts: Facts, settings: Settings, ctx: CheckContext) -> None:
+    f = verdict("agent.carla_client", _packages(facts, carla=None), ctx)
+    assert f.status is Status.WARN
+    named(f, "without package metadata", facts.get("agent").carla.file)
+    assert commands(f) == [f"{agent_python(settings)} -m pip install carla==0.9.15"]
+
+
+def _module(facts: Facts, name: str, **state) -> Facts:
+    modules = dict(facts.get("agent").modules)
+    modules[name] = replace(modules[name], **state)
+    return breaking(facts, "agent", modules=modules)
+
+
+def test_agent_imports_srunner_missing_names_its_entry(facts: Facts, settings: Settings, ctx: CheckContext) -> None:
+    f = verdict("agent.imports", _module(facts, "srunner", found=False, origin=None), ctx)
+    assert f.status is Status.FAIL
+    named(f, "`srunner` is not importable", settings.recipe.agent.scenario_runner)
+    assert commands(f) == [f"git clone https://github.com/RenzKa/simlingo {settings.work_dir}"]
+    assert "srunner: NOT FOUND" in f.details
+
+
+def test_agent_imports_several_missing(facts: Facts, ctx: CheckContext) -> None:
+    broken = _module(_module(facts, "srunner", found=False, origin=None), "leaderboard", found=False, origin=None)
+    f = verdict("agent.imports", broken, ctx)
+    assert f.status is Status.FAIL
+    named(f, "`srunner`", "(also missing: leaderboard)")
+
+
+def test_agent_imports_agents_navigation_comes_from_carla(facts: Facts, ctx: CheckContext) -> None:
+    error = "ModuleNotFoundError: No module named 'agents'"
+    f = verdict("agent.imports", _module(facts, "agents.navigation", found=False, origin=None, error=error), ctx)
+    assert "simdoctor setup --only carla" in commands(f)
+
+
+def test_agent_module_file_missing_fails(facts: Facts, settings: Settings, ctx: CheckContext) -> None:
+    agent = ModuleState(False, None, None, file_exists=False)
+    f = verdict("agent.module", breaking(facts, "agent", agent=agent), ctx)
+    assert f.status is Status.FAIL
+    named(f, settings.recipe.agent.file, "does not exist")
+    assert commands(f) == [f"cd {settings.work_dir} && git pull"]
+
+
+def test_agent_module_not_importable_has_a_fix(facts: Facts, ctx: CheckContext) -> None:
+    agent = ModuleState(False, None, "ImportError: cannot import name 'LingoAgent'", file_exists=True)
+    f = verdict("agent.module", breaking(facts, "agent", agent=agent), ctx)
+    assert f.status is Status.FAIL
+    assert f.fix is not None
+
+
+def test_agent_module_not_importable_fails(facts: Facts, ctx: CheckContext) -> None:
+    agent = ModuleState(False, None, "ImportError: cannot import name 'LingoAgent'", file_exists=True)
+    f = verdict("agent.module", breaking(facts, "agent", agent=agent), ctx)
+    assert f.status is Status.FAIL
+    named(f, "not importable", "LingoAgent")
+
+
+def _torch(facts: Facts, version, cuda) -> Facts:
+    site_torch = facts.get("agent").torch.path
+    return breaking(facts, "agent", torch=TorchBuild(site_torch, version, cuda))
+
+
+def torch_commands(settings: Settings, index: str = "https://download.pytorch.org/whl/cu121") -> list[str]:
+    """Replace torch outright: a plain `pip install torch==2.2.0` is a no-op when 2.2.0+<other> is there."""
+    return [f"{agent_python(settings)} -m pip install --force-reinstall torch==2.2.0 --index-url {index}"]
+
+
+def test_agent_torch_missing_fails(facts: Facts, settings: Settings, ctx: CheckContext) -> None:
+    f = verdict("agent.torch", breaking(facts, "agent", torch=None), ctx)
+    assert f.status is Status.FAIL
+    named(f, "torch is not installed")
+    assert commands(f) == [f"{agent_python(settings)} -m pip install torch==2.2.0"]
+
+
+def test_agent_torch_cpu_build_with_gpus_fails(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("agent.torch", _torch(facts, "2.2.0+cpu", None), ctx)
+    assert f.status is Status.FAIL
+    named(f, "torch 2.2.0+cpu", "CPU-only build", "the agent would run on the CPU")
+
+
+def test_agent_torch_cpu_build_fix_replaces_it(facts: Facts, ctx: CheckContext) -> None:
+    [command] = commands(verdict("agent.torch", _torch(facts, "2.2.0+cpu", None), ctx))
+    assert "--force-reinstall" in command
+    assert "--index-url https://download.pytorch.org/whl/cu" in command
+
+
+def test_agent_torch_cpu_build_without_gpus_warns(facts: Facts, ctx: CheckContext) -> None:
+    cpu_only = breaking(_torch(facts, "2.2.0+cpu", None), "gpu", nvml_error="NVML: Driver Not Loaded", gpus=[])
+    f = verdict("agent.torch", cpu_only, ctx)
+    assert f.status is Status.WARN
+    named(f, "no GPU here either")
+
+
+def test_agent_torch_too_old_for_the_gpu(facts: Facts, settings: Settings, ctx: CheckContext) -> None:
+    """sm_90 (H100) needs CUDA 11.8; a cu117 build has no kernels for it."""
+    f = verdict("agent.torch", _torch(facts, "2.0.1+cu117", "11.7"), ctx)
+    assert f.status is Status.FAIL
+    named(f, "torch 2.0.1+cu117", f"GPU 0 ({GPU_NAME}, sm_90) needs CUDA 11.8 or newer", "built for 11.7")
+    assert commands(f) == torch_commands(settings)
+
+
+def test_agent_torch_driver_cuda_older_same_major_warns(facts: Facts, settings: Settings, ctx: CheckContext) -> None:
+    f = verdict("agent.torch", breaking(facts, "gpu", cuda_driver_version="12.0"), ctx)
+    assert f.status is Status.WARN
+    named(f, "the driver supports CUDA 12.0, older than torch's CUDA 12.1", "minor-version compatibility only")
+    assert commands(f) == ["sudo ubuntu-drivers install"]
+
+
+def test_agent_torch_driver_cuda_older_major_fails(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("agent.torch", breaking(facts, "gpu", cuda_driver_version="11.8"), ctx)
+    assert f.status is Status.FAIL
+    named(f, "the driver supports CUDA 11.8, older than torch's CUDA 12.1")
+    assert "minor-version" not in f.summary
+
+
+def test_agent_torch_driver_cuda_older_major_fix_changes_something(facts: Facts, settings: Settings, ctx) -> None:
+    f = verdict("agent.torch", breaking(facts, "gpu", cuda_driver_version="11.8"), ctx)
+    assert commands(f) == torch_commands(settings, "https://download.pytorch.org/whl/cu118")
+
+
+def test_agent_torch_off_pin_warns(facts: Facts, settings: Settings, ctx: CheckContext) -> None:
+    f = verdict("agent.torch", _torch(facts, "2.5.1+cu124", "12.4"), ctx)
+    assert f.status is Status.WARN
+    named(f, "torch 2.5.1+cu124, CUDA 12.4", "SimLingo pins torch 2.2.0")
+    assert commands(f) == [f"{agent_python(settings)} -m pip install torch==2.2.0"]
+
+
+def test_agent_transformers_off_pin_warns(facts: Facts, settings: Settings, ctx: CheckContext) -> None:
+    f = verdict("agent.transformers", _packages(facts, transformers="4.21.2"), ctx)
+    assert f.status is Status.WARN
+    named(f, "transformers 4.21.2", "pins 4.46.3")
+    assert commands(f) == [f"{agent_python(settings)} -m pip install transformers==4.46.3"]
+
+
+def test_agent_transformers_missing_fails(facts: Facts, settings: Settings, ctx: CheckContext) -> None:
+    f = verdict("agent.transformers", _packages(facts, transformers=None), ctx)
+    assert f.status is Status.FAIL
+    named(f, "transformers is not installed")
+    assert commands(f) == [f"{agent_python(settings)} -m pip install transformers==4.46.3"]
+
+
+GOOD_DEEP = DeepFacts(
+    torch_error=None,
+    cuda_available=True,
+    device_count=1,
+    arch_list=["sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"],
+    op_ok=True,
+    op_error=None,
+    agent_import_ok=True,
+    agent_import_error=None,
+    seconds=9.8,
+)
+
+
+def _deep(facts: Facts, **changes) -> Facts:
+    return breaking(facts, "agent", deep=replace(GOOD_DEEP, **changes))
+
+
+def test_agent_deep_all_good(facts: Facts, settings: Settings) -> None:
+    f = verdict("agent.deep", _deep(facts), context(settings, deep=True))
+    assert f.status is Status.OK
+    named(f, "torch runs on the GPU")
+    assert "sm_90" in f.details[0]
+
+
+def test_agent_deep_cuda_unavailable_fails(facts: Facts, settings: Settings) -> None:
+    f = verdict(
+        "agent.deep", _deep(facts, cuda_available=False, device_count=0, op_ok=None), context(settings, deep=True)
+    )
+    assert f.status is Status.FAIL
+    named(f, "torch sees no CUDA device")
+
+
+def test_agent_deep_cuda_op_fails(facts: Facts, settings: Settings) -> None:
+    error = "RuntimeError: CUDA error: no kernel image is available for execution on the device"
+    f = verdict("agent.deep", _deep(facts, op_ok=False, op_error=error), context(settings, deep=True))
+    assert f.status is Status.FAIL
+    named(f, "no kernel image is available")
+
+
+def test_agent_deep_torch_import_fails(facts: Facts, settings: Settings) -> None:
+    error = "OSError: libcudnn.so.8: cannot open shared object file: No such file or directory"
+    f = verdict("agent.deep", _deep(facts, torch_error=error), context(settings, deep=True))
+    assert f.status is Status.FAIL
+    named(f, "`import torch` fails", "libcudnn.so.8")
+
+
+def test_agent_deep_agent_import_fails(facts: Facts, settings: Settings) -> None:
+    error = "ModuleNotFoundError: No module named 'hydra' (at team_code/agent_simlingo.py:21)"
+    f = verdict(
+        "agent.deep", _deep(facts, agent_import_ok=False, agent_import_error=error), context(settings, deep=True)
+    )
+    assert f.status is Status.FAIL
+    named(f, "importing the agent fails", "No module named 'hydra'")
+
+
+def test_agent_deep_does_not_claim_an_import_it_did_not_try(facts: Facts, settings: Settings) -> None:
+    missing = breaking(_deep(facts, agent_import_ok=None), "agent", agent=ModuleState(False, None, None, False))
+    f = verdict("agent.deep", missing, context(settings, deep=True))
+    assert "agent module imports" not in f.summary
+
+
+def test_agent_deep_results_are_ignored_without_deep(facts: Facts, ctx: CheckContext) -> None:
+    assert verdict("agent.deep", _deep(facts, cuda_available=False), ctx).status is Status.SKIP
+
+
+# ---------------------------------------------------------------- weights
+
+
+def _weight(facts: Facts, relpath_end: str, **changes) -> Facts:
+    files = [replace(f, **changes) if f.relpath.endswith(relpath_end) else f for f in facts.get("weights").files]
+    return breaking(facts, "weights", files=files)
+
+
+def download_command(settings: Settings, base: bool = False) -> str:
+    w = settings.recipe.base_model if base else settings.recipe.weights
+    return f"simdoctor download {w.repo} --revision {w.revision} --local-dir {w.local_dir}"
+
+
+def test_weights_checkpoint_lfs_pointer_fails(facts: Facts, settings: Settings, ctx: CheckContext) -> None:
+    f = verdict("weights.checkpoint", _weight(facts, "pytorch_model.pt", size=134, lfs_pointer=True, verified=False,
+                                              in_manifest=False), ctx)  # fmt: skip
+    assert f.status is Status.FAIL
+    named(f, "pytorch_model.pt is a Git LFS pointer (134 bytes)")
+    assert commands(f) == [download_command(settings)]
+
+
+def test_weights_checkpoint_unfinished_download_beside(facts: Facts, settings: Settings, ctx: CheckContext) -> None:
+    w = settings.recipe.weights
+    partial = f"{w.local_dir}/{w.checkpoint}.incomplete"
+    f = verdict("weights.checkpoint", _weight(facts, "pytorch_model.pt", partials=[partial]), ctx)
+    assert f.status is Status.WARN
+    named(f, "unfinished downloads lie beside them")
+    assert partial in f.details
+    assert commands(f) == [download_command(settings)]
+
+
+def test_weights_config_missing_fails(facts: Facts, settings: Settings, ctx: CheckContext) -> None:
+    w = settings.recipe.weights
+    missing = _weight(facts, "config.yaml", exists=False, size=None, verified=False, in_manifest=False)
+    f = verdict("weights.config", missing, ctx)
+    assert f.status is Status.FAIL
+    named(f, f"{w.local_dir}/{w.config} is missing")
+    assert commands(f) == [download_command(settings)]
+
+
+def test_weights_base_model_missing_with_partial(facts: Facts, settings: Settings, ctx: CheckContext) -> None:
+    b = settings.recipe.base_model
+    partial = f"{b.local_dir}/.simdoctor/partial/model.safetensors"
+    broken = _weight(facts, "model.safetensors", exists=False, size=None, verified=False, partials=[partial])
+    f = verdict("weights.base_model", broken, ctx)
+    assert f.status is Status.FAIL
+    named(f, "model.safetensors is missing", f"an unfinished download lies at {partial}")
+    assert commands(f) == [download_command(settings, base=True)]
+
+
+def test_weights_base_model_unverified_warns(facts: Facts, settings: Settings, ctx: CheckContext) -> None:
+    b = settings.recipe.base_model
+    f = verdict("weights.base_model", _weight(facts, "model.safetensors", in_manifest=False, verified=False), ctx)
+    assert f.status is Status.WARN
+    named(f, "model.safetensors is not verified against its hash")
+    assert "changed" not in f.summary
+    assert commands(f) == [f"simdoctor download {b.repo} --local-dir {b.local_dir} --verify-only"]
+
+
+def test_weights_checkpoint_changed_since_verified_warns(facts: Facts, settings: Settings, ctx: CheckContext) -> None:
+    w = settings.recipe.weights
+    f = verdict("weights.checkpoint", _weight(facts, "pytorch_model.pt", verified=False), ctx)
+    assert f.status is Status.WARN
+    named(f, "changed since it was verified")
+    assert commands(f) == [f"simdoctor download {w.repo} --local-dir {w.local_dir} --verify-only"]
+
+
+# ---------------------------------------------------------------- network
+
+
+def test_network_hf_unreachable_warns_never_fails(facts: Facts, ctx: CheckContext) -> None:
+    offline = breaking(facts, "network", reachable=False, seconds=0.4, error="no answer within 0.4s")
+    f = verdict("network.hf", offline, ctx)
+    assert f.status is Status.WARN
+    named(f, "https://huggingface.co is unreachable", "no answer within 0.4s")
+    assert commands(f) == ["export HF_ENDPOINT=https://hf-mirror.com"]
+    assert exit_code(diagnose(offline, select(Selection()), ctx)) == 0
+
+
+# ---------------------------------------------------------------- diagnose and select
+
+
+def test_diagnose_probe_failure_becomes_a_finding_and_skips_its_checks(facts: Facts, ctx: CheckContext) -> None:
+    failed = Facts({**facts.by_probe, "vulkan": ProbeFailure("vulkan", "OSError: [Errno 5] Input/output error")})
+    findings = diagnose(failed, select(Selection()), ctx)
+    by_id = {f.id: f for f in findings}
+    probe = by_id["probe.vulkan"]
+    assert (probe.group, probe.status) == ("vulkan", Status.FAIL)
+    assert "Input/output error" in probe.summary
+    assert probe.fix is not None and probe.fix.commands == ["simdoctor check --only vulkan -v"]
+    for check_id in ("vulkan.loader", "vulkan.icd", "vulkan.icd_duplicates", "vulkan.devices", "vulkan.adapter_map"):
+        assert by_id[check_id].status is Status.SKIP
+        assert "needs facts from the vulkan probe, which failed" in by_id[check_id].summary
+    assert by_id["gpu.driver"].status is Status.OK  # other groups are untouched
+    assert exit_code(findings) == 1
+
+
+def test_diagnose_timed_out_probe_of_another_group_name(facts: Facts, ctx: CheckContext) -> None:
+    """The server probe feeds the carla group: its failure is reported there, and what needs it skips."""
+    failed = Facts({**facts.by_probe, "server": ProbeFailure("server", "no answer within 2.5s", timed_out=True)})
+    by_id = {f.id: f for f in diagnose(failed, select(Selection()), ctx)}
+    assert by_id["probe.server"].group == "carla"
+    assert "no answer within 2.5s" in by_id["probe.server"].summary
+    assert by_id["probe.server"].fix.commands == ["simdoctor check --only carla -v"]
+    assert by_id["carla.server"].status is Status.SKIP
+    assert by_id["carla.client_version"].status is Status.SKIP
+    assert by_id["carla.ports"].status is Status.OK
+
+
+@pytest.mark.parametrize(
+    ("probe", "users"),
+    [
+        ("gpu", ["vulkan.icd", "vulkan.devices", "agent.torch"]),
+        ("carla", ["system.disk"]),
+        ("weights", ["system.disk"]),
+    ],
+)
+def test_diagnose_check_that_uses_a_failed_probe_still_runs(facts: Facts, ctx: CheckContext, probe, users) -> None:
+    failed = Facts({**facts.by_probe, probe: ProbeFailure(probe, "no answer within 3s", timed_out=True)})
+    by_id = {f.id: f for f in diagnose(failed, select(Selection()), ctx)}
+    assert by_id[f"probe.{probe}"].status is Status.FAIL
+    for check_id in users:
+        assert by_id[check_id].status is Status.OK
+
+
+def test_diagnose_real_probes_that_raise_and_hang(
+    facts: Facts, settings: Settings, ctx: CheckContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the real probe runner: one probe raises, one hangs past its deadline."""
+    release = threading.Event()
+
+    def raising(_ctx: ProbeContext):
+        raise OSError(5, "Input/output error")
+
+    def hanging(_ctx: ProbeContext):
+        release.wait(10)
+
+    monkeypatch.setitem(REGISTRY, "gpu", replace(REGISTRY["gpu"], fn=raising))
+    monkeypatch.setitem(REGISTRY, "display", Probe("display", hanging, REGISTRY["display"].facts_type, 0.05, "x"))
+    try:
+        gathered = run_probes(["gpu", "display"], ProbeContext(settings))
+    finally:
+        release.set()
+    assert gathered.failure("gpu") == ProbeFailure("gpu", "OSError: [Errno 5] Input/output error")
+    assert gathered.failure("display") == ProbeFailure("display", "no answer within 0.05s", timed_out=True)
+    mixed = Facts({**facts.by_probe, **gathered.by_probe})
+    by_id = {f.id: f for f in diagnose(mixed, select(Selection(only=("gpu", "display"))), ctx)}
+    assert by_id["probe.gpu"].status is Status.FAIL
+    assert by_id["probe.display"].status is Status.FAIL
+    assert "no answer within 0.05s" in by_id["probe.display"].summary
+    assert all(by_id[c].status is Status.SKIP for c in by_id if not c.startswith("probe."))
+
+
+def ids(selection: Selection) -> list[str]:
+    return [c.id for c in select(selection)]
+
+
+def test_select_everything_by_default() -> None:
+    assert ids(Selection()) == ALL_IDS
+    assert len(ALL_IDS) == len(set(ALL_IDS))
+
+
+def test_select_only_by_id_and_group() -> None:
+    assert ids(Selection(only=("vulkan.loader",))) == ["vulkan.loader"]
+    assert ids(Selection(only=("vulkan",))) == [
+        "vulkan.loader", "vulkan.icd", "vulkan.icd_duplicates", "vulkan.devices", "vulkan.adapter_map"
+    ]  # fmt: skip
+    assert ids(Selection(only=("gpu.driver", "network"))) == ["gpu.driver", "network.hf"]
+
+
+def test_select_skip_by_id_and_group() -> None:
+    assert ids(Selection(skip=("agent",))) == [i for i in ALL_IDS if not i.startswith("agent.")]
+    assert ids(Selection(only=("gpu",), skip=("gpu.processes",))) == [
+        "gpu.driver", "gpu.devices", "gpu.stale_carla", "gpu.graphics_libs"
+    ]  # fmt: skip
+
+
+def test_select_needs_only_the_probes_of_the_selection() -> None:
+    assert needed_probes(select(Selection(only=("vulkan.icd",)))) == ["vulkan", "gpu"]
+    assert needed_probes(select(Selection(only=("network",)))) == ["network"]
+
+
+@pytest.mark.parametrize("selection", [Selection(only=("vulkn",)), Selection(skip=("gpu.driverr",))])
+def test_select_unknown_name_is_a_usage_error(selection: Selection) -> None:
+    with pytest.raises(ConfigError, match="unknown check or group") as raised:
+        select(selection)
+    assert (selection.only or selection.skip)[0] in str(raised.value)
