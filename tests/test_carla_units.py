@@ -15,14 +15,9 @@ from simdoctor import procs, proctree
 from simdoctor.carla import command, rendering, state
 from simdoctor.carla.diagnose import PATTERNS, diagnose, first_cause
 from simdoctor.carla.errors import Refusal
-from simdoctor.checks import CheckContext, docker, gpu
-from simdoctor.findings import Status
 from simdoctor.gpumap import adapter_index
-from simdoctor.probes.docker import DockerFacts
-from simdoctor.probes.gpu import GpuDevice, GpuFacts, GpuProcess
-from simdoctor.probes.servers import RecordedServer, ServersFacts
-from simdoctor.probes.vulkan import VkDevice, VulkanFacts
-from simdoctor.probing import Facts
+from simdoctor.probes.gpu import GpuDevice, GpuProcess
+from simdoctor.probes.vulkan import VkDevice
 from simdoctor.recipe import ConfigError
 from simdoctor.settings import Settings
 from tests.conftest import free_port
@@ -243,47 +238,6 @@ def test_stop_processes_not_started_by_us() -> None:
     result = proctree.stop_processes([procs.process(other.pid)], grace=2)
     other.wait(timeout=5)
     assert result.clean and len(result.terminated) == 2
-
-
-# ---- checks reading these facts ----
-
-
-def test_stale_carla_tells_our_servers_from_orphans(make_settings: Callable[..., Settings]) -> None:
-    ctx = CheckContext(make_settings())
-    g = GpuFacts(None, "580.1", "13.0", [gpu_device(0, {100: 1 << 30, 200: 2 << 30})], {})
-    facts = Facts({"gpu": g, "carla_servers": ServersFacts([RecordedServer("2000", "process", 2000, [99, 100])])})
-    verdict = gpu.stale_carla(facts, ctx)
-    assert verdict.status is Status.WARN
-    assert "pid 200" in verdict.summary and "100" not in verdict.summary.split("pid", 1)[1]
-    assert verdict.fix.commands[-1] == "simdoctor carla stop --orphans"
-    assert any("simdoctor's server 2000" in d for d in verdict.details)
-    ours = Facts({"gpu": GpuFacts(None, "580.1", "13.0", [gpu_device(0, {100: 1 << 30})], {}),
-                  "carla_servers": ServersFacts([RecordedServer("2000", "process", 2000, [100])])})  # fmt: skip
-    assert gpu.stale_carla(ours, ctx).status is Status.OK
-    no_records = Facts({"gpu": g})  # an older facts dump, or the probe failed
-    assert gpu.stale_carla(no_records, ctx).status is Status.WARN
-
-
-def docker_facts(**changes: object) -> DockerFacts:
-    base = dict(host="unix:///var/run/docker.sock", reachable=True, error=None, server_version="27.0",
-                runtimes=["runc"], default_runtime="runc", nvidia_hook=None, nvidia_ctk=None, cdi_specs=[],
-                image="carlasim/carla:0.9.15", image_present=True, image_user="carla", sdk_installed=True)  # fmt: skip
-    return DockerFacts(**{**base, **changes})
-
-
-def test_docker_checks(make_settings: Callable[..., Settings]) -> None:
-    ctx = CheckContext(make_settings(), backend="docker")
-    denied = docker.daemon(Facts({"docker": docker_facts(reachable=False, error="Permission denied")}), ctx)
-    assert denied.status is Status.FAIL and "usermod -aG docker" in denied.fix.commands[0]
-    assert docker.nvidia(Facts({"docker": docker_facts()}), ctx).status is Status.FAIL
-    assert docker.nvidia(Facts({"docker": docker_facts(runtimes=["nvidia", "runc"])}), ctx).status is Status.OK
-    assert docker.image(Facts({"docker": docker_facts(image_user="")}), ctx).status is Status.FAIL
-    assert docker.image(Facts({"docker": docker_facts(image_present=False)}), ctx).status is Status.WARN
-    headless = GpuFacts(None, "580.1", "13.0", [], {"libGLX_nvidia.so.0": None, "libEGL_nvidia.so.0": "/x"})
-    vk = VulkanFacts(None, {}, [], [], None)
-    verdict = docker.graphics(Facts({"docker": docker_facts(), "gpu": headless, "vulkan": vk}), ctx)
-    assert verdict.status is Status.FAIL and "libGLX_nvidia.so.0" in verdict.summary
-    assert "nvidia_icd.json" in verdict.summary
 
 
 def test_servers_probe_lists_recorded_servers_with_their_live_pids(
