@@ -116,10 +116,11 @@ setpriv --reuid="$USER_NAME" --regid="$USER_NAME" --init-groups -- env -i HOME="
   LD_LIBRARY_PATH="${LD_LIBRARY_PATH:-}" ${VK_DRIVER_FILES:+VK_DRIVER_FILES=$VK_DRIVER_FILES} \
   setsid "$HOME_DIR/carla/CarlaUE4.sh" -RenderOffScreen -nosound -carla-rpc-port=$FOREIGN_PORT -graphicsadapter=0 \
   >"$WORK/foreign.log" 2>&1 &
-for _ in $(seq 1 120); do
-  nvidia-smi --query-compute-apps=process_name --format=csv,noheader | grep -q CarlaUE4 && break
+for _ in $(seq 1 240); do  # the stand-in says so once its GPU memory is held and its ports are bound
+  grep -q "Listening on port" "$WORK/foreign.log" && break
   sleep 0.5
 done
+nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv | tee -a "$OUT/nvidia-smi.txt"
 as_user "$PYTHON" -m simdoctor check --only gpu.stale_carla -v | tee "$OUT/orphan-check.txt"
 as_user "$PYTHON" -m simdoctor carla stop --orphans
 sleep 1
