@@ -32,6 +32,7 @@ AgentPythonOpt = Annotated[
 ]
 CarlaHostOpt = Annotated[Optional[str], typer.Option("--carla-host", help="CARLA server host.")]
 CarlaPortOpt = Annotated[Optional[int], typer.Option("--carla-port", help="CARLA server RPC port.")]
+BackendOpt = Annotated[str, typer.Option("--backend", help="How CARLA runs: process or docker.")]
 
 
 def settings_from(recipe: Optional[str] = None, **flags: object) -> Settings:
@@ -69,7 +70,7 @@ def check(
         bool, typer.Option("--deep", help="Import torch and the agent for real in its interpreter.")
     ] = False,
     window: Annotated[bool, typer.Option("--window", help="Check for a visual session on DISPLAY.")] = False,
-    backend: Annotated[str, typer.Option("--backend", help="process or docker.")] = "process",
+    backend: BackendOpt = "process",
     list_checks: Annotated[bool, typer.Option("--list", help="List the checks and exit.")] = False,
     dump_facts: Annotated[
         Optional[Path], typer.Option("--dump-facts", help="Also write the gathered facts here.")
@@ -158,6 +159,132 @@ def report(
 
     settings = settings_from(recipe)
     raise typer.Exit(route_report.run(out, settings.recipe.run, json_out=json_out))
+
+
+carla_app = typer.Typer(
+    help="Start, inspect and stop CARLA servers (on the GPU you name, verified).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(carla_app, name="carla")
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object with the result.")]
+
+
+def _gpu(value: str) -> Optional[int]:
+    if value.lower() == "none":
+        return None
+    if not value.isdigit():
+        raise ConfigError(f"--gpu takes an nvidia-smi index or none, not {value!r}")
+    return int(value)
+
+
+def _port(value: str) -> Optional[int]:
+    if value.lower() == "auto":
+        return None
+    if not value.isdigit() or not 1 <= int(value) <= 65533:
+        raise ConfigError(f"--port takes a port number (1-65533) or auto, not {value!r}")
+    return int(value)
+
+
+def _carla(call, json_out: bool = False) -> int:
+    """Run one `carla` subcommand; a Refusal prints its reason and fix and exits 1."""
+    from simdoctor.carla import output
+    from simdoctor.carla.errors import Refusal
+
+    try:
+        return call(output)
+    except Refusal as exc:
+        output.refusal(exc, json_out)
+        return 1
+
+
+@carla_app.command("start")
+def carla_start(
+    gpu: Annotated[str, typer.Option("--gpu", help="GPU index as nvidia-smi counts, or none.")] = "0",
+    port: Annotated[str, typer.Option("--port", help="RPC port P (P+1, P+2 too), or auto.")] = "auto",
+    quality: Annotated[Optional[str], typer.Option("--quality", help="Low or Epic (default: the recipe's).")] = None,
+    window: Annotated[bool, typer.Option("--window", help="Open a window on DISPLAY instead of off-screen.")] = False,
+    backend: BackendOpt = "process",
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the server answers.")] = True,
+    timeout: Annotated[
+        Optional[float], typer.Option("--timeout", help="Seconds to wait (default: the recipe's).")
+    ] = None,
+    json_out: JsonOpt = False,
+    recipe: RecipeOpt = None,
+    carla_root: CarlaRootOpt = None,
+    carla_port: Annotated[Optional[int], typer.Option("--carla-port", help="First port --port auto tries.")] = None,
+) -> None:
+    """Start CARLA on a GPU, wait until it answers, and prove it renders there."""
+    from simdoctor.carla import lifecycle
+
+    settings = settings_from(recipe, carla_root=carla_root, carla_port=carla_port)
+    opts = lifecycle.StartOptions(_gpu(gpu), _port(port), quality, window, backend, wait, timeout)
+
+    def call(output) -> int:
+        result = lifecycle.start(settings, opts)
+        output.start(result, json_out)
+        return result.exit_code
+
+    raise typer.Exit(_carla(call, json_out))
+
+
+@carla_app.command("status")
+def carla_status(json_out: JsonOpt = False, recipe: RecipeOpt = None) -> None:
+    """List simdoctor's servers and any other CARLA server on this machine."""
+    from simdoctor.carla import lifecycle
+
+    settings = settings_from(recipe)
+
+    def call(output) -> int:
+        output.status(lifecycle.status(settings), json_out)
+        return 0
+
+    raise typer.Exit(_carla(call, json_out))
+
+
+@carla_app.command("stop")
+def carla_stop(
+    ids: Annotated[
+        Optional[list[str]], typer.Argument(help="Server IDs (their RPC ports).", show_default=False)
+    ] = None,
+    all_servers: Annotated[bool, typer.Option("--all", help="Every server simdoctor started here.")] = False,
+    orphans: Annotated[bool, typer.Option("--orphans", help="Also CARLA servers simdoctor did not start.")] = False,
+    grace: Annotated[
+        Optional[float], typer.Option("--grace", help="Seconds between TERM and KILL (default: the recipe's).")
+    ] = None,
+    json_out: JsonOpt = False,
+    recipe: RecipeOpt = None,
+) -> None:
+    """Stop servers: the launcher and the shipping binary, TERM then KILL; verified gone."""
+    from simdoctor.carla import lifecycle
+
+    settings = settings_from(recipe)
+
+    def call(output) -> int:
+        done = lifecycle.stop(settings, list(ids or []), all_servers, orphans, grace)
+        output.stopped(done, json_out)
+        return 0 if all(s.clean for s in done) else 1
+
+    raise typer.Exit(_carla(call, json_out))
+
+
+@carla_app.command("logs")
+def carla_logs(
+    server_id: Annotated[str, typer.Argument(metavar="ID", help="Server ID (its RPC port).")],
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing as the log grows.")] = False,
+    recipe: RecipeOpt = None,
+) -> None:
+    """Print a server's log."""
+    from simdoctor.carla import lifecycle
+
+    settings = settings_from(recipe)
+
+    def call(output) -> int:
+        lifecycle.logs(settings, server_id, follow)
+        return 0
+
+    raise typer.Exit(_carla(call))
 
 
 def main() -> None:

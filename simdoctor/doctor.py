@@ -15,7 +15,7 @@ from simdoctor.probing import dump_facts as write_facts
 from simdoctor.recipe import ConfigError
 from simdoctor.settings import Settings
 
-PROBE_GROUPS = {"server": "carla", "ports": "carla"}  # probes named unlike the group they feed
+PROBE_GROUPS = {"server": "carla", "ports": "carla", "carla_servers": "gpu"}  # probes named unlike the group they feed
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,11 @@ def select(selection: Selection) -> list[Check]:
         return c.id in names or c.group in names
 
     return [c for c in CHECKS if (not selection.only or hit(c, selection.only)) and not hit(c, selection.skip)]
+
+
+def applicable(checks: list[Check], backend: str) -> list[Check]:
+    """The docker group speaks only when CARLA is to run in Docker (`--backend docker`)."""
+    return [c for c in checks if c.group != "docker" or backend == "docker"]
 
 
 def needed_probes(checks: list[Check]) -> list[str]:
@@ -64,7 +69,7 @@ def diagnose(facts: Facts, checks: list[Check], ctx: CheckContext) -> list[Findi
     for value in facts.by_probe.values():
         if isinstance(value, ProbeFailure):
             findings.append(probe_failure_finding(value))
-    for c in checks:
+    for c in applicable(checks, ctx.backend):
         missing = [p for p in c.needs if not _has(facts, p)]
         if missing:
             verdict_status, summary = (
@@ -107,7 +112,7 @@ def run(
             sys.stdout.write(f"{c.id:26} {c.title}\n")
         return 0
     began = time.monotonic()
-    checks = select(Selection(only, skip))
+    checks = applicable(select(Selection(only, skip)), backend)
     ctx = CheckContext(settings, window=window, deep=deep, backend=backend)
     pending = None if facts_file else start(checks, ctx)
     from simdoctor import render  # imported here: rich loads while the probes' subprocesses run

@@ -23,6 +23,7 @@ class ProcessInfo:
     uid: int
     comm: str
     cmdline: list[str]
+    start_ticks: int = 0  # clock ticks after boot: with the pid, names one process even after pid reuse
 
     @property
     def command(self) -> str:
@@ -50,8 +51,8 @@ def process(pid: int) -> Optional[ProcessInfo]:
     except OSError:
         return None
     args = [a.decode("utf-8", "replace") for a in cmdline if a]
-    # stat fields after comm: state ppid pgrp session ...
-    return ProcessInfo(pid, int(fields[2]), int(fields[3]), int(fields[4]), uid, fields[0], args)
+    # stat fields after comm: state ppid pgrp session ... (field 22, starttime, is fields[20])
+    return ProcessInfo(pid, int(fields[2]), int(fields[3]), int(fields[4]), uid, fields[0], args, int(fields[20]))
 
 
 def pids() -> Iterator[int]:
@@ -68,6 +69,24 @@ def is_alive(pid: int) -> bool:
     """True while the pid exists and is not a zombie."""
     fields = _stat_fields(pid)
     return fields is not None and fields[1] != "Z"
+
+
+def environ(pid: int) -> Optional[dict[str, str]]:
+    """A process's environment as it was started; None when gone or not ours to read (another user)."""
+    try:
+        raw = (PROC / str(pid) / "environ").read_bytes()
+    except OSError:
+        return None
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in pairs}
+
+
+def boot_id() -> str:
+    """Changes at every boot: a recorded pid from another boot names nothing."""
+    try:
+        return (PROC / "sys" / "kernel" / "random" / "boot_id").read_text().strip()
+    except OSError:
+        return ""
 
 
 def matches_name(proc: ProcessInfo, name: str) -> bool:

@@ -59,8 +59,18 @@ class CarlaRecipe:
     secondary_port_offset: int
     traffic_manager_port: int
     server_args: list[str]
+    offscreen_args: list[str]
+    rpc_port_flag: str
+    adapter_flag: str
+    quality_flag: str
+    qualities: list[str]
     quality: str
+    start_timeout_s: float
+    stop_grace_s: float
     docker_image: str
+    docker_carla_root: str
+    docker_name_prefix: str
+    docker_capabilities: list[str]
     host_packages: list[str]
 
 

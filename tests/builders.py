@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import json
 import shutil
 import stat
+import subprocess
 import sys
+import tarfile
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Optional
 
 from simdoctor.recipe import Recipe
@@ -23,6 +27,16 @@ def _executable(path: Path, text: str) -> None:
     path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
 
+# The packaged launcher, verbatim (carla#4193; the same text in CARLA's Package.sh output): it runs
+# the shipping binary as its child, it does not exec it.
+LAUNCHER = """#!/bin/sh
+UE4_TRUE_SCRIPT_NAME=$(echo \\"$0\\" | xargs readlink -f)
+UE4_PROJECT_ROOT=$(dirname "$UE4_TRUE_SCRIPT_NAME")
+chmod +x "$UE4_PROJECT_ROOT/CarlaUE4/Binaries/Linux/CarlaUE4-Linux-Shipping"
+"$UE4_PROJECT_ROOT/CarlaUE4/Binaries/Linux/CarlaUE4-Linux-Shipping" CarlaUE4 "$@"
+"""
+
+
 def carla_root(
     root: Path,
     recipe: Recipe,
@@ -33,10 +47,7 @@ def carla_root(
 ) -> Path:
     """A packaged-CARLA layout as the release archive unpacks it (no top-level folder, carla.md §5)."""
     c = recipe.carla
-    _executable(
-        root / c.launcher,
-        '#!/bin/sh\nexec "$(dirname "$0")/CarlaUE4/Binaries/Linux/CarlaUE4-Linux-Shipping" CarlaUE4 "$@"\n',
-    )
+    _executable(root / c.launcher, LAUNCHER)
     _executable(root / c.binary, "#!/bin/sh\nexit 0\n")
     if not executable:
         (root / c.binary).chmod(0o644)
@@ -54,6 +65,23 @@ def carla_root(
     (nav.parent / "__init__.py").write_text("")
     (nav / "__init__.py").write_text("")
     return root
+
+
+def standin_server(root: Path, recipe: Recipe, python: str, code_dir: Path, behaviour: Optional[dict] = None) -> Path:
+    """Make the package's shipping binary the stand-in server (tests/standins/carla_server.py), run by
+    `python` with simdoctor and the stand-ins importable from `code_dir`; `behaviour` is its standin.json."""
+    binary = root / recipe.carla.binary
+    _executable(
+        binary,
+        f"#!{python}\nimport sys\nsys.path.insert(0, {str(code_dir)!r})\n"
+        "from tests.standins.carla_server import main\nmain()\n",
+    )
+    set_behaviour(root, behaviour or {})
+    return binary
+
+
+def set_behaviour(root: Path, behaviour: dict) -> None:
+    (root / "standin.json").write_text(json.dumps(behaviour))
 
 
 def simlingo_checkout(
@@ -83,9 +111,9 @@ def simlingo_checkout(
     return work_dir
 
 
-def standin_server(root: Path, recipe: Recipe) -> Path:
-    """Make `root`'s shipping binary (which CarlaUE4.sh execs) start tests/standins/carla_rpc.py on the
-    `-carla-rpc-port` it is given; no core file when a test crashes it with SIGSEGV."""
+def rpc_standin(root: Path, recipe: Recipe) -> Path:
+    """Make `root`'s shipping binary start only tests/standins/carla_rpc.py on the `-carla-rpc-port` it is
+    given (the RPC side, runnable as root); no core file when a test crashes it with SIGSEGV."""
     _executable(
         root / recipe.carla.binary,
         "#!/bin/sh\n"
@@ -181,3 +209,81 @@ def results_file(
         stats.compute_global_statistics(1)
         stats.validate_and_write(False)
     return path
+
+
+IMAGE_USER = ("carla", 1000)  # Release.Dockerfile: `RUN useradd -m carla`, `USER carla`
+IMAGE_PYTHON = "/usr/bin/python3.11"  # Debian's interpreter, copied in with what it loads
+IMAGE_TOOLS = ("/bin/sh", "/usr/bin/xargs", "/usr/bin/readlink", "/usr/bin/dirname", "/bin/chmod")  # CarlaUE4.sh
+STDLIB_SKIP = ("test", "idlelib", "tkinter", "ensurepip", "lib2to3", "pydoc_data", "turtledemo", "__pycache__",
+               "site-packages", "dist-packages", "config-3.11-x86_64-linux-gnu")  # fmt: skip
+
+
+def _shared_libs(binaries: Iterable[Path]) -> set[Path]:
+    """What the dynamic linker loads for these binaries (ldd), the loader itself included."""
+    found: set[Path] = set()
+    for binary in binaries:
+        out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            parts = line.split()
+            path = parts[2] if "=>" in parts and len(parts) > 2 else parts[0] if parts else ""
+            if path.startswith("/"):
+                found.add(Path(path))
+    return found
+
+
+def standin_image_tar(dest: Path, recipe: Recipe, code_dir: Path) -> Path:
+    """A tar of a root filesystem standing in for carlasim/carla:0.9.15: the packaged layout in
+    /home/carla (owned by user carla, uid 1000) with the stand-in server as its shipping binary,
+    Debian's Python and stdlib to run it, and /bin/sh plus the tools CarlaUE4.sh calls."""
+    c = recipe.carla
+    home = PurePosixPath(c.docker_carla_root)
+    stdlib = Path("/usr/lib/python3.11")
+    dynload = sorted((stdlib / "lib-dynload").glob("*.so"))
+    files = {
+        Path(IMAGE_PYTHON),
+        *map(Path, IMAGE_TOOLS),
+        *_shared_libs([Path(IMAGE_PYTHON), *map(Path, IMAGE_TOOLS), *dynload]),
+    }
+    tar_path = dest / "rootfs.tar"
+    user, uid = IMAGE_USER
+
+    def add_text(tar: tarfile.TarFile, name: str, text: str, mode: int = 0o644, owner: int = 0) -> None:
+        data = text.encode()
+        info = tarfile.TarInfo(name.lstrip("/"))
+        info.size, info.mode, info.uid, info.gid = len(data), mode, owner, owner
+        tar.addfile(info, io.BytesIO(data))
+
+    def add_dir(tar: tarfile.TarFile, name: str, mode: int = 0o755, owner: int = 0) -> None:
+        info = tarfile.TarInfo(name.lstrip("/"))
+        info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, mode, owner, owner
+        tar.addfile(info)
+
+    def skip(info: tarfile.TarInfo) -> Optional[tarfile.TarInfo]:
+        parts = PurePosixPath(info.name).parts
+        return None if any(p in STDLIB_SKIP for p in parts) or info.name.endswith(".pyc") else info
+
+    with tarfile.open(tar_path, "w") as tar:
+        for d in ("tmp",):
+            add_dir(tar, d, 0o1777)
+        add_dir(tar, str(home), owner=uid)
+        for path in sorted(files):
+            tar.add(str(path.resolve()), arcname=str(path).lstrip("/"))
+            if path.is_symlink():  # also keep the name the binaries ask for, e.g. libc.so.6
+                tar.add(str(path.resolve()), arcname=str(path.resolve()).lstrip("/"))
+        tar.add("/usr/bin/python3.11", arcname="usr/bin/python3")
+        tar.add(str(stdlib), arcname=str(stdlib).lstrip("/"), filter=skip)
+        tar.add(str(code_dir / "simdoctor"), arcname="opt/standin/simdoctor", filter=skip)
+        tar.add(str(code_dir / "tests" / "standins"), arcname="opt/standin/tests/standins", filter=skip)
+        add_text(tar, "etc/passwd", f"root:x:0:0:root:/root:/bin/sh\n{user}:x:{uid}:{uid}::{home}:/bin/sh\n")
+        add_text(tar, "etc/group", f"root:x:0:\n{user}:x:{uid}:\n")
+        add_text(tar, str(home / c.launcher), LAUNCHER, 0o755, uid)
+        add_text(
+            tar,
+            str(home / c.binary),
+            "#!/usr/bin/python3\nimport sys\nsys.path.insert(0, '/opt/standin')\n"
+            "from tests.standins.carla_server import main\nmain()\n",
+            0o755,
+            uid,
+        )
+        add_text(tar, str(home / c.version_file), f"{c.version}\n", 0o644, uid)
+    return tar_path

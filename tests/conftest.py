@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -109,10 +113,10 @@ def xvfb() -> str:
 def carla_server_root(tmp_path: Path) -> Path:
     """A CARLA_ROOT whose CarlaUE4.sh starts a stand-in CARLA server on its -carla-rpc-port.
 
-    The one place that says which stand-in server the evaluator's CARLA is: tests/standins/carla_rpc.py
-    (answers `version`) through builders.standin_server; the full stand-in server replaces it here."""
+    The one place that says which stand-in server the evaluator's CARLA is: for now only its RPC side
+    (builders.rpc_standin), which runs as root like the rest of these tests."""
     recipe = load_recipe(find_recipe(DEFAULT_RECIPE, []))
-    return builders.standin_server(builders.carla_root(tmp_path / "carla", recipe), recipe)
+    return builders.rpc_standin(builders.carla_root(tmp_path / "carla", recipe), recipe)
 
 
 @pytest.fixture
@@ -129,3 +133,161 @@ def standin_stack(
     (tmp_path / "standin-state").mkdir()
     monkeypatch.setenv("STANDIN_STATE_DIR", str(tmp_path / "standin-state"))
     return make_settings(carla_root=str(carla_server_root), work_dir=str(work), agent_python=agent_python)
+
+
+TEST_USER = "simdoctor-test"  # created by tests/setup.sh
+USER_PYTHON = "/opt/simdoctor-test/venv/bin/python"  # tests/setup.sh: Debian's python3 + simdoctor's dependencies
+
+
+@dataclass(frozen=True)
+class UserRuntime:
+    """Run simdoctor as the non-root test user, as a real server would be run (CARLA refuses root).
+
+    The checkout may sit under a directory that user cannot enter, so a fresh copy of the code
+    (simdoctor, the recipes, the stand-ins) goes to a world-readable temp dir for the session."""
+
+    user: str
+    uid: int
+    gid: int
+    python: str
+    code: Path
+    base: Path
+
+    def mkdir(self, name: str) -> Path:
+        """A directory the user owns, under the session's world-traversable base."""
+        path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.base))
+        os.chown(path, self.uid, self.gid)
+        return path
+
+    def chown_tree(self, root: Path) -> None:
+        for path in [root, *root.rglob("*")]:
+            os.lchown(path, self.uid, self.gid)
+
+    def env(self, home: Path, **extra: str) -> dict[str, str]:
+        return {
+            "HOME": str(home),
+            "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+            "PYTHONPATH": str(self.code),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "LANG": "C.UTF-8",
+            "NO_COLOR": "1",
+            "SIMDOCTOR_CONFIG": str(home / "config.toml"),
+            "SIMDOCTOR_STATE_DIR": str(home / "state"),
+            **extra,
+        }
+
+    def command(self, args: list[str]) -> list[str]:
+        """`args` as the user; setpriv execs in place, so the pid is that of `args` itself."""
+        return ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups", "--", *args]
+
+    def simdoctor(self, *args: str) -> list[str]:
+        return self.command([self.python, "-m", "simdoctor", *args])
+
+
+def copy_code(dest: Path) -> Path:
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(REPO / "simdoctor", dest / "simdoctor", ignore=skip)
+    shutil.copytree(REPO / "recipes", dest / "recipes", ignore=skip)
+    shutil.copytree(REPO / "tests" / "standins", dest / "tests" / "standins", ignore=skip)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def user_runtime() -> Iterator[UserRuntime]:
+    if os.geteuid() != 0:
+        pytest.fail("the CARLA lifecycle tests create processes as another user: run them as root (CI does)")
+    try:
+        entry = pwd.getpwnam(TEST_USER)
+    except KeyError:
+        pytest.fail(f"user {TEST_USER} is missing: run `bash tests/setup.sh`")
+    if not os.access(USER_PYTHON, os.X_OK):
+        pytest.fail(f"{USER_PYTHON} is missing: run `bash tests/setup.sh`")
+    base = Path(tempfile.mkdtemp(prefix="simdoctor-user-", dir="/tmp"))
+    base.chmod(0o755)
+    code = copy_code(base / "code")
+    for path in [code, *code.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    yield UserRuntime(TEST_USER, entry.pw_uid, entry.pw_gid, USER_PYTHON, code, base)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+STANDIN_IMAGE = "simdoctor-test/carla-standin:0.9.15"  # tagged as the docker_image of a test recipe
+
+
+@dataclass(frozen=True)
+class DockerDaemon:
+    host: str  # DOCKER_HOST for the clients
+    hook_dir: Path  # holds the stand-in nvidia-container-runtime-hook (on the daemon's PATH)
+    image: str
+    base: Path
+
+
+@pytest.fixture(scope="session")
+def dockerd(user_runtime: UserRuntime) -> Iterator[DockerDaemon]:
+    """A real Docker daemon of our own (own data root, exec root and socket; stopped by its pid at the
+    end), with the stand-in CARLA image built from a root filesystem assembled here: no registry."""
+    binary = shutil.which("dockerd")
+    if binary is None:
+        pytest.fail("dockerd is not installed: run `bash tests/setup.sh` (it installs docker.io)")
+    import docker
+
+    from simdoctor.settings import load_settings
+    from tests import builders
+
+    base = Path(tempfile.mkdtemp(prefix="sdd-", dir="/tmp"))  # short: unix socket paths are limited
+    hook_dir = base / "hook"
+    hook_dir.mkdir()
+    shutil.copy(REPO / "tests" / "standins" / "nvidia-container-runtime-hook", hook_dir)
+    socket_path = base / "docker.sock"
+    log = open(base / "dockerd.log", "wb")  # noqa: SIM115 (closed at the end of the session)
+    proc = subprocess.Popen(
+        [binary, "--iptables=false", "--bridge=none", "--data-root", str(base / "root"),
+         "--exec-root", str(base / "exec"), "--pidfile", str(base / "docker.pid"), "-H", f"unix://{socket_path}"],
+        env={**os.environ, "PATH": f"{hook_dir}:{os.environ.get('PATH', '')}"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    host = f"unix://{socket_path}"
+    try:
+        deadline = time.monotonic() + 60
+        client = None
+        while client is None:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"dockerd did not start: {(base / 'dockerd.log').read_text()[-3000:]}")
+            try:
+                client = docker.DockerClient(base_url=host, timeout=120)
+                client.ping()
+            except docker.errors.DockerException:
+                client = None
+                time.sleep(0.2)
+        recipe = load_settings(env={"HOME": str(base)}).recipe
+        carla = recipe.carla
+        tar = builders.standin_image_tar(base, recipe, user_runtime.code)
+        repository, tag = STANDIN_IMAGE.rsplit(":", 1)
+        client.api.import_image(
+            src=str(tar),
+            repository=repository,
+            tag=tag,
+            changes=[f"USER {builders.IMAGE_USER[0]}", f"WORKDIR {carla.docker_carla_root}",
+                     f'CMD ["/bin/sh", "{carla.launcher}"]'],
+        )  # fmt: skip
+        client.close()
+        yield DockerDaemon(host, hook_dir, STANDIN_IMAGE, base)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        unmount_under(base)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def unmount_under(base: Path) -> None:
+    """Mounts dockerd leaves under its own dirs (its network namespace file), deepest first."""
+    with open("/proc/self/mounts", encoding="utf-8") as handle:
+        points = [line.split()[1] for line in handle if line.split()[1].startswith(f"{base}/")]
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", "--lazy", point], check=False)

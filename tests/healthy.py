@@ -23,10 +23,12 @@ from simdoctor.checks import CheckContext
 from simdoctor.probes.agent import AgentFacts, CarlaImport, ModuleState, TorchBuild
 from simdoctor.probes.carla import CarlaInstallFacts, FileState
 from simdoctor.probes.display import DisplayFacts
+from simdoctor.probes.docker import DockerFacts
 from simdoctor.probes.gpu import GRAPHICS_LIBS, GpuDevice, GpuFacts
 from simdoctor.probes.network import NetworkFacts
 from simdoctor.probes.ports import PortsFacts, PortState, carla_ports
 from simdoctor.probes.server import ServerFacts
+from simdoctor.probes.servers import ServersFacts
 from simdoctor.probes.system import DiskSpace, SystemFacts
 from simdoctor.probes.vulkan import NVIDIA_VENDOR_ID, Enumeration, IcdFile, VkDevice, VulkanFacts, icd_search_dirs
 from simdoctor.probes.weights import WeightFile, WeightsFacts
@@ -261,6 +263,29 @@ def network(settings: Settings) -> NetworkFacts:
     return NetworkFacts(settings.hf_endpoint, "huggingface.co", 443, True, 0.021, None)
 
 
+def docker(settings: Settings) -> DockerFacts:
+    """A daemon with the NVIDIA Container Toolkit registered and the upstream image pulled."""
+    return DockerFacts(
+        host="unix:///var/run/docker.sock",
+        reachable=True,
+        error=None,
+        server_version="27.3.1",
+        runtimes=["io.containerd.runc.v2", "nvidia", "runc"],
+        default_runtime="runc",
+        nvidia_hook="/usr/bin/nvidia-container-runtime-hook",
+        nvidia_ctk="/usr/bin/nvidia-ctk",
+        cdi_specs=[],
+        image=settings.recipe.carla.docker_image,
+        image_present=True,
+        image_user="carla",
+        sdk_installed=True,
+    )
+
+
+def carla_servers() -> ServersFacts:
+    return ServersFacts([])  # simdoctor started no CARLA server yet
+
+
 def breaking(facts: Facts, probe: str, **changes: object) -> Facts:
     """The same facts with one probe's dataclass changed (dataclasses.replace); the rest stays healthy."""
     return Facts({**facts.by_probe, probe: replace(facts.get(probe), **changes)})
@@ -280,5 +305,7 @@ def healthy_facts(settings: Settings) -> Facts:
             "agent": agent(settings),
             "weights": weights(settings),
             "network": network(settings),
+            "docker": docker(settings),
+            "carla_servers": carla_servers(),
         }
     )

@@ -10,6 +10,8 @@ APT_PACKAGES=(
   xvfb x11-utils mesa-utils            # a real X server and glxinfo: display checks
   mesa-vulkan-drivers libvulkan1       # the Vulkan loader and lavapipe (llvmpipe): vulkan checks
   vulkan-tools                         # vulkaninfo, only to cross-check our enumeration in tests
+  docker.io                            # a real Docker daemon (the tests start their own): carla docker backend
+  python3 python3-venv                 # Debian's Python: the interpreter of the non-root test user
 )
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -39,3 +41,21 @@ case "$(.venv-agent/bin/python -c 'import sys; print("%d.%d" % sys.version_info[
   *) CARLA=0.9.16 ;;
 esac
 .venv-agent/bin/python -m pip install -q "carla==$CARLA"
+
+# The non-root user the CARLA lifecycle tests run simdoctor as (CARLA refuses root), with an
+# interpreter it may execute: Debian's python3 in a venv outside the checkout (which may sit under a
+# home only root can enter), holding simdoctor's dependencies; the tests put a fresh copy of the code
+# on its PYTHONPATH. Rebuilt when pyproject.toml changes.
+TEST_USER=simdoctor-test
+id -u "$TEST_USER" >/dev/null 2>&1 || $SUDO useradd --create-home --shell /bin/bash "$TEST_USER"
+USER_VENV=/opt/simdoctor-test/venv
+STAMP="$USER_VENV/.pyproject.sha256"
+WANT=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -x "$USER_VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
+  $SUDO rm -rf "$USER_VENV"
+  $SUDO /usr/bin/python3 -m venv "$USER_VENV"
+  $SUDO "$USER_VENV/bin/python" -m pip install -q --upgrade pip
+  $SUDO "$USER_VENV/bin/python" -m pip install -q '.[carla,docker]'
+  $SUDO "$USER_VENV/bin/python" -m pip uninstall -q -y simdoctor
+  echo "$WANT" | $SUDO tee "$STAMP" >/dev/null
+fi

@@ -34,6 +34,7 @@ from simdoctor.findings import Finding, Status, exit_code
 from simdoctor.probes.agent import DeepFacts, ModuleState, TorchBuild
 from simdoctor.probes.display import Glx, XServer
 from simdoctor.probes.gpu import GpuProcess
+from simdoctor.probes.servers import RecordedServer
 from simdoctor.probes.vulkan import Enumeration
 from simdoctor.probing import (
     REGISTRY,
@@ -52,6 +53,7 @@ GIB = 2**30
 VK_UUID_2 = "0c4d9a7b-61e2-4f38-8d15-b7a9e3c2f106"
 GPU_UUID_2 = f"GPU-{VK_UUID_2}"
 ALL_IDS = [c.id for c in CHECKS]
+PROCESS_IDS = [c.id for c in CHECKS if c.group != "docker"]  # the docker group speaks only with --backend docker
 
 
 @pytest.fixture
@@ -95,12 +97,12 @@ SKIPPED_WHEN_HEALTHY = {
 
 def test_healthy_machine_is_ok_or_skip(facts: Facts, ctx: CheckContext) -> None:
     findings = diagnose(facts, select(Selection()), ctx)
-    assert [f.id for f in findings] == ALL_IDS
+    assert [f.id for f in findings] == PROCESS_IDS
     skipped = {f.id: f.summary for f in findings if f.status is Status.SKIP}
     assert sorted(skipped) == sorted(SKIPPED_WHEN_HEALTHY)
     for check_id, why in SKIPPED_WHEN_HEALTHY.items():
         assert why in skipped[check_id]
-    assert {f.id for f in findings if f.status is Status.OK} == set(ALL_IDS) - set(SKIPPED_WHEN_HEALTHY)
+    assert {f.id for f in findings if f.status is Status.OK} == set(PROCESS_IDS) - set(SKIPPED_WHEN_HEALTHY)
     assert all(f.fix is None for f in findings)
     assert exit_code(findings, strict=True) == 0
 
@@ -284,8 +286,8 @@ STALE_CARLA = GpuProcess(
 def test_gpu_stale_carla_warns_with_its_pid(facts: Facts, ctx: CheckContext) -> None:
     f = verdict("gpu.stale_carla", breaking(facts, "gpu", gpus=_holding(STALE_CARLA, TRAINER)), ctx)
     assert f.status is Status.WARN
-    named(f, "pid 41234", "3.0 GiB")
-    assert commands(f) == ["kill 41234"]
+    named(f, "not started by simdoctor", "pid 41234", "3.0 GiB")
+    assert commands(f) == ["simdoctor carla status", "simdoctor carla stop --orphans"]
 
 
 def test_gpu_stale_carla_found_by_command_line(facts: Facts, ctx: CheckContext) -> None:
@@ -293,7 +295,23 @@ def test_gpu_stale_carla_found_by_command_line(facts: Facts, ctx: CheckContext) 
     wrapped = replace(STALE_CARLA, pid=41300, name="bash")
     f = verdict("gpu.stale_carla", breaking(facts, "gpu", gpus=_holding(wrapped)), ctx)
     assert f.status is Status.WARN
-    assert commands(f) == ["kill 41300"]
+    named(f, "pid 41300")
+    assert commands(f) == ["simdoctor carla status", "simdoctor carla stop --orphans"]
+
+
+def test_gpu_stale_carla_own_server_is_not_a_leftover(facts: Facts, ctx: CheckContext) -> None:
+    """A server simdoctor started (its state records name the pid) holds memory by right."""
+    held = breaking(facts, "gpu", gpus=_holding(STALE_CARLA))
+    ours = breaking(held, "carla_servers", servers=[RecordedServer("2000", "process", 2000, [41230, 41234])])
+    f = verdict("gpu.stale_carla", ours, ctx)
+    assert f.status is Status.OK
+    named(f, "simdoctor's own", "2000")
+    both = breaking(facts, "gpu", gpus=_holding(STALE_CARLA, replace(STALE_CARLA, pid=50000)))
+    both = breaking(both, "carla_servers", servers=[RecordedServer("2000", "process", 2000, [41234])])
+    f = verdict("gpu.stale_carla", both, ctx)
+    assert f.status is Status.WARN
+    named(f, "1 CARLA server not started by simdoctor", "pid 50000")
+    assert any("simdoctor's server 2000" in d for d in f.details)
 
 
 def _no_graphics(facts: Facts, packages: list[str]) -> Facts:
@@ -1268,3 +1286,71 @@ def test_select_unknown_name_is_a_usage_error(selection: Selection) -> None:
     with pytest.raises(ConfigError, match="unknown check or group") as raised:
         select(selection)
     assert (selection.only or selection.skip)[0] in str(raised.value)
+
+
+# ---------------------------------------------------------------- docker (only with --backend docker)
+
+
+@pytest.fixture
+def dctx(settings: Settings) -> CheckContext:
+    return context(settings, backend="docker")
+
+
+def test_docker_findings_only_with_the_docker_backend(facts: Facts, ctx: CheckContext, dctx: CheckContext) -> None:
+    assert not [f for f in diagnose(facts, select(Selection()), ctx) if f.group == "docker"]
+    found = {f.id: f.status for f in diagnose(facts, select(Selection(only=("docker",))), dctx)}
+    assert found == {i: Status.OK for i in ALL_IDS if i.startswith("docker.")}
+
+
+def test_docker_sdk_missing_fails(facts: Facts, dctx: CheckContext) -> None:
+    f = verdict("docker.sdk", breaking(facts, "docker", sdk_installed=False), dctx)
+    assert f.status is Status.FAIL
+    assert commands(f) == ["pip install 'simdoctor[docker]'"]
+
+
+def test_docker_daemon_permission_denied_fails(facts: Facts, dctx: CheckContext) -> None:
+    f = verdict("docker.daemon", breaking(facts, "docker", reachable=False, error="Permission denied"), dctx)
+    assert f.status is Status.FAIL
+    named(f, "permission denied")
+    assert commands(f) == ["sudo usermod -aG docker $USER"]
+
+
+def test_docker_daemon_absent_fails(facts: Facts, dctx: CheckContext) -> None:
+    f = verdict("docker.daemon", breaking(facts, "docker", reachable=False, error="No such file or directory"), dctx)
+    assert f.status is Status.FAIL
+    named(f, "no Docker daemon answers on unix:///var/run/docker.sock")
+
+
+def test_docker_nvidia_without_the_toolkit_fails(facts: Facts, dctx: CheckContext) -> None:
+    bare = breaking(facts, "docker", runtimes=["runc"], nvidia_hook=None, nvidia_ctk=None)
+    f = verdict("docker.nvidia", bare, dctx)
+    assert f.status is Status.FAIL
+    named(f, "could not select device driver")
+    assert "sudo nvidia-ctk runtime configure --runtime=docker" in commands(f)
+
+
+def test_docker_nvidia_a_cdi_spec_is_enough(facts: Facts, dctx: CheckContext) -> None:
+    cdi = breaking(facts, "docker", runtimes=["runc"], nvidia_hook=None, cdi_specs=["/etc/cdi/nvidia.yaml"])
+    f = verdict("docker.nvidia", cdi, dctx)
+    assert f.status is Status.OK
+    named(f, "/etc/cdi/nvidia.yaml")
+
+
+def test_docker_graphics_headless_driver_fails(facts: Facts, dctx: CheckContext) -> None:
+    headless = breaking(facts, "gpu", graphics_libs={"libGLX_nvidia.so.0": None, "libEGL_nvidia.so.0": None})
+    headless = breaking(headless, "vulkan", icds=[])
+    f = verdict("docker.graphics", headless, dctx)
+    assert f.status is Status.FAIL
+    named(f, "libGLX_nvidia.so.0", "nvidia_icd.json")
+
+
+def test_docker_image_absent_warns(facts: Facts, dctx: CheckContext) -> None:
+    f = verdict("docker.image", breaking(facts, "docker", image_present=False, image_user=None), dctx)
+    assert f.status is Status.WARN
+    assert commands(f) == ["docker pull carlasim/carla:0.9.15"]
+
+
+def test_docker_image_running_as_root_fails(facts: Facts, dctx: CheckContext) -> None:
+    f = verdict("docker.image", breaking(facts, "docker", image_user="0:0"), dctx)
+    assert f.status is Status.FAIL
+    named(f, "runs as root")

@@ -92,6 +92,7 @@ from simdoctor.checks import (  # noqa: E402,F401  (registers every check)
     agent,
     carla,
     display,
+    docker,
     gpu,
     network,
     system,

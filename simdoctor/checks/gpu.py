@@ -5,6 +5,7 @@ from __future__ import annotations
 from simdoctor.checks import CheckContext, check, fail, gib, ok, plural, skip, warn
 from simdoctor.findings import Fix
 from simdoctor.probes.gpu import GRAPHICS_LIBS, GpuFacts
+from simdoctor.probes.servers import ServersFacts
 from simdoctor.probing import Facts
 
 
@@ -101,22 +102,36 @@ def processes(facts: Facts, ctx: CheckContext):
     return ok(f"{plural(len(rows), 'process')} hold {gib(total)} of GPU memory", details)
 
 
-@check("gpu.stale_carla", "Leftover CARLA servers", needs=("gpu",))
+@check("gpu.stale_carla", "Leftover CARLA servers", needs=("gpu",), uses=("carla_servers",))
 def stale_carla(facts: Facts, ctx: CheckContext):
     g: GpuFacts = facts.get("gpu")
+    recorded: ServersFacts = facts.get("carla_servers")
     if g.nvml_error:
         return skip("no NVIDIA driver")
     name = ctx.settings.recipe.carla.process_name
     rows = [(d, p) for d in g.gpus for p in d.processes if p.name == name or name in (p.command or "")]
     if not rows:
         return ok(f"no {name} process holds GPU memory")
-    pids = sorted({p.pid for _, p in rows})
-    total = sum(p.used_bytes or 0 for _, p in rows)
+    owner = {pid: s for s in (recorded.servers if recorded else []) for pid in s.pids}
+    details = [
+        f"GPU {d.index}: pid {p.pid} {gib(p.used_bytes)}: {p.command}"
+        + (f" (simdoctor's server {owner[p.pid].id})" if p.pid in owner else " (not started by simdoctor)")
+        for d, p in rows
+    ]
+    orphans = [(d, p) for d, p in rows if p.pid not in owner]
+    ours = sorted({owner[p.pid].id for _, p in rows if p.pid in owner})
+    if not orphans:
+        return ok(f"only simdoctor's own CARLA server(s) {', '.join(ours)} hold GPU memory", details)
+    pids = sorted({p.pid for _, p in orphans})
+    total = sum(p.used_bytes or 0 for _, p in orphans)
     return warn(
-        f"{plural(len(pids), 'CARLA server')} hold {gib(total)} of GPU memory (pid {', '.join(map(str, pids))}); "
-        "leftovers of a crashed evaluation keep memory and ports",
-        Fix("If no evaluation is running, stop them.", [f"kill {' '.join(map(str, pids))}"]),
-        [f"GPU {d.index}: pid {p.pid}: {p.command}" for d, p in rows],
+        f"{plural(len(pids), 'CARLA server')} not started by simdoctor hold {gib(total)} of GPU memory "
+        f"(pid {', '.join(map(str, pids))}); leftovers of a crashed evaluation keep memory and ports",
+        Fix(
+            "If no evaluation of yours is running, stop them (simdoctor's own servers are left alone).",
+            ["simdoctor carla status", "simdoctor carla stop --orphans"],
+        ),
+        details,
     )
 
 
