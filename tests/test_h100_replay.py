@@ -22,7 +22,7 @@ from simdoctor.settings import Settings
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data" / "h100"
 H100 = "NVIDIA H100 80GB HBM3"
-H100_UUID = "GPU-8a3e727c-0782-5cc6-d494-4d066ebe4a9e"
+H100_UUID = "GPU-aea960cf-1259-aa8a-ee7e-6cf5f3902a2e"
 NVIDIA_ICD = "/usr/share/vulkan/icd.d/nvidia_icd.json"
 GLX_NVIDIA = "/usr/local/nvidia/lib64/libGLX_nvidia.so.0"
 # What `simdoctor check` said on the machine with the loader unpacked (the same for the bare run,
@@ -87,10 +87,10 @@ def test_deep_run_imports_torch_on_the_h100(settings: Settings) -> None:
     cuda, took = deep.details
     assert cuda.startswith("cuda available: True, devices: 1, archs: [")
     assert "'sm_90'" in cuda
-    assert took == "took 6.54s"
-    assert deep.status is Status.FAIL
-    assert "No module named 'agent_simlingo'" in deep.summary
-    assert "CUDA operation failed" not in deep.summary
+    assert took == "took 8.56s"
+    # torch's CUDA operation ran on the H100; there was no SimLingo checkout, so no agent import was tried
+    assert deep.status is Status.OK
+    assert deep.summary == "torch runs on the GPU (the agent module was not imported: see agent.module)"
     torch = found["agent.torch"]
     assert torch.status is Status.WARN
     assert torch.summary == "torch 2.11.0+cu130, CUDA 13.0; SimLingo pins torch 2.2.0"

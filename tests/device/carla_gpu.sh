@@ -22,6 +22,9 @@ exec > >(tee "$OUT/carla_gpu.log") 2>&1
 REPO=$PWD
 FAIL=0
 fail() { echo "FAIL: $*"; FAIL=1; }
+# Live CARLA processes of the user; zombies (state Z) have exited and hold nothing: where PID 1 does not
+# reap orphans (seen on the lent machine), they stay in the table until it does.
+live_carla() { ps -u "$USER_NAME" -o pid=,stat=,args= | awk '$2 !~ /^Z/ && /CarlaUE4/ {print $1}'; }
 
 echo "== machine"
 nvidia-smi --query-gpu=index,name,uuid,memory.used --format=csv,noheader
@@ -107,8 +110,9 @@ as_user "$PYTHON" -m simdoctor carla stop "$PORT" --json >"$OUT/stop.json"
 echo "exit $?"
 cat "$OUT/stop.json"
 sleep 1
-LEFT=$(pgrep -u "$USER_NAME" -f CarlaUE4 || true)
+LEFT=$(live_carla)
 [ -z "$LEFT" ] || fail "processes left after stop: $LEFT"
+nvidia-smi --query-compute-apps=pid --format=csv,noheader | grep -q . && fail "NVML still lists a process after stop"
 
 echo "== 5. a server simdoctor did not start"
 FOREIGN_PORT=$((PORT + 10))
@@ -124,7 +128,7 @@ nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv | tee 
 as_user "$PYTHON" -m simdoctor check --only gpu.stale_carla -v | tee "$OUT/orphan-check.txt"
 as_user "$PYTHON" -m simdoctor carla stop --orphans
 sleep 1
-LEFT=$(pgrep -u "$USER_NAME" -f CarlaUE4 || true)
+LEFT=$(live_carla)
 [ -z "$LEFT" ] || fail "orphan left after stop --orphans: $LEFT"
 
 echo "== verdict"
