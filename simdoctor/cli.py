@@ -32,6 +32,11 @@ AgentPythonOpt = Annotated[
 ]
 CarlaHostOpt = Annotated[Optional[str], typer.Option("--carla-host", help="CARLA server host.")]
 CarlaPortOpt = Annotated[Optional[int], typer.Option("--carla-port", help="CARLA server RPC port.")]
+PartitionOpt = Annotated[
+    Optional[str], typer.Option("--partition", help="Slurm partition [env SIMDOCTOR_SLURM_PARTITION].")
+]
+AccountOpt = Annotated[Optional[str], typer.Option("--account", help="Slurm account [env SIMDOCTOR_SLURM_ACCOUNT].")]
+QosOpt = Annotated[Optional[str], typer.Option("--qos", help="Slurm QOS [env SIMDOCTOR_SLURM_QOS].")]
 BackendOpt = Annotated[str, typer.Option("--backend", help="How CARLA runs: process or docker.")]
 
 
@@ -84,16 +89,29 @@ def check(
     agent_python: AgentPythonOpt = None,
     carla_host: CarlaHostOpt = None,
     carla_port: CarlaPortOpt = None,
+    slurm: Annotated[
+        bool, typer.Option("--slurm", help="Also check the Slurm cluster (partition, GPUs, out dir).")
+    ] = False,
+    probe: Annotated[bool, typer.Option("--probe", help="With --slurm: run a one-task probe job on a node.")] = False,
+    out: Annotated[Optional[Path], typer.Option("--out", help="With --slurm: the run's output folder.")] = None,
+    partition: PartitionOpt = None,
+    account: AccountOpt = None,
+    qos: QosOpt = None,
 ) -> None:
     """Diagnose the whole stack in about a second; exit 0 when nothing fails, 1 when something does."""
     from simdoctor import doctor
+    from simdoctor.probes.slurm import SlurmIntent
 
     if backend not in ("process", "docker"):
         raise ConfigError(f"--backend must be process or docker, not {backend!r}")
+    if probe and not slurm:
+        raise ConfigError("--probe needs --slurm")
     settings = settings_from(
         recipe, carla_root=carla_root, work_dir=work_dir, agent_python=agent_python,
         carla_host=carla_host, carla_port=carla_port,
+        slurm_partition=partition, slurm_account=account, slurm_qos=qos,
     )  # fmt: skip
+    intent = SlurmIntent(str(out or settings.recipe.run.out_dir), probe) if slurm else None
     code = doctor.run(
         settings,
         only=_split(only),
@@ -107,6 +125,7 @@ def check(
         list_checks=list_checks,
         dump_facts=dump_facts,
         facts_file=facts_file,
+        slurm=intent,
     )
     raise typer.Exit(code)
 

@@ -10,6 +10,7 @@ from typing import Optional
 
 from simdoctor.checks import CHECKS, Check, CheckContext
 from simdoctor.findings import Finding, Fix, Status, exit_code
+from simdoctor.probes.slurm import SlurmIntent
 from simdoctor.probing import REGISTRY, Facts, Pending, ProbeContext, ProbeFailure, load_facts, start_probes
 from simdoctor.probing import dump_facts as write_facts
 from simdoctor.recipe import ConfigError
@@ -37,9 +38,18 @@ def select(selection: Selection) -> list[Check]:
     return [c for c in CHECKS if (not selection.only or hit(c, selection.only)) and not hit(c, selection.skip)]
 
 
-def applicable(checks: list[Check], backend: str) -> list[Check]:
-    """The docker group speaks only when CARLA is to run in Docker (`--backend docker`)."""
-    return [c for c in checks if c.group != "docker" or backend == "docker"]
+def applicable(checks: list[Check], ctx: CheckContext) -> list[Check]:
+    """Opt-in groups: docker only when CARLA is to run in Docker (`--backend docker`), slurm only with
+    `--slurm`, and its probe job only with `--probe`."""
+
+    def wanted(c: Check) -> bool:
+        if c.group == "docker":
+            return ctx.backend == "docker"
+        if c.group == "slurm":
+            return ctx.slurm is not None and (c.id != "slurm.probe_job" or ctx.slurm.probe_job)
+        return True
+
+    return [c for c in checks if wanted(c)]
 
 
 def needed_probes(checks: list[Check]) -> list[str]:
@@ -69,7 +79,7 @@ def diagnose(facts: Facts, checks: list[Check], ctx: CheckContext) -> list[Findi
     for value in facts.by_probe.values():
         if isinstance(value, ProbeFailure):
             findings.append(probe_failure_finding(value))
-    for c in applicable(checks, ctx.backend):
+    for c in applicable(checks, ctx):
         missing = [p for p in c.needs if not _has(facts, p)]
         if missing:
             verdict_status, summary = (
@@ -89,7 +99,7 @@ def _has(facts: Facts, name: str) -> bool:
 
 def start(checks: list[Check], ctx: CheckContext) -> Pending:
     """Start the probes the checks need; collect them with `.wait()`."""
-    return start_probes(needed_probes(checks), ProbeContext(ctx.settings, deep=ctx.deep))
+    return start_probes(needed_probes(checks), ProbeContext(ctx.settings, deep=ctx.deep, slurm=ctx.slurm))
 
 
 def run(
@@ -105,6 +115,7 @@ def run(
     list_checks: bool = False,
     dump_facts: Optional[Path] = None,
     facts_file: Optional[Path] = None,
+    slurm: Optional[SlurmIntent] = None,
 ) -> int:
     """`simdoctor check`: run the selected checks and print them; returns the exit code."""
     if list_checks:
@@ -112,8 +123,8 @@ def run(
             sys.stdout.write(f"{c.id:26} {c.title}\n")
         return 0
     began = time.monotonic()
-    checks = applicable(select(Selection(only, skip)), backend)
-    ctx = CheckContext(settings, window=window, deep=deep, backend=backend)
+    ctx = CheckContext(settings, window=window, deep=deep, backend=backend, slurm=slurm)
+    checks = applicable(select(Selection(only, skip)), ctx)
     pending = None if facts_file else start(checks, ctx)
     from simdoctor import render  # imported here: rich loads while the probes' subprocesses run
 

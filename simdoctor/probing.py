@@ -12,9 +12,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from simdoctor.settings import Settings
+
+if TYPE_CHECKING:
+    from simdoctor.probes.slurm import SlurmIntent
 from simdoctor.typed import DataError, from_data, to_data
 
 FACTS_SCHEMA_VERSION = 1
@@ -26,6 +29,7 @@ class ProbeContext:
 
     settings: Settings
     deep: bool = False
+    slurm: Optional[SlurmIntent] = None  # set by `check --slurm`
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,9 @@ class Defaults:
     carla_host: str
     carla_port: int
     hf_endpoint: str
+    slurm_partition: str
+    slurm_account: str
+    slurm_qos: str
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,14 @@ class NetworkRecipe:
 
 
 @dataclass(frozen=True)
+class SlurmRecipe:
+    gres: str
+    job_name: str
+    probe_timeout_s: float
+    shared_filesystems: list[str]
+
+
+@dataclass(frozen=True)
 class Recipe:
     recipe: RecipeInfo
     defaults: Defaults
@@ -168,6 +179,7 @@ class Recipe:
     run: RunRecipe
     disk: DiskRecipe
     network: NetworkRecipe
+    slurm: SlurmRecipe
     path: Optional[str] = field(default=None)
 
     @property

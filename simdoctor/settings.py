@@ -80,6 +80,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("carla_host", "SIMDOCTOR_CARLA_HOST", str, "host of a running CARLA server"),
     Setting("carla_port", "SIMDOCTOR_CARLA_PORT", _port, "RPC port of a running CARLA server"),
     Setting("hf_endpoint", "HF_ENDPOINT", lambda s: s.rstrip("/"), "Hugging Face endpoint or mirror"),
+    Setting("slurm_partition", "SIMDOCTOR_SLURM_PARTITION", str, "Slurm partition (empty: the default)"),
+    Setting("slurm_account", "SIMDOCTOR_SLURM_ACCOUNT", str, "Slurm account"),
+    Setting("slurm_qos", "SIMDOCTOR_SLURM_QOS", str, "Slurm QOS"),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -95,6 +98,9 @@ class Settings:
     carla_host: str
     carla_port: int
     hf_endpoint: str
+    slurm_partition: str
+    slurm_account: str
+    slurm_qos: str
     hf_token: Optional[Secret]
     state_dir: Path
     config_file: Path

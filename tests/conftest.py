@@ -16,6 +16,7 @@ from typing import Callable
 
 import builders
 import pytest
+import slurmcluster
 
 from simdoctor.recipe import DEFAULT_RECIPE, find_recipe, load_recipe
 from simdoctor.settings import Settings, load_settings
@@ -291,3 +292,21 @@ def unmount_under(base: Path) -> None:
         points = [line.split()[1] for line in handle if line.split()[1].startswith(f"{base}/")]
     for point in sorted(points, key=len, reverse=True):
         subprocess.run(["umount", "--lazy", point], check=False)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[slurmcluster.Cluster]:
+    """A real single-node Slurm cluster (munged, slurmctld, slurmd) with 2 GPUs modelled as GRES."""
+    try:
+        cluster = slurmcluster.start(tmp_path_factory.mktemp("slurm"), gpus=2)
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        pytest.fail(f"the Slurm test cluster did not start: {exc}")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def on_cluster(slurm_cluster: slurmcluster.Cluster, monkeypatch: pytest.MonkeyPatch) -> slurmcluster.Cluster:
+    """This test talks to the test cluster (SLURM_CONF points at its configuration)."""
+    monkeypatch.setenv("SLURM_CONF", slurm_cluster.env["SLURM_CONF"])
+    return slurm_cluster

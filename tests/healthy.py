@@ -20,7 +20,7 @@ from builders import BENCH2DRIVE_TOWNS
 
 from simdoctor.agentenv import pythonpath
 from simdoctor.checks import CheckContext
-from simdoctor.probes.agent import AgentFacts, CarlaImport, ModuleState, TorchBuild
+from simdoctor.probes.agent import AgentFacts, CarlaImport, ModuleState, NodeFacts, TorchBuild
 from simdoctor.probes.carla import CarlaInstallFacts, FileState
 from simdoctor.probes.display import DisplayFacts
 from simdoctor.probes.docker import DockerFacts
@@ -29,11 +29,13 @@ from simdoctor.probes.network import NetworkFacts
 from simdoctor.probes.ports import PortsFacts, PortState, carla_ports
 from simdoctor.probes.server import ServerFacts
 from simdoctor.probes.servers import ServersFacts
+from simdoctor.probes.slurm import SlurmFacts, SlurmJobFacts
 from simdoctor.probes.system import DiskSpace, SystemFacts
 from simdoctor.probes.vulkan import NVIDIA_VENDOR_ID, Enumeration, IcdFile, VkDevice, VulkanFacts, icd_search_dirs
 from simdoctor.probes.weights import WeightFile, WeightsFacts
 from simdoctor.probing import Facts
 from simdoctor.settings import Settings
+from simdoctor.slurm.client import Partition
 
 GIB = 2**30
 DRIVER = "580.95.05"
@@ -291,6 +293,40 @@ def breaking(facts: Facts, probe: str, **changes: object) -> Facts:
     return Facts({**facts.by_probe, probe: replace(facts.get(probe), **changes)})
 
 
+CLUSTER_NODES = ["gpu-node-01", "gpu-node-02"]
+
+
+def slurm(settings: Settings) -> SlurmFacts:
+    """A cluster with a default GPU partition of two 4-GPU nodes, accounting on, /shared on Lustre."""
+    return SlurmFacts(
+        tools={t: f"/usr/bin/{t}" for t in ("sbatch", "squeue", "sacct", "scancel", "sinfo", "scontrol")},
+        version="23.11.4",
+        controller="Slurmctld(primary) at slurm-head is UP",
+        error=None,
+        partitions=[
+            Partition("gpu", True, "up", CLUSTER_NODES, [4, 4], [64, 64], [512000, 512000]),
+            Partition("cpu", False, "up", ["cpu-node-01"], [0], [128], [256000]),
+        ],
+        requested_partition=settings.slurm_partition,
+        accounting_error=None,
+        login_host="login-01",
+        out_dir="/shared/eval",
+        out_mount="/shared",
+        out_fstype="lustre",
+    )
+
+
+def slurm_job(settings: Settings) -> SlurmJobFacts:
+    """The probe job as it comes back from a healthy GPU node: the agent's facts plus the node's."""
+    a = agent(settings)
+    node = NodeFacts(
+        hostname="gpu-node-01",
+        variables={"SLURM_JOB_ID": "4242", "CUDA_VISIBLE_DEVICES": "0", "SLURM_JOB_GPUS": "2"},
+        paths={str(settings.carla_root / settings.recipe.carla.launcher): True, settings.recipe.agent.evaluator: True},
+    )
+    return SlurmJobFacts("4242", "COMPLETED", "None", None, 3.2, replace(a, node=node))
+
+
 def healthy_facts(settings: Settings) -> Facts:
     """Every probe's facts on the healthy machine, keyed as the probe registry names them."""
     return Facts(
@@ -307,5 +343,7 @@ def healthy_facts(settings: Settings) -> Facts:
             "network": network(settings),
             "docker": docker(settings),
             "carla_servers": carla_servers(),
+            "slurm": slurm(settings),
+            "slurm_job": slurm_job(settings),
         }
     )

@@ -10,6 +10,7 @@ APT_PACKAGES=(
   xvfb x11-utils mesa-utils            # a real X server and glxinfo: display checks
   mesa-vulkan-drivers libvulkan1       # the Vulkan loader and lavapipe (llvmpipe): vulkan checks
   vulkan-tools                         # vulkaninfo, only to cross-check our enumeration in tests
+  slurm-wlm munge                      # a real single-node Slurm cluster (tests/slurmcluster.py)
   docker.io                            # a real Docker daemon (the tests start their own): carla docker backend
   python3 python3-venv                 # Debian's Python: the interpreter of the non-root test user
 )

@@ -35,6 +35,7 @@ from simdoctor.probes.agent import DeepFacts, ModuleState, TorchBuild
 from simdoctor.probes.display import Glx, XServer
 from simdoctor.probes.gpu import GpuProcess
 from simdoctor.probes.servers import RecordedServer
+from simdoctor.probes.slurm import SlurmIntent
 from simdoctor.probes.vulkan import Enumeration
 from simdoctor.probing import (
     REGISTRY,
@@ -53,7 +54,8 @@ GIB = 2**30
 VK_UUID_2 = "0c4d9a7b-61e2-4f38-8d15-b7a9e3c2f106"
 GPU_UUID_2 = f"GPU-{VK_UUID_2}"
 ALL_IDS = [c.id for c in CHECKS]
-PROCESS_IDS = [c.id for c in CHECKS if c.group != "docker"]  # the docker group speaks only with --backend docker
+# The docker group speaks only with --backend docker, the slurm group only with --slurm.
+PROCESS_IDS = [c.id for c in CHECKS if c.group not in ("docker", "slurm")]
 
 
 @pytest.fixture
@@ -1354,3 +1356,116 @@ def test_docker_image_running_as_root_fails(facts: Facts, dctx: CheckContext) ->
     f = verdict("docker.image", breaking(facts, "docker", image_user="0:0"), dctx)
     assert f.status is Status.FAIL
     named(f, "runs as root")
+
+
+# ---------------------------------------------------------------- slurm (check --slurm)
+
+
+@pytest.fixture
+def sctx(settings: Settings) -> CheckContext:
+    return context(settings, slurm=SlurmIntent("/shared/eval", probe_job=True))
+
+
+def test_slurm_findings_only_with_slurm(facts: Facts, ctx: CheckContext, sctx: CheckContext) -> None:
+    assert not [f for f in diagnose(facts, select(Selection()), ctx) if f.group == "slurm"]
+    found = {f.id: f.status for f in diagnose(facts, select(Selection(only=("slurm",))), sctx)}
+    assert found == {i: Status.OK for i in ALL_IDS if i.startswith("slurm.")}
+    no_probe = context(sctx.settings, slurm=SlurmIntent("/shared/eval"))
+    assert "slurm.probe_job" not in {f.id for f in diagnose(facts, select(Selection()), no_probe)}
+
+
+def test_slurm_tools_missing_fails(facts: Facts, sctx: CheckContext) -> None:
+    tools = {**facts.get("slurm").tools, "sbatch": None, "sacct": None}
+    f = verdict("slurm.tools", breaking(facts, "slurm", tools=tools), sctx)
+    assert f.status is Status.FAIL
+    named(f, "sbatch, sacct")
+    assert commands(f) == ["module load slurm", "sudo apt-get install -y slurm-client"]
+
+
+def test_slurm_controller_down_fails_and_the_rest_skips(facts: Facts, sctx: CheckContext) -> None:
+    down = breaking(facts, "slurm", error="Slurmctld(primary) at slurm-head is DOWN", version=None,
+                    controller=None, partitions=[])  # fmt: skip
+    f = verdict("slurm.controller", down, sctx)
+    assert f.status is Status.FAIL
+    named(f, "is DOWN")
+    assert commands(f) == ["scontrol ping"]
+    for check_id in ("slurm.partition", "slurm.gpus", "slurm.accounting"):
+        assert verdict(check_id, down, sctx).status is Status.SKIP
+
+
+def test_slurm_partition_missing_names_the_gpu_one(facts: Facts, sctx: CheckContext) -> None:
+    f = verdict("slurm.partition", breaking(facts, "slurm", requested_partition="a100"), sctx)
+    assert f.status is Status.FAIL
+    named(f, "'a100' does not exist", "gpu*, cpu")
+    assert commands(f) == ["export SIMDOCTOR_SLURM_PARTITION=gpu"]
+
+
+def test_slurm_partition_down_fails(facts: Facts, sctx: CheckContext) -> None:
+    s = facts.get("slurm")
+    down = [replace(s.partitions[0], available="down"), s.partitions[1]]
+    f = verdict("slurm.partition", breaking(facts, "slurm", partitions=down), sctx)
+    assert f.status is Status.FAIL
+    named(f, "partition gpu is down")
+
+
+def test_slurm_partition_without_a_default(facts: Facts, sctx: CheckContext) -> None:
+    no_default = [replace(p, default=False) for p in facts.get("slurm").partitions]
+    f = verdict("slurm.partition", breaking(facts, "slurm", partitions=no_default), sctx)
+    assert f.status is Status.FAIL
+    named(f, "no default partition")
+
+
+def test_slurm_gpus_partition_without_gpus_fails(facts: Facts, sctx: CheckContext) -> None:
+    f = verdict("slurm.gpus", breaking(facts, "slurm", requested_partition="cpu"), sctx)
+    assert f.status is Status.FAIL
+    named(f, "partition cpu has no node with `gpu` GRES")
+    assert commands(f) == ["export SIMDOCTOR_SLURM_PARTITION=gpu"]
+
+
+def test_slurm_gpus_small_nodes_warn(facts: Facts, sctx: CheckContext) -> None:
+    s = facts.get("slurm")
+    small = [replace(s.partitions[0], cpus_per_node=[64, 4]), s.partitions[1]]
+    f = verdict("slurm.gpus", breaking(facts, "slurm", partitions=small), sctx)
+    assert f.status is Status.WARN
+    named(f, "8 GPUs in all", "gpu-node-02 below one worker's 8 CPUs / 40 GiB")
+
+
+def test_slurm_out_dir_local_warns(facts: Facts, sctx: CheckContext) -> None:
+    local = breaking(facts, "slurm", out_dir="/home/me/eval", out_mount="/", out_fstype="ext4")
+    f = verdict("slurm.out_dir", local, sctx)
+    assert f.status is Status.WARN
+    named(f, "/home/me/eval (ext4 at /) is local to this host")
+    assert commands(f) == ["df -hT /home/me/eval", "simdoctor run --backend slurm --out /shared/path ..."]
+
+
+def test_slurm_out_dir_local_on_a_one_node_cluster_of_this_host_is_fine(facts: Facts, sctx: CheckContext) -> None:
+    s = facts.get("slurm")
+    here = [replace(s.partitions[0], nodes=["login-01"], gpus_per_node=[2], cpus_per_node=[16],
+                    memory_mb_per_node=[128000])]  # fmt: skip
+    local = breaking(facts, "slurm", partitions=here, out_mount="/", out_fstype="xfs")
+    assert verdict("slurm.out_dir", local, sctx).status is Status.OK
+
+
+def test_slurm_accounting_off_warns(facts: Facts, sctx: CheckContext) -> None:
+    f = verdict("slurm.accounting", breaking(facts, "slurm", accounting_error="Slurm accounting storage is disabled"),
+                sctx)  # fmt: skip
+    assert f.status is Status.WARN
+    named(f, "Slurm accounting storage is disabled", "NODE_FAIL, PREEMPTED, TIMEOUT")
+
+
+def test_slurm_probe_job_without_an_answer_fails(facts: Facts, sctx: CheckContext) -> None:
+    lost = breaking(facts, "slurm_job", agent=None, error="still PENDING after 300s; cancelled", state="PENDING")
+    f = verdict("slurm.probe_job", lost, sctx)
+    assert f.status is Status.FAIL
+    named(f, "job 4242 gave no answer", "still PENDING after 300s")
+    assert commands(f) == ["scontrol show job 4242"]
+
+
+def test_slurm_probe_job_names_what_the_node_lacks(facts: Facts, settings: Settings, sctx: CheckContext) -> None:
+    job = facts.get("slurm_job")
+    launcher = str(settings.carla_root / settings.recipe.carla.launcher)
+    node = replace(job.agent.node, paths={**job.agent.node.paths, launcher: False}, variables={"SLURM_JOB_ID": "4242"})
+    f = verdict("slurm.probe_job", breaking(facts, "slurm_job", agent=replace(job.agent, node=node)), sctx)
+    assert f.status is Status.FAIL
+    named(f, "ran on gpu-node-01", f"{launcher} missing there", "(and 1 more)")
+    assert "Slurm gave the task no GPU (no CUDA_VISIBLE_DEVICES / SLURM_JOB_GPUS)" in f.details

@@ -7,11 +7,14 @@ A check declares the probes it `needs` (it is skipped when one of them failed) a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from simdoctor.findings import Fix, Status
 from simdoctor.probing import Facts
 from simdoctor.settings import Settings
+
+if TYPE_CHECKING:
+    from simdoctor.probes.slurm import SlurmIntent
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class CheckContext:
     window: bool = False  # a visual session on an existing DISPLAY
     deep: bool = False
     backend: str = "process"  # process or docker
+    slurm: Optional[SlurmIntent] = None  # `check --slurm`: the cluster's checks speak
 
 
 CheckFn = Callable[[Facts, CheckContext], Verdict]
@@ -66,7 +70,7 @@ class Check:
 
 CHECKS: list[Check] = []
 # Report order: the machine first, then what runs on it, then what it downloads.
-GROUPS = ("system", "gpu", "vulkan", "display", "carla", "docker", "agent", "weights", "network")
+GROUPS = ("system", "gpu", "vulkan", "display", "carla", "docker", "slurm", "agent", "weights", "network")
 
 
 def check(id: str, title: str, needs: tuple[str, ...], uses: tuple[str, ...] = ()) -> Callable[[CheckFn], CheckFn]:
@@ -95,6 +99,7 @@ from simdoctor.checks import (  # noqa: E402,F401  (registers every check)
     docker,
     gpu,
     network,
+    slurm,
     system,
     vulkan,
     weights,

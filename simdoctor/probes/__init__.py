@@ -10,6 +10,7 @@ from simdoctor.probes import (  # noqa: F401
     ports,
     server,
     servers,
+    slurm,
     system,
     vulkan,
     weights,

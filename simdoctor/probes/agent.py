@@ -55,6 +55,15 @@ class DeepFacts:
 
 
 @dataclass(frozen=True)
+class NodeFacts:
+    """Where a Slurm probe job ran it, and what it saw there."""
+
+    hostname: str
+    variables: dict[str, str]  # CUDA_VISIBLE_DEVICES, SLURM_JOB_GPUS, ...
+    paths: dict[str, bool]  # path -> exists on that node
+
+
+@dataclass(frozen=True)
 class AgentFacts:
     requested: str  # the setting, or "" for the recipe's candidates
     source: str
@@ -70,6 +79,7 @@ class AgentFacts:
     agent: Optional[ModuleState] = None
     torch: Optional[TorchBuild] = None
     deep: Optional[DeepFacts] = None
+    node: Optional[NodeFacts] = None
 
 
 def _usable(candidate: str) -> Optional[str]:
@@ -90,7 +100,6 @@ def resolve_python(settings: Settings) -> tuple[Optional[str], list[str]]:
 @probe("agent", AgentFacts, TIMEOUT, "the agent's interpreter and its imports", deep_timeout=DEEP_TIMEOUT)
 def probe_agent(ctx: ProbeContext) -> AgentFacts:
     s = ctx.settings
-    agent = s.recipe.agent
     python, tried = resolve_python(s)
     base = dict(
         requested=s.agent_python,
@@ -101,18 +110,11 @@ def probe_agent(ctx: ProbeContext) -> AgentFacts:
     )
     if python is None:
         return AgentFacts(error="no interpreter found", **base)
-    request = {
-        "modules": list(agent.modules),
-        "agent_file": agent.file,
-        "packages": list(agent.packages),
-        "deep": ctx.deep,
-    }
-    env = {**os.environ, **agent_environment(s)}
     outcome = run_bounded(
         [python, scripts.path("agent_probe.py")],
         timeout=DEEP_TIMEOUT - 5 if ctx.deep else TIMEOUT - 0.5,
-        env=env,
-        stdin=json.dumps(request),
+        env={**os.environ, **agent_environment(s)},
+        stdin=json.dumps(probe_request(s, ctx.deep)),
     )
     try:
         data = outcome.json() if outcome.ok else None
@@ -120,6 +122,21 @@ def probe_agent(ctx: ProbeContext) -> AgentFacts:
         data = None
     if not isinstance(data, dict):
         return AgentFacts(error=f"{python} {outcome.describe()}", **base)
+    return facts_from(data, base)
+
+
+def probe_request(settings: Settings, deep: bool = False, node_paths: tuple[str, ...] = ()) -> dict:
+    """What scripts/agent_probe.py is asked; `node_paths` makes it also report the node it runs on."""
+    agent = settings.recipe.agent
+    request = {"modules": list(agent.modules), "agent_file": agent.file, "packages": list(agent.packages),
+               "deep": deep}  # fmt: skip
+    if node_paths:
+        request.update(node=True, paths=list(node_paths))
+    return request
+
+
+def facts_from(data: dict, base: dict) -> AgentFacts:
+    """AgentFacts from agent_probe.py's JSON answer plus what simdoctor knew before asking (`base`)."""
     agent_state = data["agent"]
     return AgentFacts(
         error=None,
@@ -131,5 +148,6 @@ def probe_agent(ctx: ProbeContext) -> AgentFacts:
         agent=ModuleState(**agent_state) if agent_state else None,
         torch=TorchBuild(**data["torch"]) if data["torch"] else None,
         deep=DeepFacts(**data["deep"]) if data["deep"] else None,
+        node=NodeFacts(**data["node"]) if data.get("node") else None,
         **base,
     )

@@ -1,8 +1,10 @@
 """Facts about the agent's interpreter, gathered inside it (run by simdoctor as a subprocess).
 
 Reads a JSON request on stdin: {"modules": [names], "agent_file": path, "packages": [names],
-"deep": bool}; prints one JSON line. Without "deep" nothing heavy is imported: versions come
-from package metadata and torch/version.py. Standard library only, Python 3.8 compatible.
+"deep": bool, "node": bool, "paths": [paths]}; prints one JSON line. Without "deep" nothing heavy is
+imported: versions come from package metadata and torch/version.py. With "node" (a Slurm probe job)
+it also says which host it ran on, the GPU variables Slurm set, and whether each of "paths" exists
+there. Standard library only, Python 3.8 compatible.
 """
 
 import importlib
@@ -11,6 +13,7 @@ import json
 import os
 import platform
 import re
+import socket
 import sys
 import time
 import traceback
@@ -116,6 +119,17 @@ def deep(agent_file):
     return out
 
 
+NODE_VARIABLES = ("SLURM_JOB_ID", "SLURM_JOB_NODELIST", "CUDA_VISIBLE_DEVICES", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS")
+
+
+def node(paths):
+    return {
+        "hostname": socket.gethostname(),
+        "variables": dict((k, os.environ[k]) for k in NODE_VARIABLES if k in os.environ),
+        "paths": dict((p, os.path.exists(p)) for p in paths),
+    }
+
+
 def main():
     request = json.loads(sys.stdin.read() or "{}")
     agent_file = request.get("agent_file")
@@ -134,6 +148,7 @@ def main():
         "agent": agent,
         "torch": torch_build(),
         "deep": deep(agent_file) if request.get("deep") else None,
+        "node": node(request.get("paths", [])) if request.get("node") else None,
     }
     sys.stdout.write("\n" + json.dumps(result) + "\n")
 

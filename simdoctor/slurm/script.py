@@ -1,0 +1,39 @@
+"""Batch scripts for sbatch, written as files: every value shell-quoted, nothing interpolated by us.
+
+simdoctor never runs a shell itself; Slurm runs these scripts with /bin/sh on the node, so each
+argument and variable goes through shlex.quote.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from typing import Optional
+
+from simdoctor.settings import Settings
+
+
+def directives(settings: Settings, **options: object) -> list[str]:
+    """#SBATCH lines: the user's partition, account and QOS (when set), then the given options."""
+    values: dict[str, object] = {
+        "partition": settings.slurm_partition,
+        "account": settings.slurm_account,
+        "qos": settings.slurm_qos,
+        **options,
+    }
+    return [f"#SBATCH --{k.replace('_', '-')}={v}" for k, v in values.items() if v not in ("", None)]
+
+
+def render(
+    sbatch: Sequence[str],
+    env: dict[str, str],
+    command: Sequence[str],
+    stdin: Optional[str] = None,
+    stdout: Optional[str] = None,
+) -> str:
+    """A complete job script: directives, exported variables, then `exec command [<stdin] [>stdout]`."""
+    lines = ["#!/bin/sh", *sbatch, "set -u"]
+    lines += [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
+    redirect = (f" < {shlex.quote(stdin)}" if stdin else "") + (f" > {shlex.quote(stdout)}" if stdout else "")
+    lines.append("exec " + " ".join(shlex.quote(a) for a in command) + redirect)
+    return "\n".join(lines) + "\n"
