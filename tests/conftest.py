@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -101,3 +102,30 @@ def xvfb() -> str:
     yield f":{number}"
     proc.terminate()
     proc.wait(timeout=10)
+
+
+@pytest.fixture
+def hub():
+    """The Hugging Face Hub stand-in and its CDN on loopback (tests/standins/hf_hub.py)."""
+    from standins.hf_hub import Hub
+
+    with Hub() as server:
+        yield server
+
+
+@pytest.fixture
+def simdoctor(home: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """Run the real `simdoctor` command line in a subprocess, in the isolated user environment."""
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "simdoctor", *args],
+            env={**os.environ, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            cwd=REPO,
+        )
+
+    return run
