@@ -51,9 +51,13 @@ class Action:
     text: str  # what it does, in words
     run: Callable[[], None]
     command: Optional[list[str]] = None  # the exact command line, when the action is one
+    cwd: Optional[Path] = None  # where the command runs
 
     def show(self) -> str:
-        return f"$ {shlex.join(self.command)}" if self.command else self.text
+        if self.command is None:
+            return self.text
+        where = f"cd {shlex.quote(str(self.cwd))} && " if self.cwd else ""
+        return f"$ {where}{shlex.join(self.command)}"
 
 
 @dataclass
@@ -120,15 +124,20 @@ def _fetch(settings: Settings, source: str, local_dir: Path, revision: Optional[
     return Action(f"download {source} into {local_dir}", run, cmd)
 
 
+def _forget(download_dir: Path, name: str) -> None:
+    """An archive left the download folder: drop its record, and the folder once nothing else is there."""
+    old = manifest.read(download_dir)
+    records = {k: v for k, v in old.files.items() if k != name} if old else {}
+    if old and name in old.files:
+        manifest.write(download_dir, manifest.Manifest(old.source, records))
+    if download_dir.is_dir() and not records and all(p.name == manifest.STATE_DIR for p in download_dir.iterdir()):
+        shutil.rmtree(download_dir)  # nothing but simdoctor's own state left
+
+
 def _drop_archive(download_dir: Path, name: str) -> Action:
     def run() -> None:
         (download_dir / name).unlink(missing_ok=True)
-        old = manifest.read(download_dir)
-        records = {k: v for k, v in old.files.items() if k != name} if old else {}
-        if old and name in old.files:
-            manifest.write(download_dir, manifest.Manifest(old.source, records))
-        if download_dir.is_dir() and not records and all(p.name == manifest.STATE_DIR for p in download_dir.iterdir()):
-            shutil.rmtree(download_dir)  # nothing but simdoctor's own state left
+        _forget(download_dir, name)
 
     return Action(f"remove {download_dir / name} (installed; no longer needed)", run)
 
@@ -139,8 +148,7 @@ def _command(args: list[str], cwd: Optional[Path], timeout: float, what: str) ->
         if not outcome.ok:
             raise StepError(f"{what} failed: {outcome.describe()}")
 
-    shown = ["cd", str(cwd), "&&", *args] if cwd else args
-    return Action(what, run, shown)
+    return Action(what, run, args, cwd)
 
 
 def plan_carla(state: State) -> Optional[Planned]:
@@ -185,6 +193,7 @@ def plan_maps(state: State, carla_planned: bool) -> Optional[Planned]:
         def move() -> None:
             import_dir.mkdir(parents=True, exist_ok=True)
             (download_dir / name).replace(import_dir / name)
+            _forget(download_dir, name)
 
         planned.actions += [
             _fetch(s, r.additional_maps_url, download_dir),
@@ -248,6 +257,8 @@ def plan_env(state: State) -> Optional[Planned]:
             tmp = path.with_name(path.name + ".tmp")
             tmp.write_text(text, encoding="utf-8")
             tmp.replace(path)
+        sh, fish = wanted
+        _say(f"   load it in each new shell: `. {sh}` (bash, zsh) or `source {fish}` (fish)")
 
     first = next(iter(wanted))
     return Planned(

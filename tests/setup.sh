@@ -10,6 +10,7 @@ APT_PACKAGES=(
   xvfb x11-utils mesa-utils            # a real X server and glxinfo: display checks
   mesa-vulkan-drivers libvulkan1       # the Vulkan loader and lavapipe (llvmpipe): vulkan checks
   vulkan-tools                         # vulkaninfo, only to cross-check our enumeration in tests
+  fish                                 # sources `simdoctor env --format fish` in the env tests
 )
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

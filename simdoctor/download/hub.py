@@ -8,6 +8,7 @@ matched by huggingface_hub's `filter_repo_objects`, so `--include/--exclude` mea
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -47,6 +48,9 @@ def snapshot(
     endpoint: str, repo_id: str, repo_type: str, revision: str, token: Optional[Secret], policy: Policy
 ) -> Snapshot:
     """Resolve `revision` to a commit and list the files at that commit (two API calls, plus pages)."""
+    # Read by huggingface_hub at import: without it, building the User-Agent fetches an "agent
+    # harnesses" list from HF_ENDPOINT or huggingface.co, a request to a host the user did not name.
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
     from huggingface_hub import HfApi
     from huggingface_hub.hf_api import RepoFile
 
