@@ -127,8 +127,8 @@ def download(
     endpoint: Annotated[
         Optional[str], typer.Option("--endpoint", help="Hub endpoint or mirror (default: $HF_ENDPOINT).")
     ] = None,
-    connections: Annotated[int, typer.Option("--connections", help="Parallel HTTP connections.")] = 16,
-    chunk_mib: Annotated[int, typer.Option("--chunk-mib", help="Size of one byte range, in MiB.")] = 16,
+    connections: Annotated[int, typer.Option("--connections", help="Parallel HTTP connections.")] = 32,
+    chunk_mib: Annotated[int, typer.Option("--chunk-mib", help="Largest byte range, in MiB.")] = 16,
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds without a byte before a connection is retried.")
     ] = 30.0,

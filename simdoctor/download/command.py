@@ -34,7 +34,7 @@ class Request:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     endpoint: Optional[str] = None
-    connections: int = 16
+    connections: int = 32
     chunk_mib: int = 16
     timeout: float = 30.0
     retries: int = 8

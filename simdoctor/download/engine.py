@@ -29,9 +29,11 @@ from simdoctor import manifest
 from simdoctor.download import DownloadError
 from simdoctor.download.transport import Client, Transient, backoff_delay, describe
 
-BLOCK = 1 << 20  # bytes read from a connection at a time
+BLOCK = 256 << 10  # bytes read from a connection at a time (a reset loses at most this)
 READ = 4 << 20  # bytes read back from disk at a time when hashing catches up
-DEFAULT_CHUNK = 16 << 20
+DEFAULT_CHUNK = 16 << 20  # the largest byte range; smaller files get smaller ranges (chunk_for)
+MIN_CHUNK = 1 << 20
+CHUNKS_PER_FILE = 64  # enough ranges to keep every connection busy on one file
 SPACE_MARGIN = 4 << 20  # manifest, sidecars and filesystem slack on top of the data itself
 MANIFEST_FLUSH_S = 1.0
 
@@ -361,6 +363,12 @@ def _preallocate(fd: int, size: int) -> None:
         os.ftruncate(fd, size)
 
 
+def chunk_for(size: int, largest: int) -> int:
+    """A file's range size: from its size alone (so a resume finds the same ranges whatever the
+    connection count), about CHUNKS_PER_FILE ranges per file, whole MiBs between 1 MiB and `largest`."""
+    return max(MIN_CHUNK, min(largest, size // CHUNKS_PER_FILE // MIN_CHUNK * MIN_CHUNK))
+
+
 def resumable_chunks(local_dir: Path, target: Target, chunk: int) -> set[int]:
     """Chunks an earlier run left verified-to-disk for this very file; empty when anything disagrees."""
     job = FileJob(target, local_dir, chunk, set())
@@ -430,8 +438,9 @@ class Engine:
                     results[t.relpath] = FileResult(t.relpath, t.size, "verified")
                     continue
                 final.unlink()
-            done = resumable_chunks(self.local_dir, t, self.chunk)
-            job = FileJob(t, self.local_dir, self.chunk, done)
+            chunk = chunk_for(t.size, self.chunk)
+            done = resumable_chunks(self.local_dir, t, chunk)
+            job = FileJob(t, self.local_dir, chunk, done)
             if done:
                 need += max(0, t.size - job.partial.stat().st_blocks * 512)
             else:
@@ -489,8 +498,9 @@ class Engine:
                     w.join(0.2)
         finally:
             self._stop.set()
+            deadline = time.monotonic() + 2.0  # an interrupted run: workers stop between blocks
             for w in workers:
-                w.join(1.0)
+                w.join(max(0.0, deadline - time.monotonic()))
             if not any(w.is_alive() for w in workers):  # never close an fd a worker may still write to
                 for job in plan.jobs:
                     job.close()
@@ -564,6 +574,8 @@ class Engine:
                     raise Transient("empty body")
                 # else a shorter range than asked (HTTP allows it): ask for the rest at once
             except (requests.exceptions.RequestException, Transient) as exc:
+                if pos > began:  # it broke after sending data: the server is there, reconnect at once
+                    continue
                 failures += 1
                 reason = str(exc) if isinstance(exc, Transient) else describe(exc)
                 if failures > policy.retries:
