@@ -244,3 +244,14 @@ def test_a_plain_url_archive_is_stream_checked_and_its_sha256_recorded(simdoctor
     assert "AdditionalMaps_0.9.15.tar.gz is not a complete gzip/tar archive" in bad.stdout
     assert not (out / "AdditionalMaps_0.9.15.tar.gz").exists()
     assert not manifest.partial_path(out, "AdditionalMaps_0.9.15.tar.gz").exists()
+
+
+def test_a_dataset_repo_resolves_under_datasets(simdoctor, hub: Hub, tmp_path: Path) -> None:
+    files = {"data/train-00000.parquet": Pattern(2 << 20, seed=4), "README.md": b"# data\n"}
+    repo = hub.add_repo("org/data", files, repo_type="dataset")
+    out = tmp_path / "data"
+    result = download(simdoctor, hub, out, "--repo-type", "dataset", "--json", repo="org/data")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["source"] == f"hf:dataset/org/data@{repo.commit}"
+    assert_complete(out, files)
+    assert all(r.path.startswith("/datasets/org/data/resolve/") for r in hub.requests("hub", "/resolve/"))

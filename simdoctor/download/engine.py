@@ -301,13 +301,13 @@ class FileJob:
                 return False
             self.partial.parent.mkdir(parents=True, exist_ok=True)
             self.progress.parent.mkdir(parents=True, exist_ok=True)
-            if not self.done:
+            if not self.done:  # starting afresh: no earlier record may vouch for the new file's chunks
+                self.progress.unlink(missing_ok=True)
                 self.partial.unlink(missing_ok=True)
             fd = os.open(self.partial, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 if not self.done:
                     _preallocate(fd, self.target.size)
-                    self._save()
             except BaseException:
                 os.close(fd)
                 raise
@@ -333,7 +333,12 @@ class FileJob:
         os.replace(tmp, self.progress)
 
     def chunk_done(self, idx: int) -> bool:
-        """Make the chunk durable, then record it; True when it was the last one."""
+        """Make the chunk durable, then record it; True when it was the last one.
+
+        A one-chunk file keeps no record: if it is interrupted, it is the chunk in flight.
+        """
+        if self.nchunks == 1:
+            return True
         os.fdatasync(self.fd)
         with self.lock:
             self.done.add(idx)
@@ -413,7 +418,8 @@ class Engine:
         old = manifest.read(self.local_dir)
         self._records = dict(old.files) if old else {}
         self._source = source
-        self._manifest_lock = threading.Lock()
+        self._records_lock = threading.Lock()  # held for dict updates only, never for I/O
+        self._write_lock = threading.Lock()
         self._dirty = False
         self._flushed = 0.0
         self._queue: deque[tuple[FileJob, int]] = deque()
@@ -614,8 +620,9 @@ class Engine:
 
     def _install(self, job: FileJob, digest: str) -> None:
         job.final.parent.mkdir(parents=True, exist_ok=True)
+        # The data was fsynced before: a crash can lose this rename (the file is then fetched or
+        # verified again), never leave the final name on data that is not on disk.
         os.replace(job.partial, job.final)
-        _fsync_dir(job.final.parent)
         job.progress.unlink(missing_ok=True)
         st = job.final.stat()
         self._record(job.target.relpath, job.target.record(st.st_size, st.st_mtime_ns, digest))
@@ -655,19 +662,34 @@ class Engine:
     # -- manifest --------------------------------------------------------------------------------
 
     def _record(self, relpath: str, record: manifest.FileRecord) -> None:
-        with self._manifest_lock:
+        with self._records_lock:
             self._records[relpath] = record
             self._dirty = True
         self._flush(force=record.size >= 4 * self.chunk)
 
     def _flush(self, force: bool = False) -> None:
-        """Write the manifest now and then (each write rewrites it whole), and always at the end."""
-        with self._manifest_lock:
-            if not self._dirty or (not force and time.monotonic() - self._flushed < MANIFEST_FLUSH_S):
-                return
-            manifest.write(self.local_dir, manifest.Manifest(self._source, dict(self._records)))
-            self._dirty = False
+        """Write the manifest now and then (each write rewrites it whole), and always at the end.
+
+        A worker finishing a small file never waits for another's write: it skips its turn.
+        """
+        if not force and time.monotonic() - self._flushed < MANIFEST_FLUSH_S:
+            return
+        if not self._write_lock.acquire(blocking=force):
+            return
+        try:
+            with self._records_lock:
+                if not self._dirty:
+                    return
+                snapshot = manifest.Manifest(self._source, dict(self._records))
+                self._dirty = False
+            try:
+                manifest.write(self.local_dir, snapshot)
+            except BaseException:
+                self._dirty = True
+                raise
             self._flushed = time.monotonic()
+        finally:
+            self._write_lock.release()
 
 
 def _order(plan: Plan) -> list[str]:
@@ -700,14 +722,6 @@ def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
     while view:
         n = os.pwrite(fd, view, offset)
         view, offset = view[n:], offset + n
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _disk_error(exc: OSError, local_dir: Path) -> str:
