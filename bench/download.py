@@ -186,7 +186,10 @@ def main() -> int:
     base = rows[0][1]
     print(f"{'client':26} {'seconds':>8} {'MB/s':>8} {'vs simdoctor':>13}  result")
     for name, seconds, code, verdict in rows:
-        print(f"{name:26} {seconds:8.1f} {total / seconds / 1e6:8.1f} {seconds / base:12.2f}x  {verdict} (exit {code})")
+        if verdict.startswith("ok"):
+            print(f"{name:26} {seconds:8.1f} {total / seconds / 1e6:8.1f} {seconds / base:12.2f}x  {verdict}")
+        else:  # no speed for a download that did not finish
+            print(f"{name:26} {seconds:8.1f} {'-':>8} {'-':>13}  did not finish: {verdict} (exit {code})")
     if not aria2c:
         print("aria2c not found: `apt-get install aria2` to compare with hfd.sh's downloader")
     if simdoctor_json:

@@ -405,7 +405,7 @@ class Engine:
         local_dir: Path,
         client: Client,
         source: str,
-        connections: int = 16,
+        connections: int = 32,
         chunk_size: int = DEFAULT_CHUNK,
         observer: Optional[Observer] = None,
     ) -> None:
