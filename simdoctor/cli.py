@@ -168,6 +168,80 @@ def run(
 
 
 @app.command()
+def download(
+    source: Annotated[str, typer.Argument(metavar="REPO_ID|URL", help="owner/name on the Hub, or an http(s) URL.")],
+    local_dir: Annotated[Path, typer.Option("--local-dir", help="Where the files go (created if needed).")],
+    revision: Annotated[
+        Optional[str], typer.Option("--revision", help="Branch, tag or commit (default: main).")
+    ] = None,
+    repo_type: Annotated[str, typer.Option("--repo-type", help="model or dataset.")] = "model",
+    include: Annotated[
+        Optional[list[str]], typer.Option("--include", help="Only paths matching this glob (repeatable).")
+    ] = None,
+    exclude: Annotated[
+        Optional[list[str]], typer.Option("--exclude", help="Leave out paths matching this glob (repeatable).")
+    ] = None,
+    endpoint: Annotated[
+        Optional[str], typer.Option("--endpoint", help="Hub endpoint or mirror (default: $HF_ENDPOINT).")
+    ] = None,
+    connections: Annotated[int, typer.Option("--connections", help="Parallel HTTP connections.")] = 32,
+    chunk_mib: Annotated[int, typer.Option("--chunk-mib", help="Largest byte range, in MiB.")] = 16,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds without a byte before a connection is retried.")
+    ] = 30.0,
+    retries: Annotated[int, typer.Option("--retries", help="Failed attempts in a row before giving up.")] = 8,
+    verify_only: Annotated[
+        bool, typer.Option("--verify-only", help="Re-hash the files against the pinned hashes; no download.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object with the result.")] = False,
+    recipe: RecipeOpt = None,
+) -> None:
+    """Download a Hub repo pinned to a commit (or a plain URL): parallel, resumable, verified."""
+    from simdoctor.download import command
+
+    request = command.Request(
+        source=source, local_dir=local_dir, revision=revision, repo_type=repo_type,
+        include=tuple(include or ()), exclude=tuple(exclude or ()), endpoint=endpoint,
+        connections=connections, chunk_mib=chunk_mib, timeout=timeout, retries=retries, verify_only=verify_only,
+    )  # fmt: skip
+    raise typer.Exit(command.run(settings_from(recipe), request, json_out))
+
+
+@app.command()
+def env(
+    fmt: Annotated[str, typer.Option("--format", help="bash (also zsh), fish or json.")] = "bash",
+    recipe: RecipeOpt = None,
+    carla_root: CarlaRootOpt = None,
+    work_dir: WorkDirOpt = None,
+) -> None:
+    """Print the environment the evaluator and the agent need (eval "$(simdoctor env)")."""
+    from simdoctor import shellenv
+    from simdoctor.agentenv import agent_environment
+
+    settings = settings_from(recipe, carla_root=carla_root, work_dir=work_dir)
+    typer.echo(shellenv.render(agent_environment(settings), fmt), nl=False)
+
+
+@app.command()
+def setup(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan with every command; change nothing.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Run without asking.")] = False,
+    only: Annotated[Optional[str], typer.Option("--only", help="Run this one step.")] = None,
+    recipe: RecipeOpt = None,
+    carla_root: CarlaRootOpt = None,
+    work_dir: WorkDirOpt = None,
+    agent_python: AgentPythonOpt = None,
+) -> None:
+    """Fix what `check` finds and can be fixed: CARLA, its maps, the client, the weights, the env file."""
+    from simdoctor import setup as provision
+
+    settings = settings_from(recipe, carla_root=carla_root, work_dir=work_dir, agent_python=agent_python)
+    raise typer.Exit(provision.run(settings, dry_run=dry_run, yes=yes, only=only))
+
+
+@app.command()
 def report(
     out: Annotated[Path, typer.Argument(help="A `simdoctor run` output folder.")],
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the report.")] = False,

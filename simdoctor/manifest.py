@@ -17,6 +17,7 @@ from simdoctor.typed import DataError, from_data, to_data
 STATE_DIR = ".simdoctor"
 MANIFEST = "manifest.json"
 PARTIAL_DIR = "partial"  # in-flight downloads: <local_dir>/.simdoctor/partial/<relpath>
+PROGRESS_DIR = "progress"  # which chunks of each in-flight download are on disk: progress/<relpath>.json
 SCHEMA_VERSION = 1
 
 
@@ -41,6 +42,11 @@ def manifest_path(local_dir: Path) -> Path:
 
 def partial_path(local_dir: Path, relpath: str) -> Path:
     return Path(local_dir) / STATE_DIR / PARTIAL_DIR / relpath
+
+
+def progress_path(local_dir: Path, relpath: str) -> Path:
+    """Kept apart from the partial data so no remote file name can collide with it."""
+    return Path(local_dir) / STATE_DIR / PROGRESS_DIR / f"{relpath}.json"
 
 
 def read(local_dir: Path) -> Optional[Manifest]:

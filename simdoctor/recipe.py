@@ -49,6 +49,7 @@ class CarlaRecipe:
     search: list[str]
     url: str
     additional_maps_url: str
+    download_dir: str
     launcher: str
     binary: str
     process_name: str

@@ -287,3 +287,39 @@ def standin_image_tar(dest: Path, recipe: Recipe, code_dir: Path) -> Path:
         )
         add_text(tar, str(home / c.version_file), f"{c.version}\n", 0o644, uid)
     return tar_path
+
+
+# Stand-in for CARLA 0.9.15's ImportAssets.sh (its contract, per carla Util/ImportAssets.sh): run from
+# the package root, it unpacks every *.tar.gz found under Import/ into the current directory, keeping
+# newer files, and leaves the archives where they are.
+IMPORT_ASSETS = """#!/bin/bash
+find Import/ -type f -name '*.tar.gz' -print0 | while IFS= read -r -d '' archive; do
+  tar --keep-newer-files -xf "$archive"
+done
+"""
+
+
+def tar_gz_of(folder: Path, out: Path) -> Path:
+    """A .tar.gz of the folder's contents with no top-level directory, as CARLA packages are made."""
+    import tarfile
+
+    with tarfile.open(out, "w:gz") as tar:
+        for path in sorted(folder.rglob("*")):
+            tar.add(path, arcname=str(path.relative_to(folder)), recursive=False)
+    return out
+
+
+def carla_archives(tmp: Path, recipe: Recipe) -> tuple[Path, Path]:
+    """Small CARLA_<v>.tar.gz (base towns, ImportAssets.sh) and AdditionalMaps_<v>.tar.gz (the rest)."""
+    c = recipe.carla
+    package = carla_root(tmp / "package", recipe, towns=BASE_TOWNS)
+    _executable(package / c.import_script, IMPORT_ASSETS)
+    maps = tmp / "maps"
+    for town in c.additional_towns:
+        path = maps / c.maps_dir / f"{town}.xodr"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("<OpenDRIVE/>\n")
+    return (
+        tar_gz_of(package, tmp / f"CARLA_{c.version}.tar.gz"),
+        tar_gz_of(maps, tmp / f"AdditionalMaps_{c.version}.tar.gz"),
+    )

@@ -7,6 +7,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -310,3 +311,30 @@ def on_cluster(slurm_cluster: slurmcluster.Cluster, monkeypatch: pytest.MonkeyPa
     """This test talks to the test cluster (SLURM_CONF points at its configuration)."""
     monkeypatch.setenv("SLURM_CONF", slurm_cluster.env["SLURM_CONF"])
     return slurm_cluster
+
+
+@pytest.fixture
+def hub():
+    """The Hugging Face Hub stand-in and its CDN on loopback (tests/standins/hf_hub.py)."""
+    from standins.hf_hub import Hub
+
+    with Hub() as server:
+        yield server
+
+
+@pytest.fixture
+def simdoctor(home: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """Run the real `simdoctor` command line in a subprocess, in the isolated user environment."""
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "simdoctor", *args],
+            env={**os.environ, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            cwd=REPO,
+        )
+
+    return run

@@ -13,6 +13,7 @@ APT_PACKAGES=(
   slurm-wlm munge                      # a real single-node Slurm cluster (tests/slurmcluster.py)
   docker.io                            # a real Docker daemon (the tests start their own): carla docker backend
   python3 python3-venv                 # Debian's Python: the interpreter of the non-root test user
+  fish                                 # sources `simdoctor env --format fish` in the env tests
 )
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

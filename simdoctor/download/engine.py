@@ -1,0 +1,738 @@
+"""The transfer engine: many files at once, large files as parallel byte ranges, verified as written.
+
+Each file is cut into fixed-size chunks; N worker threads (one HTTP connection each) take chunks
+from one queue, so small files download side by side and a large one over all connections. Bytes go
+to `manifest.partial_path()`; a chunk is recorded in the file's progress sidecar only after its
+data is fsynced, so a run killed at any moment (SIGKILL, power cut) re-fetches at most the chunks
+that were in flight. An in-order hasher digests bytes as they arrive when they extend the hashed
+prefix and catches up from the page cache otherwise, so verification needs no second pass. A file
+gets its final name (os.replace after fsync) only when its size and hash match; the manifest then
+records size, mtime and hash, and a later run trusts those without reading the file again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import shutil
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Protocol
+
+from simdoctor import manifest
+from simdoctor.download import DownloadError
+from simdoctor.download.transport import Client, Transient, backoff_delay, describe
+
+BLOCK = 256 << 10  # bytes read from a connection at a time (a reset loses at most this)
+READ = 4 << 20  # bytes read back from disk at a time when hashing catches up
+DEFAULT_CHUNK = 16 << 20  # the largest byte range; smaller files get smaller ranges (chunk_for)
+MIN_CHUNK = 1 << 20
+CHUNKS_PER_FILE = 64  # enough ranges to keep every connection busy on one file
+SPACE_MARGIN = 4 << 20  # manifest, sidecars and filesystem slack on top of the data itself
+MANIFEST_FLUSH_S = 1.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """One remote file and what it must hash to. Neither hash: a plain URL; its sha256 is recorded."""
+
+    relpath: str
+    url: str
+    size: int
+    sha256: Optional[str] = None
+    git_sha1: Optional[str] = None
+    check: Optional[Callable[[Path], None]] = None  # more verification before the final name (archives)
+
+    @property
+    def kind(self) -> str:
+        return "git_sha1" if self.git_sha1 else "sha256"
+
+    @property
+    def expected(self) -> Optional[str]:
+        return self.git_sha1 or self.sha256
+
+    def matches(self, record: manifest.FileRecord) -> bool:
+        """Whether a manifest record is of this very file (same pinned hash; same size for plain URLs)."""
+        if record.size != self.size:
+            return False
+        if self.git_sha1:
+            return record.git_sha1 == self.git_sha1
+        if self.sha256:
+            return record.sha256 == self.sha256
+        return record.sha256 is not None
+
+    def record(self, size: int, mtime_ns: int, digest: str) -> manifest.FileRecord:
+        if self.git_sha1:
+            return manifest.FileRecord(size, mtime_ns, git_sha1=digest)
+        return manifest.FileRecord(size, mtime_ns, sha256=digest)
+
+
+@dataclass
+class FileResult:
+    relpath: str
+    size: int
+    status: str  # downloaded, unchanged, verified, failed, missing, mismatch
+    error: Optional[str] = None
+
+
+@dataclass
+class Stats:
+    fetched: int = 0  # body bytes received
+    hashed: int = 0  # bytes digested
+    hash_seconds: float = 0.0  # time spent digesting (and reading back for it), all threads
+    started: float = 0.0
+    last_byte: float = 0.0  # when the last body byte arrived
+    finished: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, fetched: int = 0, hashed: int = 0, hash_seconds: float = 0.0) -> None:
+        with self._lock:
+            self.fetched += fetched
+            self.hashed += hashed
+            self.hash_seconds += hash_seconds
+            if fetched:
+                self.last_byte = time.monotonic()
+
+
+class Observer(Protocol):
+    """Progress sink; rendering lives in simdoctor.download.progress."""
+
+    def start(self, files: int, total: int, done: int) -> None: ...
+    def file_started(self, relpath: str) -> None: ...
+    def advance(self, nbytes: int) -> None: ...
+    def file_finished(self, relpath: str) -> None: ...
+
+
+class Quiet:
+    def start(self, files: int, total: int, done: int) -> None:
+        pass
+
+    def file_started(self, relpath: str) -> None:
+        pass
+
+    def advance(self, nbytes: int) -> None:
+        pass
+
+    def file_finished(self, relpath: str) -> None:
+        pass
+
+
+def new_hash(kind: str, size: int) -> hashlib._Hash:
+    """sha256 for LFS files and archives; git's blob sha1 (header `blob <size>\\0`) for the others."""
+    if kind == "git_sha1":
+        return hashlib.sha1(b"blob %d\0" % size)
+    return hashlib.sha256()
+
+
+def hash_file(path: Path, kind: str, size: int, stats: Stats) -> str:
+    h = new_hash(kind, size)
+    began, total = time.perf_counter(), 0
+    with open(path, "rb") as handle:
+        while block := handle.read(READ):
+            h.update(block)
+            total += len(block)
+    stats.add(hashed=total, hash_seconds=time.perf_counter() - began)
+    return h.hexdigest()
+
+
+def check_names(local_dir: Path, relpaths: list[str]) -> None:
+    """Refuse remote names that are absolute, climb with `..`, or would land outside local_dir.
+
+    Called before anything touches the disk; a single bad name refuses the whole download.
+    """
+    root = os.path.realpath(local_dir)
+    bad = []
+    for rel in relpaths:
+        parts = rel.split("/")
+        if (
+            not rel
+            or "\0" in rel
+            or "\\" in rel
+            or rel.startswith("/")
+            or any(p in ("", ".", "..") for p in parts)
+            or parts[0] == manifest.STATE_DIR
+            or not os.path.realpath(os.path.join(root, rel)).startswith(root + os.sep)
+        ):
+            bad.append(rel)
+    if bad:
+        shown = ", ".join(repr(b) for b in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise DownloadError(
+            f"refusing remote file name(s) {shown}: absolute, containing `..`, or landing outside {local_dir}"
+        )
+
+
+def free_space(path: Path) -> int:
+    existing = Path(path)
+    while not existing.exists():
+        existing = existing.parent
+    return shutil.disk_usage(existing).free
+
+
+class InOrderHasher:
+    """Digest a file whose chunks are written out of order, each byte once, in file order.
+
+    Writers report what they wrote; whoever finds unhashed contiguous data at the hashed prefix
+    digests it (its own buffer when it is the prefix, else read back from the page cache) while
+    the others keep downloading.
+    """
+
+    def __init__(self, kind: str, size: int, chunk: int, fd: int, stats: Stats) -> None:
+        self._h = new_hash(kind, size)
+        self._size, self._chunk, self._fd, self._stats = size, chunk, fd, stats
+        self._written = [0] * max(1, -(-size // chunk))  # bytes on disk from each chunk's start
+        self._pos = 0
+        self._busy = False
+        self._error: Optional[BaseException] = None
+        self._cond = threading.Condition()
+
+    def _chunk_len(self, idx: int) -> int:
+        return min(self._chunk, self._size - idx * self._chunk)
+
+    def _frontier(self) -> int:
+        """End of the written data that continues the hashed prefix without a gap."""
+        if self._pos >= self._size:
+            return self._size
+        idx = self._pos // self._chunk
+        while self._written[idx] == self._chunk_len(idx) and idx + 1 < len(self._written):
+            idx += 1
+        return idx * self._chunk + self._written[idx]
+
+    def mark_done(self, idx: int) -> None:
+        """A chunk already on disk from an earlier run: hashed again once, when the prefix reaches it."""
+        with self._cond:
+            self._written[idx] = self._chunk_len(idx)
+
+    def wrote(self, offset: int, data: memoryview) -> None:
+        """`data` was written at `offset`, extending its chunk's written prefix."""
+        with self._cond:
+            idx = offset // self._chunk
+            self._written[idx] = offset + len(data) - idx * self._chunk
+            if self._busy or self._frontier() <= self._pos:
+                return
+            self._busy = True
+            inline = data if offset == self._pos else None
+        self._drain(inline)
+
+    def kick(self) -> None:
+        """Hash what is already there (a resumed prefix) without waiting for the next write."""
+        with self._cond:
+            if self._busy or self._frontier() <= self._pos:
+                return
+            self._busy = True
+        self._drain(None)
+
+    def _drain(self, inline: Optional[memoryview]) -> None:
+        began, hashed = time.perf_counter(), 0
+        try:
+            while True:
+                if inline is not None:
+                    piece, inline = inline, None
+                else:
+                    with self._cond:
+                        start, end = self._pos, self._frontier()
+                        if end <= start:
+                            break
+                    piece = os.pread(self._fd, min(end - start, READ), start)
+                    if not piece:
+                        raise OSError(errno.EIO, "file shorter than written")
+                self._h.update(piece)
+                hashed += len(piece)
+                with self._cond:
+                    self._pos += len(piece)
+        except BaseException as exc:
+            with self._cond:
+                self._error = exc
+            raise
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+            self._stats.add(hashed=hashed, hash_seconds=time.perf_counter() - began)
+
+    def finish(self) -> str:
+        """The digest once every byte is written; waits for a catch-up in progress."""
+        with self._cond:
+            while self._busy:
+                self._cond.wait()
+            if self._error is not None:
+                raise self._error
+            self._busy = True
+        self._drain(None)
+        if self._pos != self._size:
+            raise OSError(errno.EIO, f"hashed {self._pos} of {self._size} bytes")
+        return self._h.hexdigest()
+
+
+class FileJob:
+    """One file in flight: its partial file, its progress sidecar, its hasher."""
+
+    def __init__(self, target: Target, local_dir: Path, chunk: int, done: set[int]) -> None:
+        self.target = target
+        self.chunk = chunk
+        self.final = local_dir / target.relpath
+        self.partial = manifest.partial_path(local_dir, target.relpath)
+        self.progress = manifest.progress_path(local_dir, target.relpath)
+        self.nchunks = -(-target.size // chunk)
+        self.done = done
+        self.lock = threading.Lock()
+        self.fd: Optional[int] = None
+        self.hasher: Optional[InOrderHasher] = None
+        self.error: Optional[str] = None
+        self.finished = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.target.kind}:{self.target.expected}" if self.target.expected else f"url:{self.target.url}"
+
+    def span(self, idx: int) -> tuple[int, int]:
+        start = idx * self.chunk
+        return start, min(self.target.size, start + self.chunk) - 1
+
+    def open(self, stats: Stats) -> bool:
+        """Create or reopen the partial file (once, by the first worker to reach this file): True then."""
+        with self.lock:
+            if self.fd is not None:
+                return False
+            self.partial.parent.mkdir(parents=True, exist_ok=True)
+            self.progress.parent.mkdir(parents=True, exist_ok=True)
+            if not self.done:  # starting afresh: no earlier record may vouch for the new file's chunks
+                self.progress.unlink(missing_ok=True)
+                self.partial.unlink(missing_ok=True)
+            fd = os.open(self.partial, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                if not self.done:
+                    _preallocate(fd, self.target.size)
+            except BaseException:
+                os.close(fd)
+                raise
+            self.fd = fd
+            self.hasher = InOrderHasher(self.target.kind, self.target.size, self.chunk, fd, stats)
+            for idx in self.done:
+                self.hasher.mark_done(idx)
+        if self.done:
+            threading.Thread(target=self._kick, daemon=True).start()
+        return True
+
+    def _kick(self) -> None:
+        with contextlib.suppress(OSError):  # finish() reports it
+            self.hasher.kick()
+
+    def _save(self) -> None:
+        state = {"size": self.target.size, "chunk": self.chunk, "expect": self.key, "done": sorted(self.done)}
+        tmp = self.progress.with_name(self.progress.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.progress)
+
+    def chunk_done(self, idx: int) -> bool:
+        """Make the chunk durable, then record it; True when it was the last one.
+
+        A one-chunk file keeps no record: if it is interrupted, it is the chunk in flight.
+        """
+        if self.nchunks == 1:
+            return True
+        os.fdatasync(self.fd)
+        with self.lock:
+            self.done.add(idx)
+            self._save()
+            return len(self.done) == self.nchunks
+
+    def close(self) -> None:
+        with self.lock:
+            if self.fd is not None:
+                os.close(self.fd)
+                self.fd = None
+
+    def discard(self) -> None:
+        self.close()
+        self.partial.unlink(missing_ok=True)
+        self.progress.unlink(missing_ok=True)
+
+
+def _preallocate(fd: int, size: int) -> None:
+    """Reserve the blocks now, so a full disk shows at the start of a file rather than in its middle."""
+    try:
+        if size:
+            os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise
+        os.ftruncate(fd, size)
+
+
+def chunk_for(size: int, largest: int) -> int:
+    """A file's range size: from its size alone (so a resume finds the same ranges whatever the
+    connection count), about CHUNKS_PER_FILE ranges per file, whole MiBs between 1 MiB and `largest`."""
+    return max(MIN_CHUNK, min(largest, size // CHUNKS_PER_FILE // MIN_CHUNK * MIN_CHUNK))
+
+
+def resumable_chunks(local_dir: Path, target: Target, chunk: int) -> set[int]:
+    """Chunks an earlier run left verified-to-disk for this very file; empty when anything disagrees."""
+    job = FileJob(target, local_dir, chunk, set())
+    try:
+        state = json.loads(job.progress.read_text(encoding="utf-8"))
+        if (state["size"], state["chunk"], state["expect"]) != (target.size, chunk, job.key):
+            return set()
+        if job.partial.stat().st_size != target.size:
+            return set()
+        return {int(i) for i in state["done"] if 0 <= int(i) < job.nchunks}
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+
+
+@dataclass
+class Plan:
+    jobs: list[FileJob]
+    results: dict[str, FileResult]  # files already settled (unchanged or verified in place)
+    need: int  # bytes of disk still to be allocated
+
+    @property
+    def to_fetch(self) -> int:
+        return sum(j.span(i)[1] + 1 - j.span(i)[0] for j in self.jobs for i in range(j.nchunks) if i not in j.done)
+
+
+class Engine:
+    def __init__(
+        self,
+        local_dir: Path,
+        client: Client,
+        source: str,
+        connections: int = 32,
+        chunk_size: int = DEFAULT_CHUNK,
+        observer: Optional[Observer] = None,
+    ) -> None:
+        self.local_dir = Path(local_dir)
+        self.client = client
+        self.connections = connections
+        self.chunk = chunk_size
+        self.observer = observer or Quiet()
+        self.stats = Stats()
+        old = manifest.read(self.local_dir)
+        self._records = dict(old.files) if old else {}
+        self._source = source
+        self._records_lock = threading.Lock()  # held for dict updates only, never for I/O
+        self._write_lock = threading.Lock()
+        self._dirty = False
+        self._flushed = 0.0
+        self._queue: deque[tuple[FileJob, int]] = deque()
+        self._queue_lock = threading.Lock()
+        self._stop = threading.Event()
+
+    # -- planning --------------------------------------------------------------------------------
+
+    def prepare(self, targets: list[Target]) -> Plan:
+        """Sort files into settled and to-fetch; a file at its final name without a trusted record
+        is hashed once (and removed when it does not match)."""
+        self.stats.started = time.monotonic()
+        jobs, results, need = [], {}, 0
+        for t in targets:
+            final = self.local_dir / t.relpath
+            record = self._records.get(t.relpath)
+            if final.is_file():
+                if record and t.matches(record) and manifest.still_verified(final, record):
+                    results[t.relpath] = FileResult(t.relpath, t.size, "unchanged")
+                    continue
+                if self._verify_in_place(t, final, record):
+                    results[t.relpath] = FileResult(t.relpath, t.size, "verified")
+                    continue
+                final.unlink()
+            chunk = chunk_for(t.size, self.chunk)
+            done = resumable_chunks(self.local_dir, t, chunk)
+            job = FileJob(t, self.local_dir, chunk, done)
+            if done:
+                need += max(0, t.size - job.partial.stat().st_blocks * 512)
+            else:
+                need += t.size
+            jobs.append(job)
+        return Plan(jobs, results, need)
+
+    def _verify_in_place(self, t: Target, path: Path, record: Optional[manifest.FileRecord]) -> bool:
+        if path.stat().st_size != t.size:
+            return False
+        digest = hash_file(path, t.kind, t.size, self.stats)
+        if t.expected is not None and digest != t.expected:
+            return False
+        if t.expected is None and record is not None and record.sha256 not in (None, digest):
+            return False
+        if t.check is not None:
+            try:
+                t.check(path)
+            except DownloadError:
+                return False
+        st = path.stat()
+        self._record(t.relpath, t.record(st.st_size, st.st_mtime_ns, digest))
+        return True
+
+    def check_space(self, plan: Plan) -> None:
+        free = free_space(self.local_dir)
+        if plan.need and plan.need + SPACE_MARGIN > free:
+            raise DownloadError(
+                f"not enough free disk space in {self.local_dir}: {_size(plan.need)} still to download, "
+                f"{_size(free)} free; free some space or choose another --local-dir"
+            )
+
+    # -- transfer --------------------------------------------------------------------------------
+
+    def run(self, plan: Plan) -> list[FileResult]:
+        results = dict(plan.results)
+        total = sum(j.target.size for j in plan.jobs)
+        self.observer.start(len(plan.jobs), total, total - plan.to_fetch)
+        for job in plan.jobs:
+            if job.nchunks == 0:
+                self._finish_empty(job, results)
+                continue
+            self._queue.extend((job, i) for i in range(job.nchunks) if i not in job.done)
+            if len(job.done) == job.nchunks:  # every chunk was on disk already: only verification left
+                self._queue.append((job, -1))
+        workers = [
+            threading.Thread(target=self._worker, name=f"download-{n}", daemon=True)
+            for n in range(max(1, min(self.connections, len(self._queue))))
+        ]
+        try:
+            for w in workers:
+                w.start()
+            for w in workers:
+                while w.is_alive():
+                    w.join(0.2)
+        finally:
+            self._stop.set()
+            deadline = time.monotonic() + 2.0  # an interrupted run: workers stop between blocks
+            for w in workers:
+                w.join(max(0.0, deadline - time.monotonic()))
+            if not any(w.is_alive() for w in workers):  # never close an fd a worker may still write to
+                for job in plan.jobs:
+                    job.close()
+            self._flush(force=True)
+        for job in plan.jobs:
+            if job.target.relpath not in results:
+                status = "downloaded" if job.finished else "failed"
+                results[job.target.relpath] = FileResult(job.target.relpath, job.target.size, status, job.error)
+        self.stats.finished = time.monotonic()
+        return [results[r] for r in _order(plan)]
+
+    def _next(self) -> Optional[tuple[FileJob, int]]:
+        with self._queue_lock:
+            return self._queue.popleft() if self._queue else None
+
+    def _worker(self) -> None:
+        while not self._stop.is_set():
+            item = self._next()
+            if item is None:
+                return
+            job, idx = item
+            if job.error:
+                continue
+            try:
+                if job.open(self.stats):
+                    self.observer.file_started(job.target.relpath)
+                if idx >= 0:
+                    self._fetch(job, idx)
+                if idx < 0 or job.chunk_done(idx):
+                    self._finalize(job)
+            except DownloadError as exc:
+                self._fail(job, str(exc))
+            except OSError as exc:
+                self._fail(job, _disk_error(exc, self.local_dir))
+            except Exception as exc:  # a bug must fail this file, not hang the run
+                self._fail(job, f"internal error: {type(exc).__name__}: {exc}")
+
+    def _fail(self, job: FileJob, reason: str) -> None:
+        with job.lock:
+            first = job.error is None
+            job.error = job.error or reason
+        if first:
+            self.observer.file_finished(job.target.relpath)
+
+    def _fetch(self, job: FileJob, idx: int) -> None:
+        """One chunk, resumed within the process after any transient failure."""
+        import requests
+
+        pos, end = job.span(idx)
+        failures = 0
+        policy = self.client.policy
+        while pos <= end:
+            if job.error or self._stop.is_set():
+                raise DownloadError(job.error or "stopped")
+            began = pos
+            try:
+                response, _ = self.client.request("GET", job.target.url, {"Range": f"bytes={pos}-{end}"})
+                with response:
+                    _check_range(response, pos, job.target.size)
+                    for block in response.iter_content(BLOCK):
+                        view = memoryview(block)[: end + 1 - pos]
+                        _pwrite_all(job.fd, view, pos)
+                        job.hasher.wrote(pos, view)
+                        pos += len(view)
+                        failures = 0
+                        self.stats.add(fetched=len(view))
+                        self.observer.advance(len(view))
+                        if pos > end:
+                            break
+                if pos <= end and pos == began:
+                    raise Transient("empty body")
+                # else a shorter range than asked (HTTP allows it): ask for the rest at once
+            except (requests.exceptions.RequestException, Transient) as exc:
+                if pos > began:  # it broke after sending data: the server is there, reconnect at once
+                    continue
+                failures += 1
+                reason = str(exc) if isinstance(exc, Transient) else describe(exc)
+                if failures > policy.retries:
+                    raise DownloadError(f"gave up after {failures} failed attempts in a row: {reason}") from None
+                retry_after = exc.retry_after if isinstance(exc, Transient) else None
+                self._stop.wait(backoff_delay(policy, failures - 1, retry_after))
+
+    def _finalize(self, job: FileJob) -> None:
+        t = job.target
+        digest = job.hasher.finish()
+        if t.expected is not None and digest != t.expected:
+            job.discard()
+            raise DownloadError(
+                f"{t.kind} mismatch (expected {t.expected}, got {digest}): the download was deleted; "
+                "run again to fetch it anew"
+            )
+        os.fsync(job.fd)
+        job.close()
+        if t.check is not None:
+            try:
+                t.check(job.partial)
+            except DownloadError:
+                job.discard()
+                raise
+        self._install(job, digest)
+
+    def _finish_empty(self, job: FileJob, results: dict[str, FileResult]) -> None:
+        job.partial.parent.mkdir(parents=True, exist_ok=True)
+        job.partial.write_bytes(b"")
+        digest = new_hash(job.target.kind, 0).hexdigest()
+        if job.target.expected not in (None, digest):
+            job.discard()
+            results[job.target.relpath] = FileResult(job.target.relpath, 0, "failed", "hash mismatch")
+            return
+        self._install(job, digest)
+
+    def _install(self, job: FileJob, digest: str) -> None:
+        job.final.parent.mkdir(parents=True, exist_ok=True)
+        # The data was fsynced before: a crash can lose this rename (the file is then fetched or
+        # verified again), never leave the final name on data that is not on disk.
+        os.replace(job.partial, job.final)
+        job.progress.unlink(missing_ok=True)
+        st = job.final.stat()
+        self._record(job.target.relpath, job.target.record(st.st_size, st.st_mtime_ns, digest))
+        job.finished = True
+        self.observer.file_finished(job.target.relpath)
+
+    # -- verification only -----------------------------------------------------------------------
+
+    def verify(self, targets: list[Target]) -> list[FileResult]:
+        """Re-hash every file against its pinned hash (or, for plain URLs, the recorded sha256)."""
+        self.stats.started = time.monotonic()
+        out = []
+        for t in targets:
+            path = self.local_dir / t.relpath
+            record = self._records.get(t.relpath)
+            if not path.is_file():
+                out.append(FileResult(t.relpath, t.size, "missing", "not there"))
+                continue
+            want = t.expected or (record.sha256 if record else None)
+            size = path.stat().st_size
+            if size != t.size:
+                out.append(FileResult(t.relpath, t.size, "mismatch", f"size {size}, expected {t.size}"))
+                continue
+            digest = hash_file(path, t.kind, t.size, self.stats)
+            if want is None:
+                out.append(FileResult(t.relpath, t.size, "mismatch", "no recorded hash to verify against"))
+            elif digest != want:
+                out.append(FileResult(t.relpath, t.size, "mismatch", f"{t.kind} {digest}, expected {want}"))
+            else:
+                st = path.stat()
+                self._record(t.relpath, t.record(st.st_size, st.st_mtime_ns, digest))
+                out.append(FileResult(t.relpath, t.size, "verified"))
+        self._flush(force=True)
+        self.stats.finished = time.monotonic()
+        return out
+
+    # -- manifest --------------------------------------------------------------------------------
+
+    def _record(self, relpath: str, record: manifest.FileRecord) -> None:
+        with self._records_lock:
+            self._records[relpath] = record
+            self._dirty = True
+        self._flush(force=record.size >= 4 * self.chunk)
+
+    def _flush(self, force: bool = False) -> None:
+        """Write the manifest now and then (each write rewrites it whole), and always at the end.
+
+        A worker finishing a small file never waits for another's write: it skips its turn.
+        """
+        if not force and time.monotonic() - self._flushed < MANIFEST_FLUSH_S:
+            return
+        if not self._write_lock.acquire(blocking=force):
+            return
+        try:
+            with self._records_lock:
+                if not self._dirty:
+                    return
+                snapshot = manifest.Manifest(self._source, dict(self._records))
+                self._dirty = False
+            try:
+                manifest.write(self.local_dir, snapshot)
+            except BaseException:
+                self._dirty = True
+                raise
+            self._flushed = time.monotonic()
+        finally:
+            self._write_lock.release()
+
+
+def _order(plan: Plan) -> list[str]:
+    return list(dict.fromkeys([*plan.results, *(j.target.relpath for j in plan.jobs)]))
+
+
+def _check_range(response: object, pos: int, size: int) -> None:
+    """A 206 must start where asked; a 200 (range ignored) is only usable from byte 0."""
+    status = response.status_code
+    if status == 206:
+        content_range = response.headers.get("Content-Range", "")
+        try:
+            unit, _, rest = content_range.partition(" ")
+            span, _, total = rest.partition("/")
+            first = int(span.split("-", 1)[0])
+        except ValueError:
+            raise Transient(f"unreadable Content-Range {content_range!r}") from None
+        if unit != "bytes" or first != pos:
+            raise Transient(f"server answered range {content_range!r} for a request starting at {pos}")
+        if total.isdigit() and int(total) != size:
+            raise DownloadError(f"the remote file is {total} bytes, not {size}: it changed on the server")
+    elif status == 200:
+        if pos != 0:
+            raise DownloadError("the server ignores byte ranges, so this file cannot be fetched in parts")
+    else:
+        raise Transient(f"unexpected HTTP {status}")
+
+
+def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
+def _disk_error(exc: OSError, local_dir: Path) -> str:
+    if exc.errno == errno.ENOSPC:
+        return f"disk full writing into {local_dir}; free some space and run again (finished chunks are kept)"
+    return f"{exc.strerror or exc} ({type(exc).__name__})"
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} GiB"
