@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import sys
 import time
@@ -15,7 +14,16 @@ from typing import Optional, TextIO, Union
 
 from simdoctor import procs, proctree
 from simdoctor.carla import state
-from simdoctor.carla.command import GpuChoice, check_quality, choose_gpu, choose_ports, nvml_gpus, pick_gpu, server_args
+from simdoctor.carla.command import (
+    PORT_FLAG,
+    GpuChoice,
+    check_quality,
+    choose_gpu,
+    choose_ports,
+    nvml_gpus,
+    pick_gpu,
+    server_args,
+)
 from simdoctor.carla.diagnose import Diagnosis, diagnose, first_cause, tail
 from simdoctor.carla.docker import DockerBackend, container_name, image
 from simdoctor.carla.errors import Refusal
@@ -325,9 +333,6 @@ class ServerStatus:
 class StatusReport:
     servers: list[ServerStatus]
     nvml_error: Optional[str]
-
-
-PORT_FLAG = re.compile(r"-(?:carla-rpc-port|world-port|carla-port|carla-world-port)=(\d+)")
 
 
 def _version(port: int) -> tuple[Optional[str], Optional[str]]:
