@@ -4,7 +4,7 @@ nothing with --json (which prints only the final result).
 The live view: routes done of the total, the Driving Score so far (over the routes decided so far),
 an ETA from this run's pace, and one line per slot with its route, attempt, port and elapsed time.
 Plain mode prints one line per event (a route started, ended, retried, a note), each with the time
-since the run began. Called from the slot threads: every method takes the lock.
+since the run began. Called from the slot threads.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ class Progress:
         self.began = time.monotonic()
         self.slots = {s.index: _SlotLine() for s in plan.slots}
         self._lock = threading.Lock()
+        self._print_lock = threading.Lock()
         self._live = None
         self._console = None
         if mode == "live":
@@ -62,22 +63,22 @@ class Progress:
             self._live.__exit__(None, None, None)
             self._live = None
 
-    # ---- events ----
+    # ---- events (state under the lock; printing outside it: the live view's refresh takes the console's
+    # lock and then ours, so holding ours while printing could deadlock) ----
 
     def note(self, text: str) -> None:
-        with self._lock:
-            self._say(text)
+        self._say(text)
 
     def started(self, slot: Slot, route_id: str, town: str, number: int, ports: dict[str, int]) -> None:
         with self._lock:
             self.slots[slot.index] = _SlotLine(f"route {route_id} ({town}) attempt {number}, port {ports['rpc']}",
                                                time.monotonic())  # fmt: skip
-            self._say(f"slot {slot.index}: route {route_id} ({town}) attempt {number} on port {ports['rpc']}")
+        self._say(f"slot {slot.index}: route {route_id} ({town}) attempt {number} on port {ports['rpc']}")
 
     def waiting(self, slot: Slot, why: str) -> None:
         with self._lock:
             self.slots[slot.index] = _SlotLine(f"waiting: {why}", time.monotonic())
-            self._say(f"slot {slot.index}: waiting: {why}")
+        self._say(f"slot {slot.index}: waiting: {why}")
 
     def ended(self, slot: Slot, route_id: str, line: str, score: Optional[float], decided: bool) -> None:
         """A route's attempt ended; `decided`: the route is done (a result, or crashed for good)."""
@@ -87,7 +88,7 @@ class Progress:
                 self.scores[route_id] = score or 0.0
                 self.decided_now += 1
                 line += f" · {self._summary()}"
-            self._say(f"route {route_id}: {line}")
+        self._say(f"route {route_id}: {line}")
 
     def idle(self, slot: Slot) -> None:
         with self._lock:
@@ -114,8 +115,9 @@ class Progress:
     def _say(self, text: str) -> None:
         line = f"[{clock(time.monotonic() - self.began)}] {text}"
         if self.mode == "lines":
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
+            with self._print_lock:  # whole lines, from several slot threads
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
         elif self._console is not None:  # above the live view while it shows
             self._console.print(line, markup=False, highlight=False)
 

@@ -167,23 +167,33 @@ def copy_code(dest: Path) -> Path:
     return dest
 
 
-@pytest.fixture(scope="session")
-def user_runtime() -> Iterator[UserRuntime]:
+def new_user_runtime(prefix: str) -> UserRuntime:
+    """A UserRuntime with a fresh world-readable copy of the code under /tmp/<prefix>*; RuntimeError says
+    what is missing (also used by bench/, outside pytest)."""
     if os.geteuid() != 0:
-        pytest.fail("the CARLA lifecycle tests create processes as another user: run them as root (CI does)")
+        raise RuntimeError("these create processes as another user (CARLA refuses root): run them as root (CI does)")
     try:
         entry = pwd.getpwnam(TEST_USER)
     except KeyError:
-        pytest.fail(f"user {TEST_USER} is missing: run `bash tests/setup.sh`")
+        raise RuntimeError(f"user {TEST_USER} is missing: run `bash tests/setup.sh`") from None
     if not os.access(USER_PYTHON, os.X_OK):
-        pytest.fail(f"{USER_PYTHON} is missing: run `bash tests/setup.sh`")
-    base = Path(tempfile.mkdtemp(prefix="simdoctor-user-", dir="/tmp"))
+        raise RuntimeError(f"{USER_PYTHON} is missing: run `bash tests/setup.sh`")
+    base = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     base.chmod(0o755)
     code = copy_code(base / "code")
     for path in [code, *code.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
-    yield UserRuntime(TEST_USER, entry.pw_uid, entry.pw_gid, USER_PYTHON, code, base)
-    shutil.rmtree(base, ignore_errors=True)
+    return UserRuntime(TEST_USER, entry.pw_uid, entry.pw_gid, USER_PYTHON, code, base)
+
+
+@pytest.fixture(scope="session")
+def user_runtime() -> Iterator[UserRuntime]:
+    try:
+        runtime = new_user_runtime("simdoctor-user-")
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield runtime
+    shutil.rmtree(runtime.base, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -214,20 +224,28 @@ class Stack:
         return [p for p in procs.processes() if p.uid == self.rt.uid and procs.is_alive(p.pid)]
 
 
-@pytest.fixture
-def standin_stack(user_runtime: UserRuntime) -> Iterator[Stack]:
+def make_stack(rt: UserRuntime) -> Stack:
+    """A fresh Stack in a directory the test user owns (also used by bench/, outside pytest)."""
     if not os.access(USER_AGENT_PYTHON, os.X_OK):
-        pytest.fail(f"{USER_AGENT_PYTHON} is missing: run `bash tests/setup.sh`")
-    from simdoctor import proctree
-
-    home = user_runtime.mkdir("stack")
+        raise RuntimeError(f"{USER_AGENT_PYTHON} is missing: run `bash tests/setup.sh`")
+    home = rt.mkdir("stack")
     recipe = load_recipe(find_recipe(DEFAULT_RECIPE, []))
     root = builders.carla_root(home / "carla", recipe)
-    builders.standin_server(root, recipe, user_runtime.python, user_runtime.code)
+    builders.standin_server(root, recipe, rt.python, rt.code)
     work = builders.bench2drive_standin(home / "simlingo")
     (home / "standin-state").mkdir()
-    user_runtime.chown_tree(home)
-    stack = Stack(user_runtime, home, root, work, home / "standin-state")
+    rt.chown_tree(home)
+    return Stack(rt, home, root, work, home / "standin-state")
+
+
+@pytest.fixture
+def standin_stack(user_runtime: UserRuntime) -> Iterator[Stack]:
+    from simdoctor import proctree
+
+    try:
+        stack = make_stack(user_runtime)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
     yield stack
     # Whatever a test left running is a failure of that test; stop it so the next one is not hit.
     left = stack.user_processes()

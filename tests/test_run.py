@@ -289,3 +289,31 @@ def test_a_folder_in_use_is_refused(standin_stack: Stack) -> None:
         done = simdoctor_run(standin_stack, [route("1")])
     assert done.returncode == 1 and "another `simdoctor run` (pid 4242) is using" in done.stderr
     assert not (out / "tasks").exists()
+
+
+def test_the_live_view_on_a_terminal(standin_stack: Stack) -> None:
+    """On a TTY (a real pseudo-terminal here) the progress is rich's live view: one line per slot with its
+    route, port and elapsed time under a header with the routes done and the DS so far."""
+    import pty
+
+    cmd = command(standin_stack, [route("1", standin_wall_s="2")])
+    env = {k: v for k, v in standin_stack.env(TERM="xterm", COLUMNS="160").items() if k != "NO_COLOR"}
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: exec at once, nothing else
+        os.execvpe(cmd[0], cmd, env)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the terminal's other side closed
+            break
+        if not chunk:
+            break
+        screen += chunk
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    text = screen.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert "slot 0 (no GPU): route 1 (Town01) attempt 1, port " in text  # the live view's slot line
+    assert "1/1 routes done · DS so far 100.00" in text and "\x1b[" in text  # styled: a terminal
+    assert "Driving Score 100.00" in text
