@@ -186,11 +186,11 @@ def final(stack: Stack, route_id: str) -> str | None:
     return record.final if record else None
 
 
-def background(stack: Stack, specs, *extra: str) -> subprocess.Popen:
+def background(stack: Stack, specs, *extra: str, prefix: tuple[str, ...] = ()) -> subprocess.Popen:
     """`simdoctor run` in its own session, as from a terminal; its output goes to files under HOME."""
     out = open(stack.home / "run.out", "w")  # noqa: SIM115 (the process holds it)
     err = open(stack.home / "run.err", "w")  # noqa: SIM115
-    return subprocess.Popen(command(stack, specs, *extra), env=stack.env(), stdout=out, stderr=err,
+    return subprocess.Popen([*prefix, *command(stack, specs, *extra)], env=stack.env(), stdout=out, stderr=err,
                             start_new_session=True)  # fmt: skip
 
 
@@ -251,10 +251,13 @@ def test_resume_after_simdoctor_is_killed(standin_stack: Stack) -> None:
 def test_ctrl_c_stops_everything_and_a_rerun_resumes(standin_stack: Stack) -> None:
     specs = [route("1"), route("2", "hang", standin_failing_attempts="1"),
              route("3", "hang", standin_failing_attempts="1")]  # fmt: skip
-    run = background(standin_stack, specs, "--workers-per-gpu", "2", "--route-timeout", "60")
+    run = background(standin_stack, specs, "--workers-per-gpu", "2", "--route-timeout", "60", prefix=("nohup",))
     try:
         wait_for(lambda: final(standin_stack, "1") == "result" and log_has(standin_stack, "2", "hanging on purpose")
                  and log_has(standin_stack, "3", "hanging on purpose"), "routes 2 and 3 hanging")  # fmt: skip
+        os.killpg(run.pid, signal.SIGHUP)  # a logout: under nohup, the run goes on
+        time.sleep(1)
+        assert run.poll() is None and final(standin_stack, "2") is None
         os.killpg(run.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
         assert run.wait(timeout=60) == 130
     finally:

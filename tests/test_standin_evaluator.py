@@ -3,12 +3,13 @@
 (tests/standins/carla_server.py) in a new session, loads the timing wrapper around the stand-in SimLingo agent,
 drives, and writes the results JSON that results.judge and report read.
 
-The test plays the supervisor's part in the simplest way (one process at a time, a timeout, cleanup of what the
+The test plays the supervisor's part in the simplest way (one process at a time, a timeout of what the
 evaluator leaves behind by pid), to pin the evaluator's contract; tests/test_run.py runs `simdoctor run` itself."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ import pytest
 
 from simdoctor import procs, report, results, runplan
 from simdoctor.outdir import Layout
+from simdoctor.probes.ports import worker_ports
 from simdoctor.results import Exit, Kind
 
 RECORD_KEYS = ["index", "route_id", "scenario_name", "weather_id", "save_name", "status", "num_infractions",
@@ -62,12 +64,19 @@ def stop(pids):
         time.sleep(0.02)
 
 
-def execute(stack, plan, task, timeout=30.0, stop_when=None, **env):
-    """Run one task on slot 0 as the test user; returns (Exit, log text). A run past `timeout`, or whose log shows
-    `stop_when`, loses its whole process group as at a route timeout; the CARLA it started lives on in its own
-    session."""
-    slot = plan.slots[0]
-    run = runplan.launch(plan, task, slot)
+def fresh(stack, plan, *earlier):
+    """Slot 0 with ports none of the `earlier` runs used, as simdoctor gives each attempt: a port the last CARLA
+    held may linger in TIME_WAIT, and CARLA dies on a port it cannot bind."""
+    taken = frozenset(p for run in earlier for p in run.ports.values())
+    carla, base = stack.settings().recipe.carla, stack.settings().recipe.run.port_base
+    return dataclasses.replace(plan.slots[0], ports=worker_ports(carla, 1, base, taken)[0])
+
+
+def execute(stack, plan, task, timeout=30.0, stop_when=None, slot=None, **env):
+    """Run one task as the test user, on slot 0 unless told; returns (Exit, log text). A run past `timeout`, or
+    whose log shows `stop_when`, loses its whole process group as at a route timeout; the CARLA it started lives
+    on in its own session (the standin_stack fixture fails a test that leaves it running)."""
+    run = runplan.launch(plan, task, slot or plan.slots[0])
     deadline = time.monotonic() + timeout
     with open(task.log_file, "w") as log:
         proc = subprocess.Popen(stack.rt.command(run.argv), env={**stack.env(**env), **run.env}, cwd=run.cwd,
@@ -80,19 +89,9 @@ def execute(stack, plan, task, timeout=30.0, stop_when=None, **env):
     return Exit(proc.returncode), Path(task.log_file).read_text()
 
 
-@pytest.fixture
-def cleanup():
-    """Ports whose leftover servers the test stops at the end, whatever happened."""
-    ports: list[int] = []
-    yield ports
-    for port in ports:
-        stop(session_of_listener(port))
-
-
-def test_a_perfect_route_through_the_exact_planned_command(standin_stack, cleanup):
+def test_a_perfect_route_through_the_exact_planned_command(standin_stack):
     plan = plan_for(standin_stack, [route("1711")])
     rpc, tm = plan.slots[0].ports["rpc"], plan.slots[0].ports["traffic_manager"]
-    cleanup.extend([rpc, tm])
     exit, log = execute(standin_stack, plan, plan.tasks[0])
     assert exit == Exit(0), log
     data = json.loads(Path(plan.tasks[0].results_file).read_text())
@@ -126,9 +125,8 @@ def test_a_perfect_route_through_the_exact_planned_command(standin_stack, cleanu
         ("tick_runtime", "Failed - TickRuntime", 50.0),
     ],
 )
-def test_driving_results(standin_stack, cleanup, mode, status, score):
+def test_driving_results(standin_stack, mode, status, score):
     plan = plan_for(standin_stack, [route("7", mode, standin_sim_s="0.5")])
-    cleanup.append(plan.slots[0].ports["rpc"])
     exit, log = execute(standin_stack, plan, plan.tasks[0])
     found = results.read_results(plan.tasks[0].results_file)
     assert exit == Exit(0), log
@@ -147,9 +145,8 @@ def test_driving_results(standin_stack, cleanup, mode, status, score):
          "RuntimeError: stand-in agent: setup failed on purpose"),
     ],
 )  # fmt: skip
-def test_agent_errors(standin_stack, cleanup, variable, value, code, status, entry, log, detail):
+def test_agent_errors(standin_stack, variable, value, code, status, entry, log, detail):
     plan = plan_for(standin_stack, [route("7")])
-    cleanup.append(plan.slots[0].ports["rpc"])
     exit, text = execute(standin_stack, plan, plan.tasks[0], **{variable: value})
     found = results.read_results(plan.tasks[0].results_file)
     assert exit == Exit(code) and (found.last.status, found.entry_status) == (status, entry)
@@ -157,10 +154,9 @@ def test_agent_errors(standin_stack, cleanup, variable, value, code, status, ent
     assert [(f.name, f.detail) for f in results.scan_log(text)] == [(log, detail)]
 
 
-def test_a_simulator_crash(standin_stack, cleanup):
+def test_a_simulator_crash(standin_stack):
     plan = plan_for(standin_stack, [route("7", "sim_crash")])
     rpc = plan.slots[0].ports["rpc"]
-    cleanup.append(rpc)
     exit, log = execute(standin_stack, plan, plan.tasks[0])
     data = json.loads(Path(plan.tasks[0].results_file).read_text())
     assert exit == Exit(255), log
@@ -172,10 +168,9 @@ def test_a_simulator_crash(standin_stack, cleanup):
 
 
 @pytest.mark.parametrize(("mode", "stop_when"), [("hang", "hanging on purpose"), ("die", None)])
-def test_a_hang_or_a_death_leaves_no_record_and_a_running_carla(standin_stack, cleanup, mode, stop_when):
+def test_a_hang_or_a_death_leaves_no_record_and_a_running_carla(standin_stack, mode, stop_when):
     plan = plan_for(standin_stack, [route("7", mode)])
     rpc = plan.slots[0].ports["rpc"]
-    cleanup.append(rpc)
     exit, _ = execute(standin_stack, plan, plan.tasks[0], stop_when=stop_when)
     assert exit == Exit(-signal.SIGKILL, timed_out=mode == "hang")
     found = results.read_results(plan.tasks[0].results_file)
@@ -188,22 +183,22 @@ def test_a_hang_or_a_death_leaves_no_record_and_a_running_carla(standin_stack, c
     assert session_of_listener(rpc) == []
 
 
-def test_a_route_that_crashes_once_then_passes(standin_stack, cleanup):
+def test_a_route_that_crashes_once_then_passes(standin_stack):
     plan = plan_for(standin_stack, [route("7", "sim_crash", standin_failing_attempts="1")])
-    cleanup.append(plan.slots[0].ports["rpc"])
     first, _ = execute(standin_stack, plan, plan.tasks[0])
     assert results.judge(results.read_results(plan.tasks[0].results_file), first).kind is Kind.RETRY
-    second, _ = execute(standin_stack, plan, plan.tasks[0])
+    second, _ = execute(standin_stack, plan, plan.tasks[0], slot=fresh(standin_stack, plan, plan.slots[0]))
     found = results.read_results(plan.tasks[0].results_file)
     assert second == Exit(0) and found.last.status == "Perfect"
     assert results.finished(found, None)
 
 
-def test_the_report_over_routes_run_by_the_stand_in(standin_stack, cleanup):
+def test_the_report_over_routes_run_by_the_stand_in(standin_stack):
     plan = plan_for(standin_stack, [route("1"), route("2", "completed"), route("3", "blocked")])
-    cleanup.append(plan.slots[0].ports["rpc"])
+    used = []
     for task in plan.tasks:
-        assert execute(standin_stack, plan, task)[0] == Exit(0)
+        used.append(fresh(standin_stack, plan, *used))
+        assert execute(standin_stack, plan, task, slot=used[-1])[0] == Exit(0)
     names = standin_stack.settings().recipe.run
     built, records = report.build(Path(plan.out), names)
     assert built.driving_score == pytest.approx((100 + 60 + 37.5) / 3)

@@ -155,12 +155,14 @@ def reserved_ports(records: list[ServerRecord]) -> set[int]:
 
 @contextlib.contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGHUP act like Ctrl-C while a server starts, so its cleanup runs too."""
+    """SIGTERM and SIGHUP act like Ctrl-C while a server starts (or `simdoctor run` runs), so its cleanup
+    runs too. A signal already ignored stays ignored: `nohup simdoctor run` keeps running after a logout."""
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    saved = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    wanted = [s for s in (signal.SIGTERM, signal.SIGHUP) if signal.getsignal(s) is not signal.SIG_IGN]
+    saved = {s: signal.signal(s, interrupt) for s in wanted}
     try:
         yield
     finally:
