@@ -1,5 +1,5 @@
-"""What `simdoctor run` shows while it runs: a live view on a terminal, plain log lines otherwise,
-nothing with --json (which prints only the final result).
+"""What `simdoctor run` shows while it runs: a live view on a terminal, plain log lines otherwise;
+with --json (which prints only the final result on stdout) only the notes, on stderr.
 
 The live view: routes done of the total, the Driving Score so far (over the routes decided so far),
 an ETA from this run's pace, and one line per slot with its route, attempt, port and elapsed time.
@@ -67,7 +67,11 @@ class Progress:
     # lock and then ours, so holding ours while printing could deadlock) ----
 
     def note(self, text: str) -> None:
-        self._say(text)
+        """Something to say once (a stale attempt stopped, the interruption); with --json on stderr."""
+        if self.mode == "quiet":
+            sys.stderr.write(f"simdoctor: {text}\n")
+        else:
+            self._say(text)
 
     def started(self, slot: Slot, route_id: str, town: str, number: int, ports: dict[str, int]) -> None:
         with self._lock:

@@ -436,10 +436,11 @@ class Supervisor:
             return f"attempt {attempt.number} interrupted ({attempt.reason}); a rerun resumes it"
         if attempt.kind is Kind.RESULT:
             return f"{attempt.status} in {took}"
+        seen = f" [log: {'; '.join(f.meaning for f in attempt.log[:3])}]" if attempt.log else ""
         if record.final == "crashed":
-            return f"crashed after {len(record.attempts)} attempt(s): {attempt.reason}"
+            return f"crashed after {len(record.attempts)} attempt(s): {attempt.reason}{seen}"
         spent = charged(record)
-        return (f"{attempt.reason} ({took}); retrying with fresh ports "
+        return (f"{attempt.reason} ({took}){seen}; retrying with fresh ports "
                 f"(retries spent {spent} of {self.plan.retries})")  # fmt: skip
 
 
