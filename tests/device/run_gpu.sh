@@ -13,32 +13,10 @@
 #      enumeration, 1 GiB held on the GPU with torch) runs with that -graphicsadapter, the report shows each
 #      route's peak GPU memory >= 1 GiB, and no CARLA process is left. Without the client, 3 is skipped (said).
 set -u
-OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT"
-exec > >(tee "$OUT/run_gpu.log") 2>&1
-REPO=$PWD
-FAIL=0
-fail() { echo "FAIL: $*"; FAIL=1; }
+source tests/device/common.sh
+device_prologue run_gpu
 
-echo "== machine"
-nvidia-smi --query-gpu=index,name,uuid,memory.used --format=csv,noheader
-python3 -c 'import sys, torch, typer, rich, pynvml; print(sys.version.split()[0], "torch", torch.__version__)' \
-  || { echo "FAIL: python3 lacks torch/typer/rich/nvidia-ml-py"; exit 1; }
-if ! ldconfig -p | grep -q libvulkan.so.1; then
-  for f in .gl/*.deb; do dpkg -x "$f" /; done
-  ldconfig
-fi
-
-echo "== a non-root user, a copy of the code, a stand-in stack"
-USER_NAME=simdoctor-gpu
-id -u "$USER_NAME" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$USER_NAME"
-WORK=$(mktemp -d /tmp/simdoctor-rungpu-XXXXXX)
-chmod 755 "$WORK"
-mkdir -p "$WORK/code/tests"
-cp -r "$REPO/simdoctor" "$REPO/recipes" "$WORK/code/"
-cp -r "$REPO/tests/standins" "$REPO/tests/builders.py" "$WORK/code/tests/"
-HOME_DIR="$WORK/home"
-PYTHON=$(command -v python3)
+echo "== a stand-in stack"
 PYTHONPATH="$WORK/code" python3 - "$HOME_DIR" "$PYTHON" "$WORK/code" <<'EOF'
 import sys
 from pathlib import Path
@@ -86,14 +64,7 @@ echo "== 2. the plan on GPU 0"
 as_user "$PYTHON" -m simdoctor run --dry-run --json --gpus 0 --workers-per-gpu 2 --routes "$HOME_DIR/routes.xml" \
   --out "$HOME_DIR/out" >"$OUT/plan.json"
 echo "exit $?"
-as_user "$PYTHON" - >"$OUT/mapping.json" <<'EOF'
-import json
-from simdoctor.gpumap import adapter_map
-from simdoctor.probes.gpu import nvml_session, read_gpus
-from simdoctor.probes.vulkan import enumerate_devices
-gpus = read_gpus(nvml_session())
-print(json.dumps({str(k): v for k, v in adapter_map(gpus, enumerate_devices(timeout=10).devices).items()}))
-EOF
+as_user "$PYTHON" "$WORK/code/tests/device/mapping.py" >"$OUT/mapping.json"
 cat "$OUT/mapping.json"
 
 echo "== 3. simdoctor run on GPU 0, two workers"
@@ -103,39 +74,35 @@ if as_user "$PYTHON" -c 'import carla' 2>/dev/null; then
   echo "exit $?" | tee "$OUT/run.exit"
   cp -r "$HOME_DIR/out/tasks" "$HOME_DIR/out/logs" "$OUT/" 2>/dev/null
   nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv | tee "$OUT/nvidia-smi.txt"
-  LEFT=$(ps -u "$USER_NAME" -o pid=,stat=,args= | awk '$2 !~ /^Z/ && /CarlaUE4/ {print $1}')
+  LEFT=$(live_carla)
   [ -z "$LEFT" ] || fail "CARLA processes left after the run: $LEFT"
 else
   echo "SKIPPED: python3 cannot import the carla client here (the stand-in evaluator needs it)"
 fi
 
 echo "== verdict"
-python3 - "$OUT" <<'EOF' || FAIL=1
-import json, os, sys
+PYTHONPATH=tests/device python3 - "$OUT" <<'EOF' || FAIL=1
+import os, sys
+from verdict import finish, load, need
 out = sys.argv[1]
-ok = True
-def need(cond, what):
-    global ok
-    print(("ok  " if cond else "FAIL") + " " + what)
-    ok = ok and cond
-sampler = json.load(open(f"{out}/sampler.json"))
+sampler = load(f"{out}/sampler.json")
 need((sampler["gpu_bytes"] or 0) >= 2**30, f"sampler: peak GPU {sampler['gpu_bytes']} bytes >= 1 GiB")
-mapping = json.load(open(f"{out}/mapping.json"))
-plan = json.load(open(f"{out}/plan.json"))
+adapter = load(f"{out}/mapping.json")["adapter_map"].get("0")
+plan = load(f"{out}/plan.json")
 ranks = {s["graphics_adapter"] for s in plan["plan"]["slots"]}
-need(ranks == {mapping.get("0")}, f"plan: --gpu-rank {ranks} is GPU 0's Vulkan index {mapping.get('0')}")
+need(ranks == {adapter}, f"plan: --gpu-rank {ranks} is GPU 0's Vulkan index {adapter}")
 argv = plan["launches"][0]["argv"]
-need(f"--gpu-rank={mapping.get('0')}" in argv and plan["launches"][0]["env"]["CUDA_VISIBLE_DEVICES"] == "0",
+need(f"--gpu-rank={adapter}" in argv and plan["launches"][0]["env"]["CUDA_VISIBLE_DEVICES"] == "0",
      "each launch carries --gpu-rank and CUDA_VISIBLE_DEVICES=0")
 if os.path.exists(f"{out}/report.json"):
     need(open(f"{out}/run.exit").read().strip() == "exit 0", "run: exit 0")
-    report = json.load(open(f"{out}/report.json"))
+    report = load(f"{out}/report.json")
     peaks = {r["route_id"]: (r["profile"] or {}).get("peak_gpu_bytes") for r in report["rows"]}
     need(all((p or 0) >= 2**30 for p in peaks.values()), f"run: each route's peak GPU memory >= 1 GiB: {peaks}")
     need(report["statuses"] == {"Perfect": 2}, f"run: statuses {report['statuses']}")
     logs = "".join(open(f"{out}/logs/{n}").read() for n in os.listdir(f"{out}/logs"))
-    need(f"-graphicsadapter={mapping.get('0')}" in logs, "run: CARLA was launched with that -graphicsadapter")
-sys.exit(0 if ok else 1)
+    need(f"-graphicsadapter={adapter}" in logs, "run: CARLA was launched with that -graphicsadapter")
+finish()
 EOF
 rm -rf "$WORK"
 [ "$FAIL" -eq 0 ] && echo "ALL PROVEN" || echo "NOT PROVEN"
