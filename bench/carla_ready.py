@@ -22,18 +22,18 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # tests/conftest.py imports builders as pytest does
 
 from simdoctor import proctree  # noqa: E402
 from simdoctor.proctree import Tree  # noqa: E402
 from simdoctor.settings import load_settings  # noqa: E402
 from tests import builders  # noqa: E402
-from tests.conftest import TEST_USER, USER_PYTHON, UserRuntime, copy_code, free_port  # noqa: E402
+from tests.conftest import free_port, new_user_runtime  # noqa: E402
 
 UPSTREAM_SLEEPS = {"SimLingo leaderboard_evaluator.py": 60.0, "Bench2Drive leaderboard_evaluator.py": 30.0}
 
@@ -53,14 +53,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--ready-after", type=float, default=1.0, help="the stand-in's start-up time")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("run as root: simdoctor is run as the non-root test user (tests/setup.sh creates it)")
-    import pwd
-
-    entry = pwd.getpwnam(TEST_USER)
-    base = Path(tempfile.mkdtemp(prefix="simdoctor-bench-", dir="/tmp"))
-    base.chmod(0o755)
-    rt = UserRuntime(TEST_USER, entry.pw_uid, entry.pw_gid, USER_PYTHON, copy_code(base / "code"), base)
+    try:
+        rt = new_user_runtime("simdoctor-bench-")
+    except RuntimeError as exc:
+        sys.exit(str(exc))
+    base = rt.base
     home = base / "home"
     root = home / "carla"
     recipe = load_settings(env={"HOME": str(home)}).recipe

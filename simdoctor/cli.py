@@ -134,7 +134,7 @@ def check(
 def run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan: slots, routes, each exact command and environment.")
-    ],
+    ] = False,
     routes: Annotated[
         Optional[Path], typer.Option("--routes", help="Routes XML with many routes, or a folder of route files.")
     ] = None,
@@ -156,15 +156,17 @@ def run(
     work_dir: WorkDirOpt = None,
     agent_python: AgentPythonOpt = None,
 ) -> None:
-    """Plan the Bench2Drive routes over the GPUs: one task per route, each an evaluator on a worker slot."""
-    from simdoctor import runplan
+    """Drive the Bench2Drive routes over the GPUs: one evaluator per route on a worker slot, retried, resumable."""
+    from simdoctor import runplan, supervisor
 
     settings = settings_from(recipe, carla_root=carla_root, work_dir=work_dir, agent_python=agent_python)
     options = runplan.Options(
         routes=routes, route_ids=route_ids, out=out, gpus=gpus, workers_per_gpu=workers_per_gpu,
         route_timeout_s=route_timeout, retries=retries, seed=seed, fresh=fresh,
     )  # fmt: skip
-    raise typer.Exit(runplan.dry_run(settings, options, json_out=json_out))
+    if dry_run:
+        raise typer.Exit(runplan.dry_run(settings, options, json_out=json_out))
+    raise typer.Exit(_refusable(lambda output: supervisor.run(settings, options, json_out=json_out), json_out))
 
 
 @app.command()
@@ -280,8 +282,8 @@ def _port(value: str) -> Optional[int]:
     return int(value)
 
 
-def _carla(call, json_out: bool = False) -> int:
-    """Run one `carla` subcommand; a Refusal prints its reason and fix and exits 1."""
+def _refusable(call, json_out: bool = False) -> int:
+    """Run one command (`run`, a `carla` subcommand); a Refusal prints its reason and fix and exits 1."""
     from simdoctor.carla import output
     from simdoctor.carla.errors import Refusal
 
@@ -319,7 +321,7 @@ def carla_start(
         output.start(result, json_out)
         return result.exit_code
 
-    raise typer.Exit(_carla(call, json_out))
+    raise typer.Exit(_refusable(call, json_out))
 
 
 @carla_app.command("status")
@@ -333,7 +335,7 @@ def carla_status(json_out: JsonOpt = False, recipe: RecipeOpt = None) -> None:
         output.status(lifecycle.status(settings), json_out)
         return 0
 
-    raise typer.Exit(_carla(call, json_out))
+    raise typer.Exit(_refusable(call, json_out))
 
 
 @carla_app.command("stop")
@@ -359,7 +361,7 @@ def carla_stop(
         output.stopped(done, json_out)
         return 0 if all(s.clean for s in done) else 1
 
-    raise typer.Exit(_carla(call, json_out))
+    raise typer.Exit(_refusable(call, json_out))
 
 
 @carla_app.command("logs")
@@ -377,7 +379,7 @@ def carla_logs(
         lifecycle.logs(settings, server_id, follow)
         return 0
 
-    raise typer.Exit(_carla(call))
+    raise typer.Exit(_refusable(call))
 
 
 def main() -> None:

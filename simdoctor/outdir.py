@@ -26,6 +26,14 @@ class Layout:
     def merged_file(self) -> Path:
         return self.root / self.names.merged_file
 
+    @property
+    def lock_file(self) -> Path:
+        return self.root / self.names.lock_file
+
+    @property
+    def tasks_dir(self) -> Path:
+        return self.root / self.names.tasks_dir
+
     def route_file(self, route_id: str) -> Path:
         return routes.route_file(self.routes_dir, route_id)
 
@@ -44,4 +52,4 @@ class Layout:
         return self.root / self.names.steps_dir / f"{route_id}.jsonl"
 
     def task_file(self, route_id: str) -> Path:
-        return self.root / self.names.tasks_dir / f"{route_id}.json"
+        return self.tasks_dir / f"{route_id}.json"

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 PROC = Path("/proc")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,15 @@ def environ(pid: int) -> Optional[dict[str, str]]:
         return None
     pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
     return {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in pairs}
+
+
+def rss_bytes(pid: int) -> Optional[int]:
+    """Resident memory of a process (statm's second field, in pages); None when gone or unreadable."""
+    try:
+        pages = int((PROC / str(pid) / "statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return pages * PAGE_SIZE
 
 
 def boot_id() -> str:

@@ -54,14 +54,22 @@ class StopResult:
         return not self.left
 
 
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
 def start(
     args: list[str],
     log: Path,
     env: Optional[dict[str, str]] = None,
     cwd: Optional[Path] = None,
+    tree_id: Optional[str] = None,
 ) -> tuple[subprocess.Popen, Tree]:
-    """Start `args` (never through a shell) in a new session, stdout and stderr appended to `log`."""
-    tree_id = uuid.uuid4().hex
+    """Start `args` (never through a shell) in a new session, stdout and stderr appended to `log`.
+
+    `tree_id`: a cookie chosen (and recorded) beforehand, so that a record written before the start
+    finds the tree even when the caller dies before it learns the leader's pid."""
+    tree_id = tree_id or new_id()
     full_env = dict(os.environ if env is None else env)
     full_env[COOKIE] = tree_id
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -94,14 +102,15 @@ def descendants(roots: set[int], table: list[ProcessInfo]) -> set[int]:
 
 
 def members(tree: Tree, table: Optional[list[ProcessInfo]] = None) -> list[ProcessInfo]:
-    """Live processes of the tree, the leader included while it runs."""
+    """Live processes of the tree, the leader included while it runs. A tree recorded before its start
+    (pid 0: the leader's pid not known yet) is found by its cookie alone."""
     if tree.boot_id and tree.boot_id != procs.boot_id():
         return []  # recorded before a reboot: those pids name nothing now
     table = procs.processes() if table is None else table
     leader = next((p for p in table if p.pid == tree.pid), None)
     # The kernel keeps a pid reserved while any process uses it as pgid or sid; so a group or
     # session `tree.pid` is ours unless a different process now holds that very pid.
-    group_is_ours = leader is None or leader.start_ticks == tree.start_ticks
+    group_is_ours = tree.pid > 0 and (leader is None or leader.start_ticks == tree.start_ticks)
 
     def ours(p: ProcessInfo) -> bool:
         if group_is_ours and tree.pid in (p.pgid, p.sid, p.pid):

@@ -145,6 +145,7 @@ class RunRecipe:
     tasks_dir: str
     run_file: str
     merged_file: str
+    lock_file: str
 
 
 @dataclass(frozen=True)

@@ -337,7 +337,13 @@ def show(report: Report, out) -> None:
 
 
 def run(out: Path, names: RunRecipe, json_out: bool = False) -> int:
-    """Build the report, write merged.json beside it, print it; 0 when printed."""
+    """`simdoctor report`: 0 when printed."""
+    publish(out, names, json_out)
+    return 0
+
+
+def publish(out: Path, names: RunRecipe, json_out: bool = False) -> Report:
+    """Build the report, write merged.json beside it, print it (also at the end of `simdoctor run`)."""
     report, records = build(out, names)
     atomic.write_json(Path(report.merged_file), merged(records, report), indent=4)
     if json_out:
@@ -347,4 +353,4 @@ def run(out: Path, names: RunRecipe, json_out: bool = False) -> int:
         from simdoctor import render
 
         show(report, render.console())
-    return 0
+    return report

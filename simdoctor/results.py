@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from simdoctor import atomic
+from simdoctor.proctree import Tree
 from simdoctor.typed import DataError, from_data, to_data
 
 SUCCESS_STATUSES = ("Perfect", "Completed")
@@ -290,7 +291,9 @@ TASK_SCHEMA_VERSION = 1
 
 @dataclass(frozen=True)
 class Attempt:
-    """One run of the evaluator for one route."""
+    """One run of the evaluator for one route. Written before the evaluator starts (with `tree` holding
+    only its cookie), again once it runs (the leader's pid), and when it ended: a record without `ended`
+    after simdoctor died names exactly the processes the next run must stop."""
 
     number: int  # 1, 2, ...
     slot: int
@@ -299,12 +302,17 @@ class Attempt:
     ended: Optional[float] = None
     returncode: Optional[int] = None
     timed_out: bool = False
-    kind: Optional[Kind] = None
+    kind: Optional[Kind] = None  # None once ended: interrupted, not judged (costs no retry)
     status: Optional[str] = None
     reason: Optional[str] = None
     log: list[LogFinding] = field(default_factory=list)
     peak_gpu_bytes: Optional[int] = None  # NVML sampling of the attempt's processes
     peak_ram_bytes: Optional[int] = None
+    tree: Optional[Tree] = None  # the evaluator's process tree (proctree), CARLA included by its cookie
+    log_offset: int = 0  # where this attempt's output starts in the route's log (bytes)
+    carla_port: Optional[int] = None  # the RPC port the evaluator started CARLA on (its log's launch line)
+    killed_by: Optional[str] = None  # the route whose evaluator crash killed this attempt's CARLA
+    left: list[int] = field(default_factory=list)  # pids still running after the cleanup (none expected)
 
 
 @dataclass(frozen=True)

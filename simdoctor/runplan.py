@@ -3,8 +3,8 @@ exact evaluator command and environment of each task on a slot.
 
 The evaluator command is SimLingo's per-route job (start_eval_simlingo.py, reference §1.4) plus
 `--gpu-rank`, run from the SimLingo checkout (the agent resolves `pretrained/InternVL2-1B` against the
-working directory) with the timing wrapper as `--agent`. The supervisor (phase 2) calls `launch()` for
-the slot a task gets, and `prepare()` before the first launch.
+working directory) with the timing wrapper as `--agent`. The supervisor (simdoctor/supervisor.py) calls
+`launch()` for the slot and ports an attempt gets, and `prepare()` before the first launch.
 """
 
 from __future__ import annotations
@@ -240,6 +240,10 @@ def plan_slots(
     return slots, notes
 
 
+def out_layout(settings: Settings, options: Options) -> Layout:
+    return Layout(Path(options.out or settings.recipe.run.out_dir).expanduser().resolve(), settings.recipe.run)
+
+
 def run_info(settings: Settings, seed: int) -> RunInfo:
     return RunInfo(settings.recipe.name, seed, settings.recipe.agent.file, _checkpoint(settings))
 
@@ -291,7 +295,7 @@ def build(
     recipe = settings.recipe
     source = options.routes or Path(recipe.routes.file)
     texts = routes.select(routes.read_routes(source), options.route_ids)
-    layout = Layout(Path(options.out or recipe.run.out_dir).expanduser().resolve(), recipe.run)
+    layout = out_layout(settings, options)
     seed = recipe.run.seed if options.seed is None else options.seed
     retries = recipe.run.retries if options.retries is None else options.retries
     timeout = recipe.run.route_timeout_s if options.route_timeout_s is None else options.route_timeout_s
@@ -327,6 +331,10 @@ def build(
         )
     agent = recipe.agent
     notes = list(notes or [])
+    if os.geteuid() == 0:
+        notes.append(
+            "running as root: `simdoctor run` refuses to start, as CARLA refuses root; run it as a normal user"
+        )
     for what, path in (("evaluator", agent.evaluator), ("agent file", agent.file), ("checkpoint", info.checkpoint)):
         if not Path(path).is_file():
             notes.append(f"the {what} {path} does not exist yet (simdoctor check says what to do)")
@@ -464,21 +472,32 @@ def make(settings: Settings, options: Options) -> tuple[Optional[Plan], list[rou
     return plan, texts, []
 
 
-def dry_run(settings: Settings, options: Options, json_out: bool = False) -> int:
-    """`simdoctor run --dry-run`: print the plan; 1 when the GPUs cannot run CARLA (with the checks' findings)."""
+def make_or_explain(
+    settings: Settings, options: Options, json_out: bool
+) -> tuple[Optional[Plan], list[routes.RouteText]]:
+    """`make`, printing why there is no plan (the GPU findings, or the RunError's one line) when there is none."""
     from simdoctor import render
 
     try:
-        plan, _, fatal = make(settings, options)
+        plan, texts, fatal = make(settings, options)
     except RunError as exc:
         sys.stderr.write(f"simdoctor: {exc}\n")
-        return 1
+        return None, []
     if plan is None:
         if json_out:
             sys.stdout.write(render.findings_json(fatal, {"exit_code": 1}) + "\n")
         else:
             header = "simdoctor run: CARLA cannot run on this machine's GPUs (or pass --gpus none)"
             render.report(fatal, render.console(), header=header)
+    return plan, texts
+
+
+def dry_run(settings: Settings, options: Options, json_out: bool = False) -> int:
+    """`simdoctor run --dry-run`: print the plan; 1 when the GPUs cannot run CARLA (with the checks' findings)."""
+    from simdoctor import render
+
+    plan, _ = make_or_explain(settings, options, json_out)
+    if plan is None:
         return 1
     if json_out:
         sys.stdout.write(plan_json(plan) + "\n")

@@ -7,7 +7,6 @@ import json
 import shutil
 import stat
 import subprocess
-import sys
 import tarfile
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
@@ -109,20 +108,6 @@ def simlingo_checkout(
     body = "".join(f'  <route id="{i}" town="{t}">\n  </route>\n' for i, t in enumerate(towns))
     routes.write_text(f'<?xml version="1.0"?>\n<routes>\n{body}</routes>\n')
     return work_dir
-
-
-def rpc_standin(root: Path, recipe: Recipe) -> Path:
-    """Make `root`'s shipping binary start only tests/standins/carla_rpc.py on the `-carla-rpc-port` it is
-    given (the RPC side, runnable as root); no core file when a test crashes it with SIGSEGV."""
-    _executable(
-        root / recipe.carla.binary,
-        "#!/bin/sh\n"
-        "port=2000\n"
-        'for a in "$@"; do case "$a" in -carla-rpc-port=*) port="${a#*=}";; esac; done\n'
-        "ulimit -c 0\n"
-        f'exec {sys.executable} {STANDINS / "carla_rpc.py"} --port "$port"\n',
-    )
-    return root
 
 
 def bench2drive_standin(work_dir: Path) -> Path:

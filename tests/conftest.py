@@ -111,34 +111,9 @@ def xvfb() -> str:
     proc.wait(timeout=10)
 
 
-@pytest.fixture
-def carla_server_root(tmp_path: Path) -> Path:
-    """A CARLA_ROOT whose CarlaUE4.sh starts a stand-in CARLA server on its -carla-rpc-port.
-
-    The one place that says which stand-in server the evaluator's CARLA is: for now only its RPC side
-    (builders.rpc_standin), which runs as root like the rest of these tests."""
-    recipe = load_recipe(find_recipe(DEFAULT_RECIPE, []))
-    return builders.rpc_standin(builders.carla_root(tmp_path / "carla", recipe), recipe)
-
-
-@pytest.fixture
-def standin_stack(
-    make_settings: Callable[..., Settings],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    carla_server_root: Path,
-    agent_python: str,
-) -> Settings:
-    """Settings for a stand-in stack: that CARLA_ROOT, a SimLingo checkout holding the stand-in Bench2Drive
-    evaluator and SimLingo agent, the agent's real interpreter; STANDIN_STATE_DIR for retried routes."""
-    work = builders.bench2drive_standin(tmp_path / "simlingo")
-    (tmp_path / "standin-state").mkdir()
-    monkeypatch.setenv("STANDIN_STATE_DIR", str(tmp_path / "standin-state"))
-    return make_settings(carla_root=str(carla_server_root), work_dir=str(work), agent_python=agent_python)
-
-
 TEST_USER = "simdoctor-test"  # created by tests/setup.sh
 USER_PYTHON = "/opt/simdoctor-test/venv/bin/python"  # tests/setup.sh: Debian's python3 + simdoctor's dependencies
+USER_AGENT_PYTHON = "/opt/simdoctor-test/agent-venv/bin/python"  # tests/setup.sh: .venv-agent's Python + carla
 
 
 @dataclass(frozen=True)
@@ -194,23 +169,91 @@ def copy_code(dest: Path) -> Path:
     return dest
 
 
-@pytest.fixture(scope="session")
-def user_runtime() -> Iterator[UserRuntime]:
+def new_user_runtime(prefix: str) -> UserRuntime:
+    """A UserRuntime with a fresh world-readable copy of the code under /tmp/<prefix>*; RuntimeError says
+    what is missing (also used by bench/, outside pytest)."""
     if os.geteuid() != 0:
-        pytest.fail("the CARLA lifecycle tests create processes as another user: run them as root (CI does)")
+        raise RuntimeError("these create processes as another user (CARLA refuses root): run them as root (CI does)")
     try:
         entry = pwd.getpwnam(TEST_USER)
     except KeyError:
-        pytest.fail(f"user {TEST_USER} is missing: run `bash tests/setup.sh`")
+        raise RuntimeError(f"user {TEST_USER} is missing: run `bash tests/setup.sh`") from None
     if not os.access(USER_PYTHON, os.X_OK):
-        pytest.fail(f"{USER_PYTHON} is missing: run `bash tests/setup.sh`")
-    base = Path(tempfile.mkdtemp(prefix="simdoctor-user-", dir="/tmp"))
+        raise RuntimeError(f"{USER_PYTHON} is missing: run `bash tests/setup.sh`")
+    base = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     base.chmod(0o755)
     code = copy_code(base / "code")
     for path in [code, *code.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
-    yield UserRuntime(TEST_USER, entry.pw_uid, entry.pw_gid, USER_PYTHON, code, base)
-    shutil.rmtree(base, ignore_errors=True)
+    return UserRuntime(TEST_USER, entry.pw_uid, entry.pw_gid, USER_PYTHON, code, base)
+
+
+@pytest.fixture(scope="session")
+def user_runtime() -> Iterator[UserRuntime]:
+    try:
+        runtime = new_user_runtime("simdoctor-user-")
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield runtime
+    shutil.rmtree(runtime.base, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Stack:
+    """A stand-in stack the test user owns: a CARLA_ROOT whose server is the full stand-in
+    (tests/standins/carla_server.py, run as that user: CARLA refuses root), a SimLingo checkout holding
+    the stand-in Bench2Drive evaluator and SimLingo agent, the agent's real interpreter as that user can
+    run it, and STANDIN_STATE_DIR (attempt counts of routes that fail only their first runs)."""
+
+    rt: UserRuntime
+    home: Path
+    carla_root: Path
+    work_dir: Path
+    state_dir: Path
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return self.rt.env(
+            self.home, CARLA_ROOT=str(self.carla_root), SIMDOCTOR_WORK_DIR=str(self.work_dir),
+            SIMDOCTOR_AGENT_PYTHON=USER_AGENT_PYTHON, STANDIN_STATE_DIR=str(self.state_dir), **extra,
+        )  # fmt: skip
+
+    def settings(self) -> Settings:
+        return load_settings(env=self.env())
+
+    def user_processes(self) -> list:
+        from simdoctor import procs
+
+        return [p for p in procs.processes() if p.uid == self.rt.uid and procs.is_alive(p.pid)]
+
+
+def make_stack(rt: UserRuntime) -> Stack:
+    """A fresh Stack in a directory the test user owns (also used by bench/, outside pytest)."""
+    if not os.access(USER_AGENT_PYTHON, os.X_OK):
+        raise RuntimeError(f"{USER_AGENT_PYTHON} is missing: run `bash tests/setup.sh`")
+    home = rt.mkdir("stack")
+    recipe = load_recipe(find_recipe(DEFAULT_RECIPE, []))
+    root = builders.carla_root(home / "carla", recipe)
+    builders.standin_server(root, recipe, rt.python, rt.code)
+    work = builders.bench2drive_standin(home / "simlingo")
+    (home / "standin-state").mkdir()
+    rt.chown_tree(home)
+    return Stack(rt, home, root, work, home / "standin-state")
+
+
+@pytest.fixture
+def standin_stack(user_runtime: UserRuntime) -> Iterator[Stack]:
+    from simdoctor import proctree
+
+    try:
+        stack = make_stack(user_runtime)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield stack
+    # Whatever a test left running is a failure of that test; stop it so the next one is not hit.
+    left = stack.user_processes()
+    if left:
+        proctree.stop_processes(left, grace=1)
+        pytest.fail(f"processes left running: {[p.command for p in left]}")
 
 
 STANDIN_IMAGE = "simdoctor-test/carla-standin:0.9.15"  # tagged as the docker_image of a test recipe

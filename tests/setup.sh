@@ -14,6 +14,7 @@ APT_PACKAGES=(
   docker.io                            # a real Docker daemon (the tests start their own): carla docker backend
   python3 python3-venv                 # Debian's Python: the interpreter of the non-root test user
   fish                                 # sources `simdoctor env --format fish` in the env tests
+  patchelf                             # the test user's copy of the agent's Python finds its libpython
 )
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -60,4 +61,30 @@ if [ ! -x "$USER_VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT
   $SUDO "$USER_VENV/bin/python" -m pip install -q '.[carla,docker]'
   $SUDO "$USER_VENV/bin/python" -m pip uninstall -q -y simdoctor
   echo "$WANT" | $SUDO tee "$STAMP" >/dev/null
+fi
+
+# The agent's interpreter as the test user runs it (`simdoctor run` tests: the evaluator and its CARLA
+# run as that user, since CARLA refuses root): a venv with the same carla client, made from .venv-agent's
+# base Python. When that Python sits where the user cannot enter (pyenv under /root), its installation is
+# copied under /opt first, with its libpython found beside it ($ORIGIN runpath instead of the absolute one).
+AGENT_BASE=$(.venv-agent/bin/python -c 'import sys; print(sys.base_prefix)')
+AGENT_VERSION=$(.venv-agent/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+USER_AGENT_VENV=/opt/simdoctor-test/agent-venv
+AGENT_STAMP="$USER_AGENT_VENV/.carla-$CARLA"
+if [ ! -x "$USER_AGENT_VENV/bin/python" ] || [ ! -e "$AGENT_STAMP" ]; then
+  USER_AGENT_BASE=$AGENT_BASE
+  as_user() { $SUDO setpriv --reuid="$(id -u "$TEST_USER")" --regid="$(id -g "$TEST_USER")" --init-groups -- "$@"; }
+  if ! (cd / && as_user "$AGENT_BASE/bin/python$AGENT_VERSION" -c '') >/dev/null 2>&1; then
+    USER_AGENT_BASE=/opt/simdoctor-test/python$AGENT_VERSION
+    $SUDO rm -rf "$USER_AGENT_BASE"
+    $SUDO cp -a "$AGENT_BASE" "$USER_AGENT_BASE"
+    $SUDO rm -rf "$USER_AGENT_BASE/lib/python$AGENT_VERSION/test" "$USER_AGENT_BASE/lib/python$AGENT_VERSION/site-packages"
+    $SUDO mkdir -p "$USER_AGENT_BASE/lib/python$AGENT_VERSION/site-packages"
+    $SUDO patchelf --set-rpath '$ORIGIN/../lib' "$(readlink -f "$USER_AGENT_BASE/bin/python$AGENT_VERSION")"
+    $SUDO chmod -R a+rX "$USER_AGENT_BASE"
+  fi
+  $SUDO rm -rf "$USER_AGENT_VENV"
+  $SUDO "$USER_AGENT_BASE/bin/python$AGENT_VERSION" -m venv "$USER_AGENT_VENV"
+  $SUDO "$USER_AGENT_VENV/bin/python" -m pip install -q "carla==$CARLA"
+  $SUDO touch "$AGENT_STAMP"
 fi

@@ -227,6 +227,9 @@ def test_dry_run_command(stack, tmp_path):
     (launch,) = data["launches"]
     assert launch["argv"][2] == f"--routes={tmp_path}/out/routes/1773.xml" and launch["cwd"] == str(settings.work_dir)
     assert not (tmp_path / "out").exists()  # a dry run writes nothing
-    assert simdoctor("run", *common).returncode == 2  # --dry-run is required until the run itself lands
+    assert "running as root: `simdoctor run` refuses to start" in text.stdout  # the plan says so up front
+    as_root = simdoctor("run", "--gpus", "none", *common)  # CI runs the suite as root
+    assert as_root.returncode == 1 and as_root.stderr.startswith("simdoctor: refusing to run as root")
+    assert "sudo -iu carla simdoctor run" in as_root.stderr and not (tmp_path / "out").exists()
     bad = simdoctor("run", "--dry-run", "--gpus", "x", *common)
     assert bad.returncode == 2 and "--gpus 'x'" in bad.stderr

@@ -1,13 +1,15 @@
 """Each planned task run for real: the exact command of runplan.launch starts the stand-in Bench2Drive evaluator
-(tests/standins/bench2drive), which starts its stand-in CARLA in a new session, loads the timing wrapper around
-the stand-in SimLingo agent, drives, and writes the results JSON that results.judge and report read.
+(tests/standins/bench2drive) as the non-root test user, which starts the full stand-in CARLA server
+(tests/standins/carla_server.py) in a new session, loads the timing wrapper around the stand-in SimLingo agent,
+drives, and writes the results JSON that results.judge and report read.
 
-The test itself plays the supervisor's part in the simplest way (one process at a time, a timeout, cleanup of
-what the evaluator leaves behind by pid): what phase 2 does for real."""
+The test plays the supervisor's part in the simplest way (one process at a time, a timeout of what the
+evaluator leaves behind by pid), to pin the evaluator's contract; tests/test_run.py runs `simdoctor run` itself."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -20,6 +22,7 @@ import pytest
 
 from simdoctor import procs, report, results, runplan
 from simdoctor.outdir import Layout
+from simdoctor.probes.ports import worker_ports
 from simdoctor.results import Exit, Kind
 
 RECORD_KEYS = ["index", "route_id", "scenario_name", "weather_id", "save_name", "status", "num_infractions",
@@ -29,11 +32,15 @@ INFRACTION_KEYS = ["collisions_layout", "collisions_pedestrian", "collisions_veh
                    "scenario_timeouts", "route_dev", "vehicle_blocked", "route_timeout"]  # fmt: skip
 
 
-def plan_for(settings, tmp_path, specs, slots=1):
-    source = builders.routes_xml(tmp_path / "routes.xml", specs)
+def plan_for(stack, specs, slots=1):
+    settings = stack.settings()
+    source = builders.routes_xml(stack.home / "routes.xml", specs)
     slot_list, _ = runplan.plan_slots(settings, (), slots, None, [])
-    plan, texts = runplan.build(settings, runplan.Options(routes=source, out=tmp_path / "out"), slot_list)
+    plan, texts = runplan.build(settings, runplan.Options(routes=source, out=stack.home / "out"), slot_list)
     runplan.prepare(plan, texts, settings)
+    for name in ("res", "logs", "steps", "viz"):
+        (stack.home / "out" / name).mkdir(exist_ok=True)
+    stack.rt.chown_tree(stack.home / "out")
     return plan
 
 
@@ -57,17 +64,23 @@ def stop(pids):
         time.sleep(0.02)
 
 
-def execute(plan, task, timeout=30.0, stop_when=None):
-    """Run one task on slot 0; returns (Exit, log text). A run past `timeout`, or whose log shows `stop_when`,
-    loses its whole process group as at a route timeout; the CARLA it started lives on in its own session."""
-    slot = plan.slots[0]
-    run = runplan.launch(plan, task, slot)
-    for path in (task.log_file, task.results_file, task.steps_file):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+def fresh(stack, plan, *earlier):
+    """Slot 0 with ports none of the `earlier` runs used, as simdoctor gives each attempt: a port the last CARLA
+    held may linger in TIME_WAIT, and CARLA dies on a port it cannot bind."""
+    taken = frozenset(p for run in earlier for p in run.ports.values())
+    carla, base = stack.settings().recipe.carla, stack.settings().recipe.run.port_base
+    return dataclasses.replace(plan.slots[0], ports=worker_ports(carla, 1, base, taken)[0])
+
+
+def execute(stack, plan, task, timeout=30.0, stop_when=None, slot=None, **env):
+    """Run one task as the test user, on slot 0 unless told; returns (Exit, log text). A run past `timeout`, or
+    whose log shows `stop_when`, loses its whole process group as at a route timeout; the CARLA it started lives
+    on in its own session (the standin_stack fixture fails a test that leaves it running)."""
+    run = runplan.launch(plan, task, slot or plan.slots[0])
     deadline = time.monotonic() + timeout
     with open(task.log_file, "w") as log:
-        proc = subprocess.Popen(run.argv, env={**os.environ, **run.env}, cwd=run.cwd, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(stack.rt.command(run.argv), env={**stack.env(**env), **run.env}, cwd=run.cwd,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         while proc.poll() is None:
             if time.monotonic() > deadline or (stop_when and stop_when in Path(task.log_file).read_text()):
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -76,20 +89,10 @@ def execute(plan, task, timeout=30.0, stop_when=None):
     return Exit(proc.returncode), Path(task.log_file).read_text()
 
 
-@pytest.fixture
-def cleanup():
-    """Ports whose leftover servers the test stops at the end, whatever happened."""
-    ports: list[int] = []
-    yield ports
-    for port in ports:
-        stop(session_of_listener(port))
-
-
-def test_a_perfect_route_through_the_exact_planned_command(standin_stack, tmp_path, cleanup):
-    plan = plan_for(standin_stack, tmp_path, [route("1711")])
+def test_a_perfect_route_through_the_exact_planned_command(standin_stack):
+    plan = plan_for(standin_stack, [route("1711")])
     rpc, tm = plan.slots[0].ports["rpc"], plan.slots[0].ports["traffic_manager"]
-    cleanup.extend([rpc, tm])
-    exit, log = execute(plan, plan.tasks[0])
+    exit, log = execute(standin_stack, plan, plan.tasks[0])
     assert exit == Exit(0), log
     data = json.loads(Path(plan.tasks[0].results_file).read_text())
     assert list(data) == ["_checkpoint", "entry_status", "eligible", "sensors", "values", "labels"]
@@ -122,10 +125,9 @@ def test_a_perfect_route_through_the_exact_planned_command(standin_stack, tmp_pa
         ("tick_runtime", "Failed - TickRuntime", 50.0),
     ],
 )
-def test_driving_results(standin_stack, tmp_path, cleanup, mode, status, score):
-    plan = plan_for(standin_stack, tmp_path, [route("7", mode, standin_sim_s="0.5")])
-    cleanup.append(plan.slots[0].ports["rpc"])
-    exit, log = execute(plan, plan.tasks[0])
+def test_driving_results(standin_stack, mode, status, score):
+    plan = plan_for(standin_stack, [route("7", mode, standin_sim_s="0.5")])
+    exit, log = execute(standin_stack, plan, plan.tasks[0])
     found = results.read_results(plan.tasks[0].results_file)
     assert exit == Exit(0), log
     assert (found.last.status, found.last.score_composed, found.entry_status) == (status, score, "Finished")
@@ -143,22 +145,19 @@ def test_driving_results(standin_stack, tmp_path, cleanup, mode, status, score):
          "RuntimeError: stand-in agent: setup failed on purpose"),
     ],
 )  # fmt: skip
-def test_agent_errors(standin_stack, tmp_path, cleanup, monkeypatch, variable, value, code, status, entry, log, detail):
-    monkeypatch.setenv(variable, value)
-    plan = plan_for(standin_stack, tmp_path, [route("7")])
-    cleanup.append(plan.slots[0].ports["rpc"])
-    exit, text = execute(plan, plan.tasks[0])
+def test_agent_errors(standin_stack, variable, value, code, status, entry, log, detail):
+    plan = plan_for(standin_stack, [route("7")])
+    exit, text = execute(standin_stack, plan, plan.tasks[0], **{variable: value})
     found = results.read_results(plan.tasks[0].results_file)
     assert exit == Exit(code) and (found.last.status, found.entry_status) == (status, entry)
     assert results.judge(found, exit).kind is Kind.RETRY
     assert [(f.name, f.detail) for f in results.scan_log(text)] == [(log, detail)]
 
 
-def test_a_simulator_crash(standin_stack, tmp_path, cleanup):
-    plan = plan_for(standin_stack, tmp_path, [route("7", "sim_crash")])
+def test_a_simulator_crash(standin_stack):
+    plan = plan_for(standin_stack, [route("7", "sim_crash")])
     rpc = plan.slots[0].ports["rpc"]
-    cleanup.append(rpc)
-    exit, log = execute(plan, plan.tasks[0])
+    exit, log = execute(standin_stack, plan, plan.tasks[0])
     data = json.loads(Path(plan.tasks[0].results_file).read_text())
     assert exit == Exit(255), log
     assert data["_checkpoint"]["records"][0]["status"] == "Failed - Simulation crashed"
@@ -169,11 +168,10 @@ def test_a_simulator_crash(standin_stack, tmp_path, cleanup):
 
 
 @pytest.mark.parametrize(("mode", "stop_when"), [("hang", "hanging on purpose"), ("die", None)])
-def test_a_hang_or_a_death_leaves_no_record_and_a_running_carla(standin_stack, tmp_path, cleanup, mode, stop_when):
-    plan = plan_for(standin_stack, tmp_path, [route("7", mode)])
+def test_a_hang_or_a_death_leaves_no_record_and_a_running_carla(standin_stack, mode, stop_when):
+    plan = plan_for(standin_stack, [route("7", mode)])
     rpc = plan.slots[0].ports["rpc"]
-    cleanup.append(rpc)
-    exit, _ = execute(plan, plan.tasks[0], stop_when=stop_when)
+    exit, _ = execute(standin_stack, plan, plan.tasks[0], stop_when=stop_when)
     assert exit == Exit(-signal.SIGKILL, timed_out=mode == "hang")
     found = results.read_results(plan.tasks[0].results_file)
     assert found.records == [] and found.progress == [0, 1]
@@ -185,27 +183,28 @@ def test_a_hang_or_a_death_leaves_no_record_and_a_running_carla(standin_stack, t
     assert session_of_listener(rpc) == []
 
 
-def test_a_route_that_crashes_once_then_passes(standin_stack, tmp_path, cleanup):
-    plan = plan_for(standin_stack, tmp_path, [route("7", "sim_crash", standin_failing_attempts="1")])
-    cleanup.append(plan.slots[0].ports["rpc"])
-    first, _ = execute(plan, plan.tasks[0])
+def test_a_route_that_crashes_once_then_passes(standin_stack):
+    plan = plan_for(standin_stack, [route("7", "sim_crash", standin_failing_attempts="1")])
+    first, _ = execute(standin_stack, plan, plan.tasks[0])
     assert results.judge(results.read_results(plan.tasks[0].results_file), first).kind is Kind.RETRY
-    second, _ = execute(plan, plan.tasks[0])
+    second, _ = execute(standin_stack, plan, plan.tasks[0], slot=fresh(standin_stack, plan, plan.slots[0]))
     found = results.read_results(plan.tasks[0].results_file)
     assert second == Exit(0) and found.last.status == "Perfect"
     assert results.finished(found, None)
 
 
-def test_the_report_over_routes_run_by_the_stand_in(standin_stack, tmp_path, cleanup):
-    plan = plan_for(standin_stack, tmp_path, [route("1"), route("2", "completed"), route("3", "blocked")])
-    cleanup.append(plan.slots[0].ports["rpc"])
+def test_the_report_over_routes_run_by_the_stand_in(standin_stack):
+    plan = plan_for(standin_stack, [route("1"), route("2", "completed"), route("3", "blocked")])
+    used = []
     for task in plan.tasks:
-        assert execute(plan, task)[0] == Exit(0)
-    built, records = report.build(Path(plan.out), standin_stack.recipe.run)
+        used.append(fresh(standin_stack, plan, *used))
+        assert execute(standin_stack, plan, task, slot=used[-1])[0] == Exit(0)
+    names = standin_stack.settings().recipe.run
+    built, records = report.build(Path(plan.out), names)
     assert built.driving_score == pytest.approx((100 + 60 + 37.5) / 3)
     assert built.success_rate == pytest.approx(100 / 3) and built.missing == [] and len(records) == 3
     assert built.speed.routes == 3 and built.speed.steps == 3 * 40
-    layout = Layout(Path(plan.out), standin_stack.recipe.run)
-    resumed, _ = runplan.build(standin_stack, runplan.Options(routes=tmp_path / "routes.xml", out=tmp_path / "out"),
-                               plan.slots)  # fmt: skip
+    layout = Layout(Path(plan.out), names)
+    options = runplan.Options(routes=standin_stack.home / "routes.xml", out=standin_stack.home / "out")
+    resumed, _ = runplan.build(standin_stack.settings(), options, plan.slots)
     assert resumed.pending == [] and layout.results_file("3").is_file()

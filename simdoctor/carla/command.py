@@ -6,6 +6,7 @@ is mapped by UUID (simdoctor.gpumap), never assumed equal (reference/carla.md §
 
 from __future__ import annotations
 
+import re
 import socket
 from dataclasses import dataclass
 from typing import Optional
@@ -19,6 +20,8 @@ from simdoctor.probes.ports import carla_ports, port_state
 from simdoctor.probes.vulkan import enumerate_devices
 from simdoctor.recipe import CarlaRecipe, ConfigError
 
+# The RPC port on a CARLA command line: -carla-rpc-port and its aliases (CarlaSettings.cpp, carla.md §1).
+PORT_FLAG = re.compile(r"-(?:carla-rpc-port|world-port|carla-port|carla-world-port)=(\d+)")
 VULKAN_TIMEOUT_S = 8.0
 PORT_SCAN = 500  # candidate RPC ports tried by --port auto
 CHECK_FIX = Fix("See what the checks say about the GPU and Vulkan.", ["simdoctor check --only gpu,vulkan -v"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import sys
 import time
@@ -15,7 +14,16 @@ from typing import Optional, TextIO, Union
 
 from simdoctor import procs, proctree
 from simdoctor.carla import state
-from simdoctor.carla.command import GpuChoice, check_quality, choose_gpu, choose_ports, nvml_gpus, pick_gpu, server_args
+from simdoctor.carla.command import (
+    PORT_FLAG,
+    GpuChoice,
+    check_quality,
+    choose_gpu,
+    choose_ports,
+    nvml_gpus,
+    pick_gpu,
+    server_args,
+)
 from simdoctor.carla.diagnose import Diagnosis, diagnose, first_cause, tail
 from simdoctor.carla.docker import DockerBackend, container_name, image
 from simdoctor.carla.errors import Refusal
@@ -147,12 +155,14 @@ def reserved_ports(records: list[ServerRecord]) -> set[int]:
 
 @contextlib.contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGHUP act like Ctrl-C while a server starts, so its cleanup runs too."""
+    """SIGTERM and SIGHUP act like Ctrl-C while a server starts (or `simdoctor run` runs), so its cleanup
+    runs too. A signal already ignored stays ignored: `nohup simdoctor run` keeps running after a logout."""
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    saved = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    wanted = [s for s in (signal.SIGTERM, signal.SIGHUP) if signal.getsignal(s) is not signal.SIG_IGN]
+    saved = {s: signal.signal(s, interrupt) for s in wanted}
     try:
         yield
     finally:
@@ -325,9 +335,6 @@ class ServerStatus:
 class StatusReport:
     servers: list[ServerStatus]
     nvml_error: Optional[str]
-
-
-PORT_FLAG = re.compile(r"-(?:carla-rpc-port|world-port|carla-port|carla-world-port)=(\d+)")
 
 
 def _version(port: int) -> tuple[Optional[str], Optional[str]]:

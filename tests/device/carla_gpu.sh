@@ -16,38 +16,8 @@
 #   5. a server started behind simdoctor's back is flagged by gpu.stale_carla as not started by
 #      simdoctor, and `simdoctor carla stop --orphans` stops it.
 set -u
-OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT"
-exec > >(tee "$OUT/carla_gpu.log") 2>&1
-REPO=$PWD
-FAIL=0
-fail() { echo "FAIL: $*"; FAIL=1; }
-# Live CARLA processes of the user; zombies (state Z) have exited and hold nothing: where PID 1 does not
-# reap orphans (seen on the lent machine), they stay in the table until it does.
-live_carla() { ps -u "$USER_NAME" -o pid=,stat=,args= | awk '$2 !~ /^Z/ && /CarlaUE4/ {print $1}'; }
-
-echo "== machine"
-nvidia-smi --query-gpu=index,name,uuid,memory.used --format=csv,noheader
-python3 -c 'import sys, torch, typer, rich, pynvml; print(sys.version.split()[0], "torch", torch.__version__)' \
-  || { echo "FAIL: python3 lacks torch/typer/rich/nvidia-ml-py"; exit 1; }
-
-echo "== Vulkan loader"
-if ! ldconfig -p | grep -q libvulkan.so.1; then
-  for f in .gl/*.deb; do dpkg -x "$f" /; done
-  ldconfig
-fi
-ldconfig -p | grep -q libvulkan.so.1 || { echo "FAIL: no Vulkan loader (carry .gl/)"; exit 1; }
-
-echo "== a non-root user and a copy of the code it can read"
-USER_NAME=simdoctor-gpu
-id -u "$USER_NAME" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$USER_NAME"
-WORK=$(mktemp -d /tmp/simdoctor-gpu-XXXXXX)
-chmod 755 "$WORK"
-mkdir -p "$WORK/code/tests"
-cp -r "$REPO/simdoctor" "$REPO/recipes" "$WORK/code/"
-cp -r "$REPO/tests/standins" "$REPO/tests/builders.py" "$WORK/code/tests/"
-HOME_DIR="$WORK/home"
-PYTHON=$(command -v python3)
+source tests/device/common.sh
+device_prologue carla_gpu
 PYTHONPATH="$WORK/code" python3 - "$HOME_DIR" "$PYTHON" "$WORK/code" <<'EOF'
 import sys
 from pathlib import Path
@@ -72,22 +42,7 @@ as_user "$PYTHON" -c 'import torch; print("user sees", torch.cuda.device_count()
   || fail "the user cannot use torch/CUDA"
 
 echo "== 1. NVML UUID -> Vulkan index, as the user sees it"
-as_user "$PYTHON" - >"$OUT/mapping.json" <<'EOF'
-import json
-from simdoctor.gpumap import adapter_map
-from simdoctor.probes.gpu import nvml_session, read_gpus
-from simdoctor.probes.vulkan import enumerate_devices
-nvml = nvml_session()
-gpus = read_gpus(nvml)
-listing = enumerate_devices(timeout=10)
-print(json.dumps({
-    "gpus": [{"index": g.index, "name": g.name, "uuid": g.uuid} for g in gpus],
-    "vulkan": [{"index": d.index, "name": d.name, "type": d.type, "vendor": hex(d.vendor_id), "uuid": d.uuid}
-               for d in listing.devices],
-    "vulkan_error": listing.error,
-    "adapter_map": {str(k): v for k, v in adapter_map(gpus, listing.devices).items()},
-}, indent=1))
-EOF
+as_user "$PYTHON" "$WORK/code/tests/device/mapping.py" >"$OUT/mapping.json"
 cat "$OUT/mapping.json"
 as_user "$PYTHON" -m simdoctor check --only gpu,vulkan -v | tee -a "$OUT/carla_gpu.log" | tail -n 25
 
@@ -132,16 +87,12 @@ LEFT=$(live_carla)
 [ -z "$LEFT" ] || fail "orphan left after stop --orphans: $LEFT"
 
 echo "== verdict"
-python3 - "$OUT" <<'EOF' || FAIL=1
-import json, sys
+PYTHONPATH=tests/device python3 - "$OUT" <<'EOF' || FAIL=1
+import sys
+from verdict import finish, load, need
 out = sys.argv[1]
-ok = True
-def need(cond, what):
-    global ok
-    print(("ok  " if cond else "FAIL") + " " + what)
-    ok = ok and cond
-mapping = json.load(open(f"{out}/mapping.json"))
-start = json.load(open(f"{out}/start.json"))
+mapping = load(f"{out}/mapping.json")
+start = load(f"{out}/start.json")
 need(start.get("status") == "ready", f"start ready: {start.get('summary')}")
 rec = start.get("record") or {}
 need(rec.get("adapter") == mapping["adapter_map"].get("0"), f"-graphicsadapter={rec.get('adapter')} is the Vulkan index of GPU 0's UUID ({mapping['adapter_map'].get('0')})")
@@ -152,16 +103,16 @@ uses = [u for u in r.get("nvml", []) if u["gpu_index"] == 0 and (u["used_bytes"]
 need(bool(uses), f"NVML lists the server on GPU 0 with memory: {uses}")
 dev = r.get("log_device") or {}
 need(dev.get("vendor_id") == 0x10DE and dev.get("type") == "Discrete GPU", f"log names the NVIDIA device: {dev}")
-status = json.load(open(f"{out}/status.json"))
+status = load(f"{out}/status.json")
 mine = [s for s in status["servers"] if s["started_by_simdoctor"]]
 need(bool(mine) and mine[0]["alive"] and mine[0]["gpu"], f"status lists it with GPU memory: {mine}")
-stale = next(r for r in json.load(open(f"{out}/stale.json"))["results"] if r["id"] == "gpu.stale_carla")
+stale = next(r for r in load(f"{out}/stale.json")["results"] if r["id"] == "gpu.stale_carla")
 need(stale["status"] == "ok" and "simdoctor's own" in stale["summary"], f"gpu.stale_carla: {stale['summary']}")
-stop = json.load(open(f"{out}/stop.json"))
+stop = load(f"{out}/stop.json")
 need(all(s["clean"] for s in stop["stopped"]) and stop["stopped"], "stop: nothing left")
 orphan = open(f"{out}/orphan-check.txt").read()
 need("not started by simdoctor" in orphan and "simdoctor carla stop --orphans" in orphan, "the orphan is flagged")
-sys.exit(0 if ok else 1)
+finish()
 EOF
 as_user "$PYTHON" -m simdoctor carla stop --all --orphans >/dev/null 2>&1  # if a step above failed midway
 rm -rf "$WORK"

@@ -1,0 +1,607 @@
+"""`simdoctor run`: the plan's routes driven on its worker slots, each attempt judged, retried, recorded.
+
+- Scheduling: one thread per slot takes the next pending route and runs it to a decision; a slot runs
+  one evaluator at a time. Each attempt gets its slot's planned ports when they are still free, else
+  fresh ones; a retry always gets fresh ones (probes.ports.worker_ports, away from every port in use).
+- An attempt: its identity (the proctree cookie, the ports, the log offset) is written to the route's
+  task record before the evaluator starts, the leader's pid right after. The evaluator runs
+  `runplan.launch`'s exact command in its own session; simdoctor stops it at `--route-timeout`. Then
+  every process of the attempt is stopped, CARLA included (simdoctor.evaluator finds it by cookie, port
+  and command line), and the process table is checked: what survived is recorded and makes the run
+  fail. The results JSON decides (results.judge): results stand, infrastructure failures are retried
+  up to `--retries` and the route is then recorded as crashed.
+- Upstream's crash kill: an evaluator that crashes exits 255 after killing every process whose command
+  line has `-graphicsadapter=<its rank>` (reference §1.3), i.e. the CARLA of every other worker on that
+  GPU. So after such an exit no attempt starts on that adapter until each attempt that was running
+  there is either seen with a live CARLA after HOLD_SETTLE_S (spared) or is done; one whose CARLA was
+  started and is gone is stopped at once (it cannot finish, and stopping it spares the others its own
+  crash kill). Attempts lost that way come back as infrastructure failures and are retried without
+  costing the route a retry (`killed_by`), at most MAX_COLLATERAL times.
+- Resume: `<out>/run.lock` (flock) is held for the run; a rerun first stops the processes of every
+  attempt an earlier, killed simdoctor left unfinished (by its recorded identity, nothing else), then
+  skips the routes already decided.
+- Interrupt (Ctrl-C, SIGTERM, SIGHUP): every running attempt is stopped (verified), finished routes
+  stay, interrupted attempts are recorded as such (no retry spent); exit 130.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import os
+import select
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from simdoctor import report, results, runplan
+from simdoctor.carla.errors import Refusal
+from simdoctor.carla.lifecycle import terminate_as_interrupt
+from simdoctor.evaluator import EvaluatorRun
+from simdoctor.findings import Fix
+from simdoctor.outdir import Layout
+from simdoctor.probes.ports import bindable, worker_ports
+from simdoctor.progress import Progress
+from simdoctor.results import Attempt, Exit, Kind, TaskRecord
+from simdoctor.runplan import Plan, Slot, Task
+from simdoctor.sampling import PeakSampler
+from simdoctor.settings import Settings
+
+EVALUATOR_CRASH_EXIT = 255  # leaderboard_evaluator.py's sys.exit(-1) after its crash kill (reference §2.1, §2.5)
+EVALUATOR_DEFAULT_GPU_RANK = 0  # its --gpu-rank default: the -graphicsadapter of slots without a GPU
+POLL_S = 0.05
+TICK_S = 0.2
+SAMPLE_S = 0.5
+HOLD_SETTLE_S = 2.0  # after a crash kill, a CARLA still alive this much later was spared
+COLLATERAL_WAIT_S = 2.0  # an attempt that failed may have been killed by a crash not yet seen: wait this long
+MAX_COLLATERAL = 3
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+ROOT_FIX = Fix(
+    "Run `simdoctor run` as a normal user: the evaluator starts CARLA as the user running it, and CARLA refuses "
+    "root. That user needs the SimLingo checkout, CARLA and the output folder.",
+    ["sudo useradd -m -s /bin/bash carla", "sudo -iu carla simdoctor run"],
+)
+
+
+class RunBusy(Refusal):
+    pass
+
+
+@dataclass
+class Active:
+    """An attempt running on a slot."""
+
+    task: Task
+    slot: Slot
+    adapter: int
+    record: TaskRecord  # its last attempt is this one
+    run: EvaluatorRun
+    began: float  # monotonic
+    carla_port: Optional[int] = None  # from its log's launch line, once seen
+    carla_seen_at: Optional[float] = None  # monotonic: when that line was first seen
+    exited_at: Optional[float] = None  # monotonic: when the evaluator exited (pidfd: to the millisecond)
+    doomed_by: Optional[str] = None  # set by the main thread: the route whose crash kill took its CARLA
+    start_error: Optional[str] = None  # the evaluator could not be started
+
+    @property
+    def attempt(self) -> Attempt:
+        return self.record.attempts[-1]
+
+    def ports(self) -> set[int]:
+        found = set(self.attempt.ports.values())
+        if self.carla_port:
+            found |= {self.carla_port, self.carla_port + 1, self.carla_port + 2}
+        return found
+
+
+@dataclass
+class Hold:
+    """No attempt starts on an adapter while the attempts a crash kill may have hit are unresolved."""
+
+    route_id: str  # whose evaluator crashed
+    since: float
+    members: dict[str, Active] = field(default_factory=dict)  # by route id
+
+
+def adapter_of(slot: Slot) -> int:
+    return slot.graphics_adapter if slot.graphics_adapter is not None else EVALUATOR_DEFAULT_GPU_RANK
+
+
+def charged(record: TaskRecord) -> int:
+    """Retries the route has spent: its infrastructure failures, less those another route's crash caused."""
+    failures = [a for a in record.attempts if a.kind is Kind.RETRY]
+    collateral = sum(1 for a in failures if a.killed_by)
+    return len(failures) - collateral + max(0, collateral - MAX_COLLATERAL)
+
+
+def _line_base(path: Path, offset: int) -> int:
+    """How many lines of the log come before `offset`."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(offset).count(b"\n")
+    except OSError:
+        return 0
+
+
+class Supervisor:
+    def __init__(self, plan: Plan, settings: Settings, progress: Progress, sampler: PeakSampler, fresh: bool) -> None:
+        self.plan = plan
+        self.settings = settings
+        self.carla = settings.recipe.carla
+        self.grace = settings.recipe.carla.stop_grace_s
+        self.progress = progress
+        self.sampler = sampler
+        self.fresh = fresh
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.pending: deque[Task] = deque(plan.pending)
+        self.active: dict[int, Active] = {}  # by slot index
+        self.reserved: dict[int, set[int]] = {}  # ports taken by each slot's attempt, before and while it runs
+        self.holds: dict[int, Hold] = {}  # by graphics adapter
+        self.crashes: list[tuple[int, str, float]] = []  # (adapter, route id, monotonic) of crash kills seen
+        self.errors: list[BaseException] = []
+        self.unclean: list[str] = []  # attempts whose processes survived the cleanup
+        self.attempts = 0
+
+    # ---- the run ----
+
+    def run(self) -> bool:
+        """Run every pending route; False when interrupted (everything running was stopped)."""
+        threads = [threading.Thread(target=self._worker, args=(s,), name=f"slot-{s.index}") for s in self.plan.slots]
+        for thread in threads:
+            thread.start()
+        interrupted = False
+        try:
+            while any(t.is_alive() for t in threads):
+                self._tend_holds()
+                time.sleep(TICK_S)
+        except KeyboardInterrupt:
+            interrupted = True
+            self.progress.note("interrupted: stopping the running routes")
+        finally:
+            self.stopping.set()
+            with _shielded():
+                for thread in threads:
+                    thread.join()
+        if self.errors:
+            raise self.errors[0]
+        return not interrupted
+
+    def _worker(self, slot: Slot) -> None:
+        try:
+            while not self.stopping.is_set():
+                with self.lock:
+                    if not self.pending:
+                        break
+                    task = self.pending.popleft()
+                self._run_task(slot, task)
+        except BaseException as exc:  # stop the whole run, cleanly, and let the main thread raise it
+            self.errors.append(exc)
+            self.stopping.set()
+            with self.lock:
+                active = self.active.pop(slot.index, None)
+            if active is not None:
+                active.run.stop(self.grace)
+        finally:
+            self.progress.idle(slot)
+
+    def _run_task(self, slot: Slot, task: Task) -> None:
+        record = self._initial_record(task)
+        used: set[int] = set()
+        while self._wait_launch(slot):
+            active = self._launch(slot, task, record, self._take_ports(slot, used))
+            outcome = self._wait(active)
+            record, decided = self._finish(active, outcome)
+            attempt = record.last
+            if outcome == "interrupted" or decided:
+                return
+            used |= set(attempt.ports.values())
+            if attempt.carla_port:
+                used |= {attempt.carla_port, attempt.carla_port + 1, attempt.carla_port + 2}
+
+    def _initial_record(self, task: Task) -> TaskRecord:
+        """Resume the route's record (its attempts count), or start it afresh with --fresh."""
+        if self.fresh:
+            for path in (task.log_file, task.results_file, task.steps_file, task.task_file):
+                Path(path).unlink(missing_ok=True)
+            return TaskRecord(task.route.id)
+        earlier = results.read_task(Path(task.task_file))
+        return dataclasses.replace(earlier, final=None) if earlier else TaskRecord(task.route.id)
+
+    # ---- ports and holds ----
+
+    def _take_ports(self, slot: Slot, used: set[int]) -> dict[str, int]:
+        """The slot's own ports when free and this is the route's first attempt here, else fresh ones."""
+        with self.lock:
+            taken = set(used)
+            for other in self.plan.slots:
+                if other.index != slot.index:
+                    taken |= set(other.ports.values())
+            for index, ports in self.reserved.items():
+                if index != slot.index:
+                    taken |= ports
+            for active in self.active.values():
+                taken |= active.ports()
+            own = slot.ports
+            if not used and all(p not in taken and bindable(p) for p in own.values()):
+                ports = dict(own)
+            else:
+                try:
+                    ports = worker_ports(self.carla, 1, self.settings.recipe.run.port_base, frozenset(taken))[0]
+                except RuntimeError as exc:
+                    raise runplan.RunError(str(exc)) from None
+            self.reserved[slot.index] = set(ports.values())
+            return ports
+
+    def _wait_launch(self, slot: Slot) -> bool:
+        """Wait while the slot's adapter is held; False when the run is stopping."""
+        adapter, said = adapter_of(slot), None
+        while not self.stopping.is_set():
+            with self.lock:
+                hold = self.holds.get(adapter)
+            if hold is None:
+                return True
+            if said is not hold:
+                said = hold
+                self.progress.waiting(
+                    slot, f"route {hold.route_id}'s evaluator crashed and killed every CARLA on "
+                    f"-graphicsadapter={adapter}; waiting for the routes it hit",
+                )  # fmt: skip
+            self.stopping.wait(POLL_S)
+        return False
+
+    def _crash_kill(self, active: Active) -> None:
+        """The evaluator exited 255, right after killing every CARLA on its adapter: hold the adapter for
+        the attempts still running there (one that exited before it cannot have been hit by it)."""
+        at = active.exited_at or time.monotonic()
+        with self.lock:
+            self.crashes.append((active.adapter, active.task.route.id, at))
+            hit = {
+                a.task.route.id: a
+                for a in self.active.values()
+                if a is not active and a.adapter == active.adapter and a.doomed_by is None
+                and (a.exited_at is None or a.exited_at > at)
+            }  # fmt: skip
+            if hit:
+                hold = self.holds.setdefault(active.adapter, Hold(active.task.route.id, at))
+                hold.members.update(hit)
+
+    def _tend_holds(self) -> None:
+        """Main thread: after HOLD_SETTLE_S, a held attempt with a live CARLA was spared; one whose CARLA
+        was started (its log has the launch line) and is gone is doomed: its slot stops it now."""
+        with self.lock:
+            holds = list(self.holds.items())
+        now = time.monotonic()
+        for adapter, hold in holds:
+            if now - hold.since < HOLD_SETTLE_S:
+                continue
+            for route_id, active in list(hold.members.items()):
+                if active.run.carla_alive():
+                    with self.lock:
+                        hold.members.pop(route_id, None)
+                elif active.run.carla_port() is not None and active.doomed_by is None:
+                    active.doomed_by = hold.route_id
+            with self.lock:
+                if not hold.members and self.holds.get(adapter) is hold:
+                    del self.holds[adapter]
+
+    def _killer(self, active: Active) -> Optional[str]:
+        """The route whose crash kill ended this failed attempt, if one did: another attempt on the same
+        adapter that exited 255 after this one's CARLA was launched and before this one's evaluator exited
+        (the killer exits right after its kill; its victims only after they noticed). Such an exit may be
+        recorded a moment late by its own slot, so wait briefly while other attempts run on the adapter."""
+        if active.carla_seen_at is None:
+            return None  # its CARLA never started: nothing of it a crash kill could have hit
+        until = active.exited_at if active.exited_at is not None else time.monotonic()
+        deadline = time.monotonic() + COLLATERAL_WAIT_S
+        while True:
+            with self.lock:
+                for adapter, route_id, at in self.crashes:
+                    ours = adapter == active.adapter and route_id != active.task.route.id
+                    if ours and active.carla_seen_at - POLL_S <= at <= until:
+                        return route_id
+                siblings = any(a is not active and a.adapter == active.adapter for a in self.active.values())
+            if not siblings or time.monotonic() >= deadline:
+                return None
+            time.sleep(POLL_S)
+
+    # ---- one attempt ----
+
+    def _launch(self, slot: Slot, task: Task, record: TaskRecord, ports: dict[str, int]) -> Active:
+        number = len(record.attempts) + 1
+        log = Path(task.log_file)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        for path in (task.results_file, task.steps_file):  # what is there now is an earlier attempt's
+            Path(path).unlink(missing_ok=True)
+            Path(path).parent.mkdir(parents=True, exist_ok=True)  # the evaluator and the agent only open them
+        run = EvaluatorRun.prepare(log, str(self.settings.carla_root), ports["rpc"], self.carla)
+        with open(log, "a", encoding="utf-8") as handle:
+            roles = " ".join(f"{role}={port}" for role, port in ports.items())
+            handle.write(f"===== simdoctor: route {task.route.id} attempt {number} on slot {slot.index} ({roles}) "
+                         f"at {time.strftime('%Y-%m-%d %H:%M:%S')} =====\n")  # fmt: skip
+        attempt = Attempt(number, slot.index, ports, time.time(), tree=run.tree, log_offset=run.log_offset)
+        record = dataclasses.replace(record, attempts=[*record.attempts, attempt], final=None)
+        results.write_task(Path(task.task_file), record)  # the identity first: a rerun finds exactly these
+        launch = runplan.launch(self.plan, task, dataclasses.replace(slot, ports=ports))
+        active = Active(task, slot, adapter_of(slot), record, run, time.monotonic())
+        with self.lock:
+            self.active[slot.index] = active
+            self.attempts += 1
+        self.progress.started(slot, task.route.id, task.route.town, number, ports)
+        try:
+            run.start(launch.argv, {**os.environ, **launch.env}, launch.cwd)
+        except OSError as exc:
+            run.popen = None
+            active.start_error = f"cannot start the evaluator: {exc.strerror or exc}"
+            return active
+        active.record = dataclasses.replace(
+            record, attempts=[*record.attempts[:-1], dataclasses.replace(attempt, tree=run.tree)]
+        )
+        results.write_task(Path(task.task_file), active.record)
+        self.sampler.watch(run.tree.id, run.tree.pid)
+        return active
+
+    def _wait(self, active: Active) -> str:
+        """exited, timeout, aborted or interrupted. The evaluator's exit is seen through a pidfd the moment
+        it happens (the order of exits tells a crash kill's author from its victims)."""
+        deadline = active.began + self.plan.route_timeout_s
+        popen = active.run.popen
+        with _pidfd(popen.pid if popen is not None else None) as fd:
+            while True:
+                code = popen.poll() if popen is not None else None
+                if code is not None:
+                    active.exited_at = time.monotonic()
+                    if code == EVALUATOR_CRASH_EXIT:
+                        self._crash_kill(active)
+                    return "exited"
+                if active.doomed_by is not None or active.start_error is not None:
+                    return "aborted"
+                if self.stopping.is_set():
+                    return "interrupted"
+                if time.monotonic() >= deadline:
+                    return "timeout"
+                if active.carla_port is None:
+                    active.carla_port = active.run.carla_port()
+                    active.carla_seen_at = time.monotonic() if active.carla_port else None
+                if fd is not None:
+                    select.select([fd], [], [], POLL_S)
+                else:
+                    time.sleep(POLL_S)
+
+    def _finish(self, active: Active, outcome: str) -> tuple[TaskRecord, bool]:
+        """Stop what is left of the attempt (verified), judge it, record it; True when the route is decided."""
+        task, run = active.task, active.run
+        stopped = run.stop(self.grace)
+        peaks = self.sampler.release(run.tree.id)
+        code = run.popen.poll() if run.popen is not None else None
+        base = _line_base(run.log_file, run.log_offset)
+        findings = [dataclasses.replace(f, line_number=f.line_number + base) for f in results.scan_log(run.log_text())]
+        done = dict(
+            ended=time.time(), returncode=code, timed_out=outcome == "timeout", log=findings,
+            peak_gpu_bytes=peaks.gpu_bytes, peak_ram_bytes=peaks.ram_bytes, carla_port=run.carla_port(),
+            left=[p.pid for p in stopped.left],
+        )  # fmt: skip
+        found = results.read_results(Path(task.results_file))
+        score = found.last.score_composed if found.last else None
+        if outcome == "interrupted":
+            what = f"stopped {len(stopped.terminated)} process(es)" if stopped.terminated else "nothing was running"
+            attempt = dataclasses.replace(active.attempt, **done, reason=f"interrupted; {what}")
+        else:
+            verdict = results.judge(found, Exit(code, timed_out=outcome == "timeout"))
+            killed_by = active.doomed_by
+            if killed_by is None and verdict.kind is Kind.RETRY and outcome == "exited":
+                killed_by = self._killer(active)
+            reason = verdict.reason
+            kill = (f"its CARLA was killed by route {killed_by}'s evaluator crash (upstream kills every "
+                    f"-graphicsadapter={active.adapter} process)")  # fmt: skip
+            if active.start_error is not None:
+                reason = f"{active.start_error}; {reason}"
+            elif active.doomed_by is not None:
+                reason = f"stopped by simdoctor: {kill}, so it could not finish; not counted as a retry"
+            elif killed_by:
+                reason += f"; {kill}: not counted as a retry"
+            attempt = dataclasses.replace(active.attempt, **done, kind=verdict.kind, status=verdict.status,
+                                          reason=reason, killed_by=killed_by)  # fmt: skip
+        record = dataclasses.replace(active.record, attempts=[*active.record.attempts[:-1], attempt])
+        decided = attempt.kind is Kind.RESULT or (attempt.kind is Kind.RETRY and charged(record) > self.plan.retries)
+        if decided:
+            record = dataclasses.replace(record, final="result" if attempt.kind is Kind.RESULT else "crashed")
+        results.write_task(Path(task.task_file), record)
+        with self.lock:
+            self.active.pop(active.slot.index, None)
+            self.reserved.pop(active.slot.index, None)
+            for adapter, hold in list(self.holds.items()):
+                if hold.members.get(task.route.id) is active:
+                    del hold.members[task.route.id]
+                if not hold.members:
+                    del self.holds[adapter]
+        if stopped.left:
+            left = ", ".join(f"pid {p.pid} ({p.command[:80]})" for p in stopped.left)
+            self.unclean.append(f"route {task.route.id} attempt {attempt.number}: still running: {left}")
+            self.progress.note(f"route {task.route.id}: processes survived the cleanup: {left}")
+        self.progress.ended(active.slot, task.route.id, self._describe(record, outcome), score, decided)
+        return record, decided
+
+    def _describe(self, record: TaskRecord, outcome: str) -> str:
+        attempt = record.attempts[-1]
+        took = f"{attempt.ended - attempt.started:.1f} s" if attempt.ended else ""
+        if outcome == "interrupted":
+            return f"attempt {attempt.number} interrupted ({attempt.reason}); a rerun resumes it"
+        if attempt.kind is Kind.RESULT:
+            return f"{attempt.status} in {took}"
+        seen = f" [log: {'; '.join(f.meaning for f in attempt.log[:3])}]" if attempt.log else ""
+        if record.final == "crashed":
+            return f"crashed after {len(record.attempts)} attempt(s): {attempt.reason}{seen}"
+        spent = charged(record)
+        return (f"{attempt.reason} ({took}){seen}; retrying with fresh ports "
+                f"(retries spent {spent} of {self.plan.retries})")  # fmt: skip
+
+
+@contextlib.contextmanager
+def _pidfd(pid: Optional[int]) -> Iterator[Optional[int]]:
+    """A descriptor that becomes readable when `pid` exits (Linux 5.3+); None where there is none."""
+    fd = None
+    if pid is not None and hasattr(os, "pidfd_open"):
+        with contextlib.suppress(OSError):
+            fd = os.pidfd_open(pid)
+    try:
+        yield fd
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def _shielded() -> Iterator[None]:
+    """While the running routes are being stopped, further Ctrl-C/TERM/HUP do not cut that short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {s: signal.signal(s, lambda *_: None) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+
+
+# ---- the folder: lock, stale attempts ----
+
+
+@contextlib.contextmanager
+def locked(layout: Layout) -> Iterator[None]:
+    """Hold <out>/run.lock (flock) for the run; the kernel drops it when simdoctor dies, however it dies,
+    and the evaluators do not inherit it (proctree starts them with close_fds)."""
+    try:
+        layout.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(layout.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise Refusal(f"cannot use {layout.root} as the output folder: {exc.strerror} ({exc.filename})",
+                      Fix("Pass an --out this user can write to.")) from None  # fmt: skip
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise RunBusy(
+                f"another `simdoctor run` (pid {holder}) is using {layout.root}",
+                Fix("Wait for it, stop it (Ctrl-C), or use another --out."),
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def clean_stale(layout: Layout, settings: Settings) -> list[str]:
+    """Stop the processes of every attempt an earlier simdoctor left unfinished (killed with it still
+    running): found by the attempt's recorded cookie, pid and ports only. Each such attempt is then
+    judged on what it left (a result written before it was stopped stands) or recorded as interrupted."""
+    lines = []
+    for path in sorted(layout.tasks_dir.glob("*.json")) if layout.tasks_dir.is_dir() else []:
+        record = results.read_task(path)
+        attempt = record.last if record else None
+        if record is None or attempt is None or attempt.ended is not None or attempt.tree is None:
+            continue
+        route_id = record.route_id
+        run = EvaluatorRun(attempt.tree, layout.log_file(route_id), attempt.log_offset, str(settings.carla_root),
+                           attempt.ports.get("rpc"), settings.recipe.carla)  # fmt: skip
+        stopped = run.stop(settings.recipe.carla.stop_grace_s)
+        verdict = results.judge(results.read_results(layout.results_file(route_id)), Exit(None))
+        what = f"stopped {len(stopped.terminated)} process(es) it left running" if stopped.terminated else (
+            "nothing of it was still running")  # fmt: skip
+        fields = dict(ended=time.time(), carla_port=run.carla_port(), left=[p.pid for p in stopped.left])
+        if verdict.kind is Kind.RESULT:
+            attempt = dataclasses.replace(attempt, **fields, kind=verdict.kind, status=verdict.status,
+                                          reason=verdict.reason)  # fmt: skip
+            record = dataclasses.replace(record, final="result")
+        else:
+            reason = f"interrupted: the simdoctor running it was killed; the next run {what}"
+            attempt = dataclasses.replace(attempt, **fields, reason=reason)
+        record = dataclasses.replace(record, attempts=[*record.attempts[:-1], attempt])
+        results.write_task(path, record)
+        line = f"route {route_id} attempt {attempt.number} of an earlier run: {what}"
+        if stopped.left:
+            line += "; STILL RUNNING: " + ", ".join(str(p.pid) for p in stopped.left)
+        lines.append(line)
+    return lines
+
+
+# ---- the command ----
+
+
+def refuse_root() -> None:
+    if os.geteuid() == 0:
+        raise Refusal(
+            "refusing to run as root: the evaluator starts CARLA as this user, and CARLA refuses root "
+            "(`Refusing to run with the root privileges.`); every route would fail",
+            ROOT_FIX,
+        )
+
+
+def _scores(plan: Plan) -> dict[str, float]:
+    """score_composed of the routes a resumed run skips (0 for a route recorded as crashed with no record)."""
+    scores = {}
+    for task in plan.tasks:
+        if task.finished:
+            record = results.read_results(Path(task.results_file)).last
+            scores[task.route.id] = record.score_composed if record else 0.0
+    return scores
+
+
+def run(settings: Settings, options: runplan.Options, json_out: bool = False) -> int:
+    """`simdoctor run`: 0 when every route of the set has a result, 1 when some crashed or are missing
+    (or the run could not start, or left processes behind), 130 when interrupted (all stopped)."""
+    refuse_root()
+    plan, texts = runplan.make_or_explain(settings, options, json_out)
+    if plan is None:
+        return EXIT_FAILED
+    layout = Layout(Path(plan.out), settings.recipe.run)
+    mode = "quiet" if json_out else ("live" if _is_terminal() else "lines")
+    began = time.monotonic()
+    with locked(layout):
+        stale = clean_stale(layout, settings)
+        if stale:  # a stale attempt may have left a result: plan again, so it is skipped
+            plan, texts = runplan.build(settings, options, plan.slots, plan.notes)
+        runplan.prepare(plan, texts, settings)
+        progress = Progress(plan, _scores(plan), mode)
+        for line in stale:
+            progress.note(line)
+        skipped = len(plan.tasks) - len(plan.pending)
+        progress.note(
+            f"{len(plan.tasks)} routes, {skipped} already done, {len(plan.pending)} to run on {len(plan.slots)} "
+            f"slot(s) · out {plan.out}"
+        )
+        with terminate_as_interrupt(), PeakSampler(SAMPLE_S) as sampler, progress:
+            supervisor = Supervisor(plan, settings, progress, sampler, options.fresh)
+            try:
+                completed = supervisor.run()
+            except runplan.RunError as exc:  # no free ports for a retry: everything running was stopped
+                sys.stderr.write(f"simdoctor: {exc}\n")
+                return EXIT_FAILED
+        if not completed:
+            left = "; ".join(supervisor.unclean) or "nothing left running (process table checked)"
+            sys.stderr.write(f"simdoctor: interrupted: {len(progress.scores)} of {len(plan.tasks)} routes done; "
+                             f"{left}; rerun the same command to resume\n")  # fmt: skip
+            return EXIT_INTERRUPTED
+    took = time.monotonic() - began
+    progress.note(f"ran {supervisor.attempts} attempt(s) of {len(plan.pending)} route(s) in {took:.1f} s")
+    built = report.publish(Path(plan.out), settings.recipe.run, json_out)
+    for line in supervisor.unclean:
+        sys.stderr.write(f"simdoctor: {line}\n")
+    failed = built.crashed or built.missing or supervisor.unclean
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _is_terminal() -> bool:
+    from simdoctor import render
+
+    return render.console().is_terminal

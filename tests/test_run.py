@@ -1,0 +1,317 @@
+"""`simdoctor run` end to end, as a user runs it: the real command as the non-root test user, the stand-in
+Bench2Drive evaluator (which starts the full stand-in CARLA with setsid, drives, writes the results JSON, and
+on a crash kills every `-graphicsadapter=<rank>` process of its CARLA_ROOT as upstream does), real processes
+that crash, hang and die, and the process table checked after each scenario (the standin_stack fixture fails
+a test that leaves any process of the test user behind)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import builders
+import pytest
+
+from simdoctor import procs, results
+from simdoctor.results import Kind
+from tests.conftest import Stack, free_port
+
+ROUTE_TIMEOUT = "8"
+SUCCESS = ("Perfect", "Completed")
+
+
+def route(route_id, mode="perfect", town="Town01", kind="Accident", **attrs):
+    return {"id": route_id, "town": town, "type": kind, "attrs": {"standin": mode, "standin_sim_s": "0.5", **attrs}}
+
+
+def command(stack: Stack, specs, *extra: str) -> list[str]:
+    source = builders.routes_xml(stack.home / "routes.xml", specs)
+    os.chown(source, stack.rt.uid, stack.rt.gid)
+    return stack.rt.simdoctor(
+        "run", "--routes", str(source), "--out", str(stack.home / "out"), "--gpus", "none",
+        "--route-timeout", ROUTE_TIMEOUT, *extra,
+    )  # fmt: skip
+
+
+def simdoctor_run(stack: Stack, specs, *extra: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    done = subprocess.run(command(stack, specs, *extra), env=stack.env(), capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
+    return done
+
+
+def tasks(stack: Stack) -> dict[str, results.TaskRecord]:
+    found = {}
+    for path in sorted((stack.home / "out" / "tasks").glob("*.json")):
+        record = results.read_task(path)
+        assert record is not None, path.read_text()
+        found[record.route_id] = record
+    return found
+
+
+def hand_scores(stack: Stack, route_ids) -> tuple[float, float]:
+    """DS and SR by merge_route_json.py's definitions over the route set, straight from the JSON files."""
+    total, successes = 0.0, 0
+    for route_id in route_ids:
+        path = stack.home / "out" / "res" / f"{route_id}.json"
+        if not path.exists():
+            continue
+        record = json.loads(path.read_text())["_checkpoint"]["records"][-1]
+        total += record["scores"]["score_composed"]
+        clean = not any(v for k, v in record["infractions"].items() if k != "min_speed_infractions")
+        successes += record["status"] in SUCCESS and clean
+    return total / len(route_ids), 100 * successes / len(route_ids)
+
+
+def test_results_retries_a_timeout_and_the_report(standin_stack: Stack) -> None:
+    specs = [
+        route("1"),
+        route("2", "completed", town="Town02"),
+        route("3", "sim_crash", standin_failing_attempts="1"),  # crashes the simulator once, then passes
+        route("4", "sim_crash"),  # always crashes: crashed after its retry
+        route("5", "hang", standin_failing_attempts="1"),  # hangs once: stopped at the route timeout
+        route("6", "die", standin_failing_attempts="1"),  # SIGKILLs itself once: no record, its CARLA left running
+        route("7", "blocked", kind="HardBreakRoute"),  # an agent failure: a result, not retried
+    ]
+    done = simdoctor_run(standin_stack, specs, "--json")
+    assert done.returncode == 1, done.stdout + done.stderr  # route 4 crashed
+    report = json.loads(done.stdout)  # --json: only the final result on stdout
+    records = tasks(standin_stack)
+    assert {k: r.final for k, r in records.items()} == {
+        "1": "result", "2": "result", "3": "result", "4": "crashed", "5": "result", "6": "result", "7": "result",
+    }  # fmt: skip
+    attempts = {k: [(a.kind, a.status) for a in r.attempts] for k, r in records.items()}
+    crashed = (Kind.RETRY, "Failed - Simulation crashed")
+    assert attempts["3"] == [crashed, (Kind.RESULT, "Perfect")]
+    assert attempts["4"] == [crashed, crashed]  # --retries 1 (the recipe's default): two attempts
+    assert attempts["5"] == [(Kind.RETRY, None), (Kind.RESULT, "Perfect")]
+    assert attempts["6"] == [(Kind.RETRY, None), (Kind.RESULT, "Perfect")]
+    assert attempts["7"] == [(Kind.RESULT, "Failed - Agent got blocked")]
+    # A retry gets fresh ports: none of the failed attempt's, nor the port its CARLA actually used.
+    for route_id in ("3", "4", "5", "6"):
+        first, second = records[route_id].attempts
+        assert not set(first.ports.values()) & set(second.ports.values()), (first.ports, second.ports)
+        assert first.carla_port == first.ports["rpc"] and second.carla_port == second.ports["rpc"]
+    # The hang was stopped at the route timeout, whole: the evaluator and the CARLA it started with setsid.
+    hang = records["5"].attempts[0]
+    assert hang.timed_out and hang.ended - hang.started >= float(ROUTE_TIMEOUT)
+    assert "stopped at the route timeout" in hang.reason
+    assert "no route record written; the evaluator killed by SIGKILL" in records["6"].attempts[0].reason
+    assert "simulation_error" in [f.name for f in records["4"].attempts[0].log]  # surfaced per route
+    # Nothing of any attempt survived its cleanup (simdoctor checked the process table each time).
+    assert all(a.left == [] for r in records.values() for a in r.attempts)
+    assert all(a.tree and a.tree.pid > 0 and a.peak_ram_bytes for r in records.values() for a in r.attempts)
+    # The report printed at the end matches a hand computation on the same JSON files.
+    ds, sr = hand_scores(standin_stack, [s["id"] for s in specs])
+    assert report["driving_score"] == pytest.approx(ds) and report["success_rate"] == pytest.approx(sr)
+    assert report["statuses"] == {"Perfect": 4, "Completed": 1, "Failed - Agent got blocked": 1,
+                                  "Failed - Simulation crashed": 1}  # fmt: skip
+    assert report["crashed"] == ["4"] and report["missing"] == []
+    rows = {r["route_id"]: r for r in report["rows"]}
+    assert rows["4"]["attempts"] == 2 and rows["4"]["reason"].startswith("Failed - Simulation crashed")
+    profile = rows["1"]["profile"]
+    assert profile["steps"] == 10 and profile["step_p50_s"] is not None and profile["peak_ram_bytes"] > 0
+    assert profile["peak_gpu_bytes"] is None  # no NVML here: absent, not zero
+
+
+def overlap(a: results.Attempt, b: results.Attempt) -> bool:
+    return a.started < b.ended and b.started < a.ended
+
+
+def test_two_slots_at_once_and_a_crash_kill_that_takes_the_sibling(standin_stack: Stack) -> None:
+    """Route A's simulator crashes once; its evaluator then kills every `-graphicsadapter=0` process, as upstream
+    does, so route B's CARLA on the other slot dies mid-route. B comes back as 'Simulation crashed' and is run
+    again without spending a retry (--retries 0), while A, whose own crash it was, is recorded as crashed."""
+    specs = [
+        route("A", "sim_crash", standin_sim_s="2", standin_wall_s="4", standin_failing_attempts="1"),
+        route("B", "perfect", standin_sim_s="2", standin_wall_s="5"),
+    ]
+    done = simdoctor_run(standin_stack, specs, "--workers-per-gpu", "2", "--retries", "0", "--route-timeout", "30")
+    assert done.returncode == 1, done.stdout + done.stderr
+    records = tasks(standin_stack)
+    a, b = records["A"], records["B"]
+    assert [(x.kind, x.status) for x in a.attempts] == [(Kind.RETRY, "Failed - Simulation crashed")]
+    assert a.final == "crashed" and a.attempts[0].returncode == 255
+    assert [(x.kind, x.status, x.killed_by) for x in b.attempts] == [
+        (Kind.RETRY, "Failed - Simulation crashed", "A"), (Kind.RESULT, "Perfect", None)
+    ]  # fmt: skip
+    assert b.final == "result" and "killed by route A's evaluator crash" in b.attempts[0].reason
+    # Both ran at once, on distinct slots and ports.
+    assert overlap(a.attempts[0], b.attempts[0]) and a.attempts[0].slot != b.attempts[0].slot
+    assert not set(a.attempts[0].ports.values()) & set(b.attempts[0].ports.values())
+    assert b.attempts[1].started >= b.attempts[0].ended
+    assert "slot 0: route A" in done.stdout and "slot 1: route B" in done.stdout  # plain lines: not a TTY
+    assert "Driving Score" in done.stdout  # the report, printed at the end
+
+
+def test_a_sibling_that_cannot_notice_the_crash_kill_is_stopped_at_once(standin_stack: Stack) -> None:
+    """Route B hangs (it will never notice that its CARLA died) when route A's crash kill takes its CARLA: once
+    the kill has settled, simdoctor sees B's CARLA launched and gone and stops B instead of waiting out its route
+    timeout; B is run again without spending a retry."""
+    specs = [
+        route("A", "sim_crash", standin_sim_s="2", standin_wall_s="6"),
+        route("B", "hang", standin_failing_attempts="1"),
+    ]
+    done = simdoctor_run(standin_stack, specs, "--workers-per-gpu", "2", "--retries", "0", "--route-timeout", "60")
+    assert done.returncode == 1, done.stdout + done.stderr  # A crashed
+    b = tasks(standin_stack)["B"]
+    (first, second) = b.attempts
+    assert (first.kind, first.status, first.killed_by, first.timed_out) == (Kind.RETRY, None, "A", False)
+    assert first.reason.startswith("stopped by simdoctor: its CARLA was killed by route A's evaluator crash")
+    assert (second.kind, second.status) == (Kind.RESULT, "Perfect") and b.final == "result"
+
+
+def wait_for(predicate, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def log_has(stack: Stack, route_id: str, text: str) -> bool:
+    path = stack.home / "out" / "logs" / f"{route_id}.log"
+    return path.exists() and text in path.read_text(errors="replace")
+
+
+def final(stack: Stack, route_id: str) -> str | None:
+    record = results.read_task(stack.home / "out" / "tasks" / f"{route_id}.json")
+    return record.final if record else None
+
+
+def background(stack: Stack, specs, *extra: str, prefix: tuple[str, ...] = ()) -> subprocess.Popen:
+    """`simdoctor run` in its own session, as from a terminal; its output goes to files under HOME."""
+    out = open(stack.home / "run.out", "w")  # noqa: SIM115 (the process holds it)
+    err = open(stack.home / "run.err", "w")  # noqa: SIM115
+    return subprocess.Popen([*prefix, *command(stack, specs, *extra)], env=stack.env(), stdout=out, stderr=err,
+                            start_new_session=True)  # fmt: skip
+
+
+def alive(infos) -> list:
+    """Those of `infos` still running (the same pid and start time)."""
+    now = {(p.pid, p.start_ticks) for p in procs.processes() if procs.is_alive(p.pid)}
+    return [p for p in infos if (p.pid, p.start_ticks) in now]
+
+
+def test_resume_after_simdoctor_is_killed(standin_stack: Stack) -> None:
+    """SIGKILL leaves the running route's evaluator and its CARLA (own sessions) running; the rerun stops exactly
+    those, by the identity recorded before they started, then runs only what is not decided."""
+    from simdoctor import proctree
+
+    specs = [route("1"), route("2", "hang", standin_failing_attempts="1"), route("3")]
+    first = background(standin_stack, specs, "--route-timeout", "60")
+    try:
+        wait_for(lambda: final(standin_stack, "1") == "result" and log_has(standin_stack, "2", "hanging on purpose"),
+                 "route 1 done and route 2 hanging")  # fmt: skip
+        attempt = results.read_task(standin_stack.home / "out" / "tasks" / "2.json").last
+        assert attempt.ended is None and attempt.tree.pid > 0
+        stale = proctree.members(attempt.tree)
+        assert any(procs.matches_name(p, "CarlaUE4-Linux-Shipping") for p in stale)
+    finally:
+        first.kill()
+        first.wait()
+    assert alive(stale) == stale  # simdoctor died; its evaluator and the CARLA it started did not
+    # Decoys of the same user that the rerun must not touch: another CARLA under the same CARLA_ROOT, a sleeper.
+    port = free_port(3)
+    decoys = [
+        subprocess.Popen(standin_stack.rt.command([str(standin_stack.carla_root / "CarlaUE4.sh"), "-RenderOffScreen",
+                                                   f"-carla-rpc-port={port}"]),
+                         env=standin_stack.env(), start_new_session=True, stdout=subprocess.DEVNULL),
+        subprocess.Popen(standin_stack.rt.command(["sleep", "300"]), start_new_session=True),
+    ]  # fmt: skip
+    try:
+        wait_for(lambda: procs.listening_inodes(port), "the decoy CARLA")
+        decoy_procs = [p for p in procs.processes() if p.sid in {d.pid for d in decoys}]
+        res1 = standin_stack.home / "out" / "res" / "1.json"
+        stamp = res1.stat().st_mtime_ns
+        done = simdoctor_run(standin_stack, specs, "--route-timeout", "60")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "route 2 attempt 1 of an earlier run: stopped" in done.stdout
+        assert alive(stale) == []
+        assert alive(decoy_procs) == decoy_procs and len(decoy_procs) == 3  # launcher, server; sleep
+    finally:
+        proctree.stop_processes([p for d in decoys if (p := procs.process(d.pid))], grace=2)
+        for d in decoys:
+            d.wait()
+    records = tasks(standin_stack)
+    assert len(records["1"].attempts) == 1 and res1.stat().st_mtime_ns == stamp  # finished: not run again
+    assert "slot 0: route 1 " not in done.stdout and "1 already done" in done.stdout
+    interrupted, rerun = records["2"].attempts
+    assert interrupted.kind is None and interrupted.reason.startswith("interrupted: the simdoctor running it was")
+    assert (rerun.kind, rerun.status) == (Kind.RESULT, "Perfect") and records["3"].final == "result"
+
+
+def test_ctrl_c_stops_everything_and_a_rerun_resumes(standin_stack: Stack) -> None:
+    specs = [route("1"), route("2", "hang", standin_failing_attempts="1"),
+             route("3", "hang", standin_failing_attempts="1")]  # fmt: skip
+    run = background(standin_stack, specs, "--workers-per-gpu", "2", "--route-timeout", "60", prefix=("nohup",))
+    try:
+        wait_for(lambda: final(standin_stack, "1") == "result" and log_has(standin_stack, "2", "hanging on purpose")
+                 and log_has(standin_stack, "3", "hanging on purpose"), "routes 2 and 3 hanging")  # fmt: skip
+        os.killpg(run.pid, signal.SIGHUP)  # a logout: under nohup, the run goes on
+        time.sleep(1)
+        assert run.poll() is None and final(standin_stack, "2") is None
+        os.killpg(run.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        assert run.wait(timeout=60) == 130
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert standin_stack.user_processes() == []  # both evaluators and both CARLAs stopped, verified
+    out, err = (standin_stack.home / "run.out").read_text(), (standin_stack.home / "run.err").read_text()
+    assert "interrupted: stopping the running routes" in out
+    assert err.startswith("simdoctor: interrupted: 1 of 3 routes done; nothing left running (process table checked)")
+    records = tasks(standin_stack)
+    for route_id in ("2", "3"):
+        (attempt,) = records[route_id].attempts
+        assert attempt.kind is None and attempt.reason.startswith("interrupted; stopped") and attempt.left == []
+    done = simdoctor_run(standin_stack, specs, "--workers-per-gpu", "2", "--route-timeout", "60")
+    assert done.returncode == 0, done.stdout + done.stderr
+    records = tasks(standin_stack)
+    assert [len(records[r].attempts) for r in ("1", "2", "3")] == [1, 2, 2]
+    assert all(records[r].final == "result" for r in ("1", "2", "3"))
+
+
+def test_a_folder_in_use_is_refused(standin_stack: Stack) -> None:
+    import fcntl
+
+    out = standin_stack.home / "out"
+    out.mkdir()
+    os.chown(out, standin_stack.rt.uid, standin_stack.rt.gid)
+    with open(out / "run.lock", "w") as lock:
+        lock.write("4242\n")
+        lock.flush()
+        os.chown(out / "run.lock", standin_stack.rt.uid, standin_stack.rt.gid)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = simdoctor_run(standin_stack, [route("1")])
+    assert done.returncode == 1 and "another `simdoctor run` (pid 4242) is using" in done.stderr
+    assert not (out / "tasks").exists()
+
+
+def test_the_live_view_on_a_terminal(standin_stack: Stack) -> None:
+    """On a TTY (a real pseudo-terminal here) the progress is rich's live view: one line per slot with its
+    route, port and elapsed time under a header with the routes done and the DS so far."""
+    import pty
+
+    cmd = command(standin_stack, [route("1", standin_wall_s="2")])
+    env = {k: v for k, v in standin_stack.env(TERM="xterm", COLUMNS="160").items() if k != "NO_COLOR"}
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: exec at once, nothing else
+        os.execvpe(cmd[0], cmd, env)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the terminal's other side closed
+            break
+        if not chunk:
+            break
+        screen += chunk
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    text = screen.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert "slot 0 (no GPU): route 1 (Town01) attempt 1, port " in text  # the live view's slot line
+    assert "1/1 routes done · DS so far 100.00" in text and "\x1b[" in text  # styled: a terminal
+    assert "Driving Score 100.00" in text
