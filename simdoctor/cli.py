@@ -143,7 +143,9 @@ def run(
     ] = "",
     out: Annotated[Optional[Path], typer.Option("--out", help="Output folder; rerunning with it resumes.")] = None,
     gpus: Annotated[Optional[str], typer.Option("--gpus", help="GPU indexes (0,1), all (default), or none.")] = None,
-    workers_per_gpu: Annotated[str, typer.Option("--workers-per-gpu", help="Workers per GPU: N or auto.")] = "auto",
+    workers_per_gpu: Annotated[
+        Optional[str], typer.Option("--workers-per-gpu", help="Workers per GPU: N or auto.")
+    ] = None,
     route_timeout: Annotated[
         Optional[float], typer.Option("--route-timeout", help="Wall-clock seconds per route attempt.")
     ] = None,
@@ -151,6 +153,30 @@ def run(
     seed: Annotated[Optional[int], typer.Option("--seed", help="Traffic manager seed.")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Start over instead of resuming.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
+    backend: Annotated[
+        str, typer.Option("--backend", help="Where the routes run: local (this machine's GPUs) or slurm.")
+    ] = "local",
+    partition: PartitionOpt = None,
+    account: AccountOpt = None,
+    qos: QosOpt = None,
+    time_limit: Annotated[
+        Optional[str], typer.Option("--time", help="Slurm: each task's time limit (default: route timeout + margin).")
+    ] = None,
+    max_concurrent: Annotated[
+        Optional[int], typer.Option("--max-concurrent", help="Slurm: at most N tasks of an array run at once.")
+    ] = None,
+    gpus_per_task: Annotated[
+        Optional[int], typer.Option("--gpus-per-task", help="Slurm: GPUs per task, 1 (default) or 0.")
+    ] = None,
+    cpus_per_task: Annotated[
+        Optional[int], typer.Option("--cpus-per-task", help="Slurm: CPUs per task (default: the recipe's worker).")
+    ] = None,
+    mem: Annotated[
+        Optional[str], typer.Option("--mem", help="Slurm: memory per task, e.g. 40G (default: the recipe's worker).")
+    ] = None,
+    on_interrupt: Annotated[
+        Optional[str], typer.Option("--on-interrupt", help="Slurm, Ctrl-C: cancel or leave (default: ask on a TTY).")
+    ] = None,
     recipe: RecipeOpt = None,
     carla_root: CarlaRootOpt = None,
     work_dir: WorkDirOpt = None,
@@ -159,14 +185,50 @@ def run(
     """Drive the Bench2Drive routes over the GPUs: one evaluator per route on a worker slot, retried, resumable."""
     from simdoctor import runplan, supervisor
 
-    settings = settings_from(recipe, carla_root=carla_root, work_dir=work_dir, agent_python=agent_python)
+    settings = settings_from(
+        recipe, carla_root=carla_root, work_dir=work_dir, agent_python=agent_python,
+        slurm_partition=partition, slurm_account=account, slurm_qos=qos,
+    )  # fmt: skip
     options = runplan.Options(
-        routes=routes, route_ids=route_ids, out=out, gpus=gpus, workers_per_gpu=workers_per_gpu,
+        routes=routes, route_ids=route_ids, out=out, gpus=gpus, workers_per_gpu=workers_per_gpu or "auto",
         route_timeout_s=route_timeout, retries=retries, seed=seed, fresh=fresh,
     )  # fmt: skip
+    slurm_only = {"--partition": partition, "--account": account, "--qos": qos, "--time": time_limit,
+                  "--max-concurrent": max_concurrent, "--gpus-per-task": gpus_per_task,
+                  "--cpus-per-task": cpus_per_task, "--mem": mem, "--on-interrupt": on_interrupt}  # fmt: skip
+    if backend == "slurm":
+        from simdoctor.slurm import backend as slurm_backend
+
+        local_only = [name for name, value in (("--gpus", gpus), ("--workers-per-gpu", workers_per_gpu)) if value]
+        if local_only:
+            raise ConfigError(f"{', '.join(local_only)}: with --backend slurm, Slurm gives each task its GPU "
+                              "(--gpus-per-task) and runs as many tasks as it can (--max-concurrent)")  # fmt: skip
+        opts = slurm_backend.SlurmOptions(
+            time=time_limit, max_concurrent=max_concurrent, gpus_per_task=1 if gpus_per_task is None else gpus_per_task,
+            cpus_per_task=cpus_per_task, mem=mem, on_interrupt=on_interrupt,
+        )  # fmt: skip
+        if dry_run:
+            raise typer.Exit(slurm_backend.dry_run(settings, options, opts, json_out=json_out))
+        raise typer.Exit(_refusable(lambda output: slurm_backend.run(settings, options, opts, json_out), json_out))
+    if backend != "local":
+        raise ConfigError(f"--backend must be local or slurm, not {backend!r}")
+    given = [name for name, value in slurm_only.items() if value is not None]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: only with --backend slurm")
     if dry_run:
         raise typer.Exit(runplan.dry_run(settings, options, json_out=json_out))
     raise typer.Exit(_refusable(lambda output: supervisor.run(settings, options, json_out=json_out), json_out))
+
+
+@app.command("run-task", hidden=True)
+def run_task(
+    spec: Annotated[Path, typer.Argument(help="<out>/slurm/<n>/spec.json of the array job.")],
+    index: Annotated[Optional[int], typer.Argument(help="Array index (default: $SLURM_ARRAY_TASK_ID).")] = None,
+) -> None:
+    """One Slurm array task (the job script runs it on the node): one attempt at the route of its index."""
+    from simdoctor.slurm import node
+
+    raise typer.Exit(_refusable(lambda output: node.run_task(spec, index)))
 
 
 @app.command()

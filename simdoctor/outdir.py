@@ -53,3 +53,30 @@ class Layout:
 
     def task_file(self, route_id: str) -> Path:
         return self.tasks_dir / f"{route_id}.json"
+
+    # --- the Slurm backend's files ---
+
+    @property
+    def slurm_dir(self) -> Path:
+        return self.root / self.names.slurm_dir
+
+    @property
+    def ledger_file(self) -> Path:
+        """The submissions of this folder's runs (simdoctor/slurm/jobs.py), which a rerun reattaches from."""
+        return self.slurm_dir / "jobs.json"
+
+    def submission_dir(self, number: int) -> Path:
+        return self.slurm_dir / str(number)
+
+    def spec_file(self, number: int) -> Path:
+        return self.submission_dir(number) / "spec.json"
+
+    def script_file(self, number: int) -> Path:
+        return self.submission_dir(number) / "job.sh"
+
+    def job_log(self, number: int, label: str) -> Path:
+        """An array task's Slurm output (`#SBATCH --output=<dir>/%A_%a.log`); `label` is `<job id>_<index>`."""
+        return self.submission_dir(number) / f"{label}.log"
+
+    def job_log_pattern(self, number: int) -> Path:
+        return self.submission_dir(number) / "%A_%a.log"

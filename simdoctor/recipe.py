@@ -146,6 +146,7 @@ class RunRecipe:
     run_file: str
     merged_file: str
     lock_file: str
+    slurm_dir: str
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,9 @@ class SlurmRecipe:
     gres: str
     job_name: str
     probe_timeout_s: float
+    poll_s: float
+    cancel_wait_s: float
+    time_margin_s: float
     shared_filesystems: list[str]
 
 

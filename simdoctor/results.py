@@ -9,6 +9,7 @@ infrastructure failures are retried.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 import re
@@ -313,6 +314,8 @@ class Attempt:
     carla_port: Optional[int] = None  # the RPC port the evaluator started CARLA on (its log's launch line)
     killed_by: Optional[str] = None  # the route whose evaluator crash killed this attempt's CARLA
     left: list[int] = field(default_factory=list)  # pids still running after the cleanup (none expected)
+    host: Optional[str] = None  # where it ran
+    job: Optional[str] = None  # the Slurm array task that ran it (`<array job id>_<index>`), None when local
 
 
 @dataclass(frozen=True)
@@ -338,6 +341,16 @@ def read_task(path: Path) -> Optional[TaskRecord]:
 
 def write_task(path: Path, record: TaskRecord) -> None:
     atomic.write_json(path, to_data(record))
+
+
+def with_failure(
+    record: TaskRecord, reason: str, started: float, ended: float, host: Optional[str], job: Optional[str]
+) -> TaskRecord:
+    """The record with one more attempt that failed on infrastructure without running the evaluator (a
+    node that cannot run it, a Slurm array task that ended before it started the route)."""
+    attempt = Attempt(len(record.attempts) + 1, 0, {}, started, ended=ended, kind=Kind.RETRY, reason=reason,
+                      host=host, job=job)  # fmt: skip
+    return dataclasses.replace(record, attempts=[*record.attempts, attempt], final=None)
 
 
 def finished(results: ResultsFile, task: Optional[TaskRecord]) -> bool:

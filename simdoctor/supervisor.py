@@ -22,6 +22,9 @@
   skips the routes already decided.
 - Interrupt (Ctrl-C, SIGTERM, SIGHUP): every running attempt is stopped (verified), finished routes
   stay, interrupted attempts are recorded as such (no retry spent); exit 130.
+- The Slurm backend runs this same Supervisor in each array task, on its node, with one slot and one
+  attempt (`single`): a failed attempt is left for the login node's simdoctor to resubmit
+  (simdoctor/slurm/node.py, simdoctor/slurm/backend.py).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import fcntl
 import os
 import select
 import signal
+import socket
 import sys
 import threading
 import time
@@ -39,7 +43,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from simdoctor import report, results, runplan
 from simdoctor.carla.errors import Refusal
@@ -48,11 +52,12 @@ from simdoctor.evaluator import EvaluatorRun
 from simdoctor.findings import Fix
 from simdoctor.outdir import Layout
 from simdoctor.probes.ports import bindable, worker_ports
-from simdoctor.progress import Progress
+from simdoctor.progress import Progress, slot_lane
 from simdoctor.results import Attempt, Exit, Kind, TaskRecord
 from simdoctor.runplan import Plan, Slot, Task
 from simdoctor.sampling import PeakSampler
 from simdoctor.settings import Settings
+from simdoctor.slurm.jobs import refuse_if_in_flight
 
 EVALUATOR_CRASH_EXIT = 255  # leaderboard_evaluator.py's sys.exit(-1) after its crash kill (reference §2.1, §2.5)
 EVALUATOR_DEFAULT_GPU_RANK = 0  # its --gpu-rank default: the -graphicsadapter of slots without a GPU
@@ -63,6 +68,7 @@ HOLD_SETTLE_S = 2.0  # after a crash kill, a CARLA still alive this much later w
 COLLATERAL_WAIT_S = 2.0  # an attempt that failed may have been killed by a crash not yet seen: wait this long
 MAX_COLLATERAL = 3
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+RETRYING = "retrying with fresh ports"
 ROOT_FIX = Fix(
     "Run `simdoctor run` as a normal user: the evaluator starts CARLA as the user running it, and CARLA refuses "
     "root. That user needs the SimLingo checkout, CARLA and the output folder.",
@@ -131,7 +137,20 @@ def _line_base(path: Path, offset: int) -> int:
 
 
 class Supervisor:
-    def __init__(self, plan: Plan, settings: Settings, progress: Progress, sampler: PeakSampler, fresh: bool) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        settings: Settings,
+        progress: Progress,
+        sampler: PeakSampler,
+        fresh: bool,
+        job: Optional[str] = None,
+        single: bool = False,
+        is_free: Callable[[int], bool] = bindable,
+    ) -> None:
+        """`job`: the Slurm array task this runs in (recorded in each attempt); `single`: one attempt per
+        task, and a failed one is not decided here (the Slurm backend resubmits it); `is_free`: whether a
+        port may be taken (the node's cross-task port claims)."""
         self.plan = plan
         self.settings = settings
         self.carla = settings.recipe.carla
@@ -149,6 +168,10 @@ class Supervisor:
         self.errors: list[BaseException] = []
         self.unclean: list[str] = []  # attempts whose processes survived the cleanup
         self.attempts = 0
+        self.job = job
+        self.single = single
+        self.is_free = is_free
+        self.host = socket.gethostname()
 
     # ---- the run ----
 
@@ -190,7 +213,7 @@ class Supervisor:
             if active is not None:
                 active.run.stop(self.grace)
         finally:
-            self.progress.idle(slot)
+            self.progress.idle(slot_lane(slot))
 
     def _run_task(self, slot: Slot, task: Task) -> None:
         record = self._initial_record(task)
@@ -200,7 +223,7 @@ class Supervisor:
             outcome = self._wait(active)
             record, decided = self._finish(active, outcome)
             attempt = record.last
-            if outcome == "interrupted" or decided:
+            if outcome == "interrupted" or decided or self.single:
                 return
             used |= set(attempt.ports.values())
             if attempt.carla_port:
@@ -209,8 +232,7 @@ class Supervisor:
     def _initial_record(self, task: Task) -> TaskRecord:
         """Resume the route's record (its attempts count), or start it afresh with --fresh."""
         if self.fresh:
-            for path in (task.log_file, task.results_file, task.steps_file, task.task_file):
-                Path(path).unlink(missing_ok=True)
+            forget(task)
             return TaskRecord(task.route.id)
         earlier = results.read_task(Path(task.task_file))
         return dataclasses.replace(earlier, final=None) if earlier else TaskRecord(task.route.id)
@@ -230,11 +252,12 @@ class Supervisor:
             for active in self.active.values():
                 taken |= active.ports()
             own = slot.ports
-            if not used and all(p not in taken and bindable(p) for p in own.values()):
+            if not used and all(p not in taken and self.is_free(p) for p in own.values()):
                 ports = dict(own)
             else:
                 try:
-                    ports = worker_ports(self.carla, 1, self.settings.recipe.run.port_base, frozenset(taken))[0]
+                    base = self.settings.recipe.run.port_base
+                    ports = worker_ports(self.carla, 1, base, frozenset(taken), self.is_free)[0]
                 except RuntimeError as exc:
                     raise runplan.RunError(str(exc)) from None
             self.reserved[slot.index] = set(ports.values())
@@ -251,7 +274,7 @@ class Supervisor:
             if said is not hold:
                 said = hold
                 self.progress.waiting(
-                    slot, f"route {hold.route_id}'s evaluator crashed and killed every CARLA on "
+                    slot_lane(slot), f"route {hold.route_id}'s evaluator crashed and killed every CARLA on "
                     f"-graphicsadapter={adapter}; waiting for the routes it hit",
                 )  # fmt: skip
             self.stopping.wait(POLL_S)
@@ -326,7 +349,8 @@ class Supervisor:
             roles = " ".join(f"{role}={port}" for role, port in ports.items())
             handle.write(f"===== simdoctor: route {task.route.id} attempt {number} on slot {slot.index} ({roles}) "
                          f"at {time.strftime('%Y-%m-%d %H:%M:%S')} =====\n")  # fmt: skip
-        attempt = Attempt(number, slot.index, ports, time.time(), tree=run.tree, log_offset=run.log_offset)
+        attempt = Attempt(number, slot.index, ports, time.time(), tree=run.tree, log_offset=run.log_offset,
+                          host=self.host, job=self.job)  # fmt: skip
         record = dataclasses.replace(record, attempts=[*record.attempts, attempt], final=None)
         results.write_task(Path(task.task_file), record)  # the identity first: a rerun finds exactly these
         launch = runplan.launch(self.plan, task, dataclasses.replace(slot, ports=ports))
@@ -334,7 +358,7 @@ class Supervisor:
         with self.lock:
             self.active[slot.index] = active
             self.attempts += 1
-        self.progress.started(slot, task.route.id, task.route.town, number, ports)
+        self.progress.started(slot_lane(slot), task.route.id, task.route.town, number, ports)
         try:
             run.start(launch.argv, {**os.environ, **launch.env}, launch.cwd)
         except OSError as exc:
@@ -410,7 +434,8 @@ class Supervisor:
             attempt = dataclasses.replace(active.attempt, **done, kind=verdict.kind, status=verdict.status,
                                           reason=reason, killed_by=killed_by)  # fmt: skip
         record = dataclasses.replace(active.record, attempts=[*active.record.attempts[:-1], attempt])
-        decided = attempt.kind is Kind.RESULT or (attempt.kind is Kind.RETRY and charged(record) > self.plan.retries)
+        used_up = not self.single and attempt.kind is Kind.RETRY and charged(record) > self.plan.retries
+        decided = attempt.kind is Kind.RESULT or used_up
         if decided:
             record = dataclasses.replace(record, final="result" if attempt.kind is Kind.RESULT else "crashed")
         results.write_task(Path(task.task_file), record)
@@ -426,22 +451,31 @@ class Supervisor:
             left = ", ".join(f"pid {p.pid} ({p.command[:80]})" for p in stopped.left)
             self.unclean.append(f"route {task.route.id} attempt {attempt.number}: still running: {left}")
             self.progress.note(f"route {task.route.id}: processes survived the cleanup: {left}")
-        self.progress.ended(active.slot, task.route.id, self._describe(record, outcome), score, decided)
+        again = "the login node's simdoctor resubmits it while retries last" if self.single else RETRYING
+        line = describe(record, self.plan.retries, again)
+        self.progress.ended(slot_lane(active.slot), task.route.id, line, score, decided)
         return record, decided
 
-    def _describe(self, record: TaskRecord, outcome: str) -> str:
-        attempt = record.attempts[-1]
-        took = f"{attempt.ended - attempt.started:.1f} s" if attempt.ended else ""
-        if outcome == "interrupted":
-            return f"attempt {attempt.number} interrupted ({attempt.reason}); a rerun resumes it"
-        if attempt.kind is Kind.RESULT:
-            return f"{attempt.status} in {took}"
-        seen = f" [log: {'; '.join(f.meaning for f in attempt.log[:3])}]" if attempt.log else ""
-        if record.final == "crashed":
-            return f"crashed after {len(record.attempts)} attempt(s): {attempt.reason}{seen}"
-        spent = charged(record)
-        return (f"{attempt.reason} ({took}){seen}; retrying with fresh ports "
-                f"(retries spent {spent} of {self.plan.retries})")  # fmt: skip
+
+def describe(record: TaskRecord, retries: int, again: str = RETRYING) -> str:
+    """One line on how the route's last attempt ended, for the progress lines; `again` says what happens
+    to a route that will run once more."""
+    attempt = record.attempts[-1]
+    took = f"{attempt.ended - attempt.started:.1f} s" if attempt.ended else ""
+    if attempt.kind is None:
+        return f"attempt {attempt.number} interrupted ({attempt.reason}); a rerun resumes it"
+    if attempt.kind is Kind.RESULT:
+        return f"{attempt.status} in {took}"
+    seen = f" [log: {'; '.join(f.meaning for f in attempt.log[:3])}]" if attempt.log else ""
+    if record.final == "crashed":
+        return f"crashed after {len(record.attempts)} attempt(s): {attempt.reason}{seen}"
+    return f"{attempt.reason} ({took}){seen}; {again} (retries spent {charged(record)} of {retries})"
+
+
+def forget(task: Task) -> None:
+    """--fresh: the route's earlier results, record, log and steps are removed."""
+    for path in (task.log_file, task.results_file, task.steps_file, task.task_file):
+        Path(path).unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -501,19 +535,26 @@ def locked(layout: Layout) -> Iterator[None]:
         os.close(fd)
 
 
+def attempt_run(layout: Layout, route_id: str, attempt: Attempt, settings: Settings) -> EvaluatorRun:
+    """An earlier attempt's evaluator run, rebuilt from its record (to find and stop what is left of it)."""
+    assert attempt.tree is not None
+    return EvaluatorRun(attempt.tree, layout.log_file(route_id), attempt.log_offset, str(settings.carla_root),
+                        attempt.ports.get("rpc"), settings.recipe.carla)  # fmt: skip
+
+
 def clean_stale(layout: Layout, settings: Settings) -> list[str]:
     """Stop the processes of every attempt an earlier simdoctor left unfinished (killed with it still
     running): found by the attempt's recorded cookie, pid and ports only. Each such attempt is then
-    judged on what it left (a result written before it was stopped stands) or recorded as interrupted."""
+    judged on what it left (a result written before it was stopped stands) or recorded as interrupted.
+    Attempts of Slurm array tasks are not this machine's: the Slurm backend settles them."""
     lines = []
     for path in sorted(layout.tasks_dir.glob("*.json")) if layout.tasks_dir.is_dir() else []:
         record = results.read_task(path)
         attempt = record.last if record else None
-        if record is None or attempt is None or attempt.ended is not None or attempt.tree is None:
+        if record is None or attempt is None or attempt.ended is not None or attempt.tree is None or attempt.job:
             continue
         route_id = record.route_id
-        run = EvaluatorRun(attempt.tree, layout.log_file(route_id), attempt.log_offset, str(settings.carla_root),
-                           attempt.ports.get("rpc"), settings.recipe.carla)  # fmt: skip
+        run = attempt_run(layout, route_id, attempt, settings)
         stopped = run.stop(settings.recipe.carla.stop_grace_s)
         verdict = results.judge(results.read_results(layout.results_file(route_id)), Exit(None))
         what = f"stopped {len(stopped.terminated)} process(es) it left running" if stopped.terminated else (
@@ -547,7 +588,7 @@ def refuse_root() -> None:
         )
 
 
-def _scores(plan: Plan) -> dict[str, float]:
+def finished_scores(plan: Plan) -> dict[str, float]:
     """score_composed of the routes a resumed run skips (0 for a route recorded as crashed with no record)."""
     scores = {}
     for task in plan.tasks:
@@ -565,14 +606,15 @@ def run(settings: Settings, options: runplan.Options, json_out: bool = False) ->
     if plan is None:
         return EXIT_FAILED
     layout = Layout(Path(plan.out), settings.recipe.run)
-    mode = "quiet" if json_out else ("live" if _is_terminal() else "lines")
+    mode = "quiet" if json_out else ("live" if is_terminal() else "lines")
     began = time.monotonic()
     with locked(layout):
+        refuse_if_in_flight(layout)
         stale = clean_stale(layout, settings)
         if stale:  # a stale attempt may have left a result: plan again, so it is skipped
             plan, texts = runplan.build(settings, options, plan.slots, plan.notes)
         runplan.prepare(plan, texts, settings)
-        progress = Progress(plan, _scores(plan), mode)
+        progress = Progress(plan, finished_scores(plan), mode)
         for line in stale:
             progress.note(line)
         skipped = len(plan.tasks) - len(plan.pending)
@@ -601,7 +643,7 @@ def run(settings: Settings, options: runplan.Options, json_out: bool = False) ->
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _is_terminal() -> bool:
+def is_terminal() -> bool:
     from simdoctor import render
 
     return render.console().is_terminal

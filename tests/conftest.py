@@ -339,14 +339,19 @@ def unmount_under(base: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[slurmcluster.Cluster]:
-    """A real single-node Slurm cluster (munged, slurmctld, slurmd) with 2 GPUs modelled as GRES."""
+def slurm_cluster() -> Iterator[slurmcluster.Cluster]:
+    """A real single-node Slurm cluster (munged, slurmctld, slurmd) with 2 GPUs modelled as GRES. Its folder
+    is world-traversable: the test user submits too (its configuration and munge's socket are there)."""
+    root = Path(tempfile.mkdtemp(prefix="sdslurm-", dir="/tmp"))
+    root.chmod(0o755)
     try:
-        cluster = slurmcluster.start(tmp_path_factory.mktemp("slurm"), gpus=2)
+        cluster = slurmcluster.start(root, gpus=2)
     except (RuntimeError, subprocess.CalledProcessError) as exc:
+        shutil.rmtree(root, ignore_errors=True)
         pytest.fail(f"the Slurm test cluster did not start: {exc}")
     yield cluster
     cluster.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -154,11 +154,14 @@ def reserved_ports(records: list[ServerRecord]) -> set[int]:
 
 
 @contextlib.contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
+def terminate_as_interrupt(seen: Optional[list[int]] = None) -> Iterator[None]:
     """SIGTERM and SIGHUP act like Ctrl-C while a server starts (or `simdoctor run` runs), so its cleanup
-    runs too. A signal already ignored stays ignored: `nohup simdoctor run` keeps running after a logout."""
+    runs too. A signal already ignored stays ignored: `nohup simdoctor run` keeps running after a logout.
+    `seen` collects those signals (empty after an interrupt: it was Ctrl-C)."""
 
     def interrupt(signum: int, frame: object) -> None:
+        if seen is not None:
+            seen.append(signum)
         raise KeyboardInterrupt
 
     wanted = [s for s in (signal.SIGTERM, signal.SIGHUP) if signal.getsignal(s) is not signal.SIG_IGN]

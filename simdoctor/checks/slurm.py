@@ -158,8 +158,8 @@ def probe_job(facts: Facts, ctx: CheckContext):
         return fail(
             f"{summary}, but {problems[0]}" + (f" (and {len(problems) - 1} more)" if problems[1:] else ""),
             Fix(
-                "Install CARLA, the SimLingo checkout and the agent's environment on a filesystem the nodes mount, "
-                "at the same paths."
+                "Install CARLA, the SimLingo checkout, the agent's environment and simdoctor (its interpreter runs "
+                "each task of `run --backend slurm`) on a filesystem the nodes mount, at the same paths."
             ),
             details + problems,
         )

@@ -34,6 +34,7 @@ class GpuDevice:
     memory_free_bytes: int
     compute_capability: Optional[str]
     processes: list[GpuProcess] = field(default_factory=list)
+    minor_number: Optional[int] = None  # N of /dev/nvidiaN: what Slurm's gres.conf File= lines name
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,10 @@ def read_gpus(nvml: Any) -> list[GpuDevice]:
             capability: Optional[str] = f"{major}.{minor}"
         except nvml.NVMLError:
             capability = None
+        try:
+            minor: Optional[int] = int(nvml.nvmlDeviceGetMinorNumber(handle))
+        except nvml.NVMLError:
+            minor = None
         devices.append(
             GpuDevice(
                 index=index,
@@ -121,6 +126,7 @@ def read_gpus(nvml: Any) -> list[GpuDevice]:
                 memory_free_bytes=int(memory.free),
                 compute_capability=capability,
                 processes=_processes(nvml, handle),
+                minor_number=minor,
             )
         )
     return devices

@@ -7,12 +7,14 @@ import contextlib
 import json
 import shutil
 import socket
+import sys
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import simdoctor
 from simdoctor import scripts
 from simdoctor.agentenv import agent_environment, pythonpath
 from simdoctor.mounts import mount_of
@@ -96,7 +98,9 @@ def probe_job_script(settings: Settings, workdir: Path, python: str) -> Path:
     probe_copy = workdir / "agent_probe.py"
     shutil.copyfile(scripts.path("agent_probe.py"), probe_copy)
     r = settings.recipe
-    paths = (str(settings.carla_root / r.carla.launcher), r.agent.evaluator, str(workdir))
+    # simdoctor's own interpreter and package too: `run --backend slurm` runs them in each array task.
+    own = (sys.executable, str(Path(simdoctor.__file__).resolve().parent))
+    paths = (str(settings.carla_root / r.carla.launcher), r.agent.evaluator, str(workdir), *own)
     (workdir / "request.json").write_text(json.dumps(probe_request(settings, node_paths=paths)))
     sbatch = script.directives(
         settings,

@@ -6,10 +6,12 @@ cluster's configured auth, and need no extra library. Each failure is a SlurmErr
 
 from __future__ import annotations
 
+import getpass
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 from simdoctor.subproc import run_bounded
 
@@ -109,15 +111,41 @@ def submit(script: Path, env: Optional[dict[str, str]] = None, extra: tuple[str,
     return out.strip().split(";")[0]
 
 
-def queue_states(job_id: str, env: Optional[dict[str, str]] = None) -> list[JobState]:
-    """Jobs (or array tasks) of `job_id` that squeue still shows, pending ones included."""
-    out = _run(["squeue", "-h", "-r", "-j", job_id, "-o", "%i|%T|%r|%N"], env)
+INVALID_JOB = "Invalid job id specified"  # squeue's answer for ids the controller no longer holds
+
+
+def queue_states(job_ids: Union[str, Iterable[str]], env: Optional[dict[str, str]] = None) -> list[JobState]:
+    """Jobs (or array tasks, one per index) of these job ids that squeue still shows, pending ones included.
+    Ids the controller has forgotten are simply not there; any other failure raises SlurmError (the
+    caller must not take a failed query for an empty queue)."""
+    ids = [job_ids] if isinstance(job_ids, str) else list(job_ids)
+    if not ids:
+        return []
+    args = ["squeue", "-h", "-r", "-j", ",".join(ids), "-o", "%i|%T|%r|%N"]
+    if shutil.which("squeue") is None:
+        raise SlurmError("squeue is not installed or not on PATH")
+    outcome = run_bounded(args, timeout=TIMEOUT, env=env)
+    if not outcome.ok:
+        if outcome.returncode == 1 and INVALID_JOB in outcome.stderr:
+            return []
+        raise SlurmError(f"`squeue -j` {outcome.describe()}")
     states = []
-    for line in out.splitlines():
+    for line in outcome.stdout.splitlines():
         fields = line.split("|")
         if len(fields) == 4:
             states.append(JobState(fields[0], fields[1], fields[2], fields[3]))
     return states
+
+
+def find_by_comment(comment: str, env: Optional[dict[str, str]] = None) -> Optional[str]:
+    """The array job id of this user's queued job with this --comment (a submission whose id was not
+    recorded because simdoctor died right after sbatch)."""
+    out = _run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%F|%k"], env)
+    for line in out.splitlines():
+        job_id, _, text = line.partition("|")
+        if text.strip() == comment:
+            return job_id.strip()
+    return None
 
 
 def accounting_states(job_id: str, env: Optional[dict[str, str]] = None) -> list[JobState]:
@@ -144,5 +172,11 @@ def accounting_works(env: Optional[dict[str, str]] = None) -> Optional[str]:
     return None
 
 
-def cancel(job_id: str, env: Optional[dict[str, str]] = None) -> None:
-    _run(["scancel", job_id], env)
+def set_throttle(job_id: str, count: int, env: Optional[dict[str, str]] = None) -> None:
+    """At most `count` tasks of the array run at once (its %N, changed while it is queued)."""
+    _run(["scontrol", "update", f"JobId={job_id}", f"ArrayTaskThrottle={count}"], env)
+
+
+def cancel(job_ids: Union[str, Iterable[str]], env: Optional[dict[str, str]] = None) -> None:
+    """scancel these jobs (whole arrays, or single array tasks as `<id>_<index>`)."""
+    _run(["scancel", *([job_ids] if isinstance(job_ids, str) else job_ids)], env)

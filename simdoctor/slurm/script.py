@@ -14,14 +14,27 @@ from simdoctor.settings import Settings
 
 
 def directives(settings: Settings, **options: object) -> list[str]:
-    """#SBATCH lines: the user's partition, account and QOS (when set), then the given options."""
+    """#SBATCH lines: the user's partition, account and QOS (when set), then the given options (True: a
+    flag without a value, such as --no-requeue; "" or None: left out)."""
     values: dict[str, object] = {
         "partition": settings.slurm_partition,
         "account": settings.slurm_account,
         "qos": settings.slurm_qos,
         **options,
     }
-    return [f"#SBATCH --{k.replace('_', '-')}={v}" for k, v in values.items() if v not in ("", None)]
+    lines = []
+    for key, value in values.items():
+        if value is None or value is False or value == "":
+            continue
+        flag = f"--{key.replace('_', '-')}"
+        lines.append(f"#SBATCH {flag}" if value is True else f"#SBATCH {flag}={value}")
+    return lines
+
+
+def array(count: int, throttle: Optional[int] = None) -> str:
+    """--array for tasks 0..count-1, at most `throttle` of them running at once."""
+    span = "0" if count == 1 else f"0-{count - 1}"
+    return span + (f"%{throttle}" if throttle else "")
 
 
 def render(
