@@ -207,11 +207,8 @@ def test_dry_run_prints_the_script_and_the_submission(simdoctor, tmp_path: Path)
     assert "  2: 2 (Town01, Accident)" in lines
     assert not out.exists()  # nothing written, nothing submitted
     as_json = json.loads(simdoctor(*args, "--json").stdout)
-    assert as_json["submit"] == ["sbatch", "--parsable", f"{out}/slurm/1/job.sh"] and as_json["routes"] == [
-        "0",
-        "1",
-        "2",
-    ]
+    assert as_json["submit"] == ["sbatch", "--parsable", f"{out}/slurm/1/job.sh"]
+    assert as_json["routes"] == ["0", "1", "2"]
     default = simdoctor(*args[:-6], "--route-timeout", "600", "--gpus-per-task", "0")
     assert "#SBATCH --time=21\n" in default.stdout and "--gres" not in default.stdout  # 600 s + 2 x 10 s + 600 s
 
