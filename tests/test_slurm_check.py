@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 from builders import bench2drive_standin, carla_root
 
+import simdoctor
 from simdoctor.checks import CheckContext
 from simdoctor.doctor import Selection, applicable, diagnose, select
 from simdoctor.findings import Status
@@ -65,6 +69,8 @@ def test_the_probe_job_runs_the_agent_probe_on_the_node(on_cluster, make_setting
     assert job.error is None and job.agent.node.hostname == on_cluster.host
     assert job.agent.node.variables["CUDA_VISIBLE_DEVICES"] in ("0", "1")  # Slurm gave it one of the 2 GPUs
     assert job.agent.version.startswith("3.") and job.agent.modules["srunner"].found
+    # simdoctor's own interpreter and package, which `run --backend slurm` runs in each task, are there too
+    assert job.agent.node.paths[sys.executable] and job.agent.node.paths[str(Path(simdoctor.__file__).parent)]
     f = found["slurm.probe_job"]
     assert f.status is Status.OK and f"job {job.job_id} ran on {on_cluster.host}" in f.summary
 

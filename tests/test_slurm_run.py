@@ -21,7 +21,7 @@ import builders
 import pytest
 from test_run import route, wait_for
 
-from simdoctor import results
+from simdoctor import procs, proctree, results
 from simdoctor.results import Kind
 from tests.conftest import Stack
 
@@ -117,9 +117,11 @@ def compare(report: dict) -> tuple:
 
 
 def test_an_array_resubmits_failures_and_a_scancel_and_reports_as_local(slurm: Run) -> None:
-    """Six routes as one array, two tasks at a time. Route 3's evaluator SIGKILLs itself once (no record, its
-    CARLA left running on the node); the test scancels route 5's task while it hangs. simdoctor resubmits
-    each as a new array of just that route, and the report equals a local run's on the same routes."""
+    """Seven routes as one array, two tasks at a time. Route 3's evaluator SIGKILLs itself once (no record, its
+    CARLA left running on the node); the test scancels route 5's task while it hangs; it SIGKILLs route 7's
+    task (the node's simdoctor: a task killed outright, as by a node failure), whose evaluator and CARLA live
+    on. simdoctor resubmits each as a new array of just those routes (the task that runs route 7 again stops
+    what the killed one left on the node), and the report equals a local run's on the same routes."""
     specs = [
         route("1"),
         route("2", "completed", town="Town02"),
@@ -127,12 +129,17 @@ def test_an_array_resubmits_failures_and_a_scancel_and_reports_as_local(slurm: R
         route("4", "blocked", kind="HardBreakRoute"),
         route("5", "hang", standin_failing_attempts="1"),
         route("6", standin_wall_s="1"),
+        route("7", "hang", standin_failing_attempts="1"),
     ]
     run = slurm.background(specs, *SLURM, "--max-concurrent", "2", "--route-timeout", "60", "--json")
     try:
         wait_for(lambda: slurm.hanging("5"), "route 5 hanging in its array task", timeout=120)
         cancelled = slurm.last("5").job
         slurm.scancel(cancelled)
+        wait_for(lambda: slurm.hanging("7"), "route 7 hanging in its array task", timeout=120)
+        killed = slurm.last("7")
+        left = proctree.members(killed.tree)  # the evaluator and the CARLA it started
+        os.kill(procs.process(killed.tree.pid).ppid, signal.SIGKILL)  # the task's `simdoctor run-task`
         assert run.wait(timeout=180) == 0, slurm.output() + slurm.output("run.err")
     finally:
         if run.poll() is None:
@@ -141,9 +148,9 @@ def test_an_array_resubmits_failures_and_a_scancel_and_reports_as_local(slurm: R
     records = slurm.records()
     first, *resubmitted = slurm.submissions()
     array = first["job_id"]
-    assert first["routes"] == ["1", "2", "3", "4", "5", "6"] and first["throttle"] == 2
+    assert first["routes"] == ["1", "2", "3", "4", "5", "6", "7"] and first["throttle"] == 2
     # Only the two failed routes were submitted again, each as a new array of just those routes.
-    assert sorted(r for s in resubmitted for r in s["routes"]) == ["3", "5"]
+    assert sorted(r for s in resubmitted for r in s["routes"]) == ["3", "5", "7"]
     assert all(s["job_id"] != array and s["done"] and not s["cancelled"] for s in resubmitted)
     jobs = {k: [a.job for a in r.attempts] for k, r in records.items()}
     for route_id in ("1", "2", "4", "6"):
@@ -155,6 +162,18 @@ def test_an_array_resubmits_failures_and_a_scancel_and_reports_as_local(slurm: R
     stopped, again = records["5"].attempts
     assert stopped.job == cancelled and (stopped.kind, again.kind, again.status) == (Kind.RETRY, Kind.RESULT, "Perfect")
     assert f"array task {cancelled} was stopped by Slurm: CANCELLED" in stopped.reason  # from slurmstepd's line
+    lost, again = records["7"].attempts
+    assert (lost.job, lost.kind, again.kind, again.status) == (killed.job, Kind.RETRY, Kind.RESULT, "Perfect")
+    assert lost.ended and lost.reason.endswith("no route record written; the evaluator ended in an unknown way")
+    assert any(procs.matches_name(p, "CarlaUE4-Linux-Shipping") for p in left)
+    rerun = again.job.split("_")
+    log = (
+        slurm.out
+        / "slurm"
+        / str(next(s["number"] for s in resubmitted if s["job_id"] == rerun[0]))
+        / (f"{again.job}.log")
+    )
+    assert "left running here" in log.read_text()  # stopped by the task that ran route 7 again
     # Each attempt ran on the node as the array task, on ports claimed there, and left nothing running.
     attempts = [a for r in records.values() for a in r.attempts]
     assert all(a.host == slurm.cluster.host and a.tree.pid > 0 and a.left == [] for a in attempts)
@@ -174,7 +193,7 @@ def test_an_array_resubmits_failures_and_a_scancel_and_reports_as_local(slurm: R
     )  # fmt: skip
     assert local.returncode == 0, local.stdout + local.stderr
     assert compare(report) == compare(json.loads(local.stdout))
-    assert report["statuses"] == {"Perfect": 4, "Completed": 1, "Failed - Agent got blocked": 1}
+    assert report["statuses"] == {"Perfect": 5, "Completed": 1, "Failed - Agent got blocked": 1}
 
 
 def test_reattach_after_simdoctor_is_killed(slurm: Run) -> None:

@@ -80,7 +80,8 @@ def test_a_task_killed_outright_is_judged_on_what_it_left() -> None:
     running = TaskRecord("3", [attempt(ended=None, kind=None, reason=None)])
     settled, outcome = decide(running, stopped=True)
     assert outcome is Outcome.AGAIN and settled.last.ended == 20.0 and settled.last.kind is Kind.RETRY
-    assert settled.last.reason == f"{WHY}; no results file written; the evaluator ended in an unknown way"
+    assert settled.last.reason == (f"{WHY}; the task ended while its attempt ran (its simdoctor was killed); "
+                                   "no results file written; the evaluator ended in an unknown way")  # fmt: skip
     settled, outcome = decide(running, found=perfect())  # it wrote its result just before the node died
     assert outcome is Outcome.DECIDED and settled.final == "result" and settled.last.status == "Perfect"
 

@@ -191,8 +191,8 @@ def settle(
             return dataclasses.replace(record, attempts=[*record.attempts[:-1], last], final="result"), (
                 Outcome.DECIDED
             )
-        last = dataclasses.replace(last, ended=now, kind=None if cancelled else Kind.RETRY,
-                                   reason=f"{why}; {verdict.reason}")  # fmt: skip
+        reason = f"{why}; the task ended while its attempt ran (its simdoctor was killed); {verdict.reason}"
+        last = dataclasses.replace(last, ended=now, kind=None if cancelled else Kind.RETRY, reason=reason)
     elif cancelled:  # its attempt was stopped by simdoctor's scancel (or had just failed): costs no retry
         if last.kind is not None or not (last.reason or "").startswith(CANCELLED_BY_US):
             last = dataclasses.replace(last, kind=None, reason=f"{CANCELLED_BY_US} ({last.reason})")

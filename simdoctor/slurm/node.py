@@ -33,7 +33,7 @@ from simdoctor.probing import ProbeContext, run_probes
 from simdoctor.progress import Progress
 from simdoctor.recipe import ConfigError
 from simdoctor.results import TaskRecord
-from simdoctor.runplan import Slot, vulkan_devices
+from simdoctor.runplan import RunError, Slot, vulkan_devices
 from simdoctor.sampling import PeakSampler
 from simdoctor.settings import Settings
 from simdoctor.slurm import jobs
@@ -202,7 +202,14 @@ def run_task(spec_path: Path, index: Optional[int]) -> int:
         with terminate_as_interrupt(), PeakSampler(SAMPLE_S) as sampler, Progress(plan, {}, "lines") as progress:
             supervisor = Supervisor(plan, settings, progress, sampler, False, job=label, single=True,
                                     is_free=claims.take)  # fmt: skip
-            completed = supervisor.run()
+            try:
+                completed = supervisor.run()
+            except RunError as exc:  # its ports were taken meanwhile and no others are free: nothing started
+                record = results.read_task(Path(task.task_file)) or record
+                results.write_task(Path(task.task_file), results.with_failure(record, str(exc), began, time.time(),
+                                                                              host, label))  # fmt: skip
+                sys.stderr.write(f"simdoctor: {exc}\n")
+                return EXIT_FAILED
     if supervisor.unclean:
         return EXIT_FAILED
     return EXIT_OK if completed else EXIT_INTERRUPTED
