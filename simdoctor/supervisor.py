@@ -634,12 +634,18 @@ def run(settings: Settings, options: runplan.Options, json_out: bool = False) ->
             sys.stderr.write(f"simdoctor: interrupted: {len(progress.scores)} of {len(plan.tasks)} routes done; "
                              f"{left}; rerun the same command to resume\n")  # fmt: skip
             return EXIT_INTERRUPTED
+    return conclude(plan, settings, progress, supervisor.attempts, began, supervisor.unclean, json_out)
+
+
+def conclude(plan: Plan, settings: Settings, progress: Progress, attempts: int, began: float, unclean: list[str],
+             json_out: bool) -> int:  # fmt: skip
+    """The end of a run, either backend: the totals, the report, what survived a cleanup; the exit code."""
     took = time.monotonic() - began
-    progress.note(f"ran {supervisor.attempts} attempt(s) of {len(plan.pending)} route(s) in {took:.1f} s")
+    progress.note(f"ran {attempts} attempt(s) of {len(plan.pending)} route(s) in {took:.1f} s")
     built = report.publish(Path(plan.out), settings.recipe.run, json_out)
-    for line in supervisor.unclean:
+    for line in unclean:
         sys.stderr.write(f"simdoctor: {line}\n")
-    failed = built.crashed or built.missing or supervisor.unclean
+    failed = built.crashed or built.missing or unclean
     return EXIT_FAILED if failed else EXIT_OK
 
 

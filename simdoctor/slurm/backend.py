@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Optional
 
 import simdoctor
-from simdoctor import atomic, report, results, runplan
+from simdoctor import atomic, results, runplan
 from simdoctor.carla.lifecycle import terminate_as_interrupt
 from simdoctor.outdir import Layout
 from simdoctor.progress import Lane, Progress
@@ -55,9 +55,9 @@ from simdoctor.slurm.jobs import Spec, Submission
 from simdoctor.supervisor import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
-    EXIT_OK,
     charged,
     clean_stale,
+    conclude,
     describe,
     finished_scores,
     forget,
@@ -68,6 +68,7 @@ from simdoctor.supervisor import (
 
 DRY_RUN_SCHEMA_VERSION = 1
 ON_INTERRUPT = ("cancel", "leave")
+RUNNING = ("RUNNING", "COMPLETING")  # squeue states of a task that has started
 # slurmstepd's line in a task's output when Slurm stops it (src/slurmd/slurmstepd/req.c).
 STEPD_LINE = re.compile(r"\*\*\* JOB \d+ ON (\S+) CANCELLED AT (\S+)(?: DUE TO ([A-Z ]+?))? \*\*\*")
 STEPD_STATES = {"TIME LIMIT": "TIMEOUT", "PREEMPTION": "PREEMPTED", "NODE FAILURE": "NODE_FAIL"}
@@ -335,7 +336,7 @@ class ArrayRun:
                            f"run's tasks are queued or running (--max-concurrent {limit})")  # fmt: skip
             return
         routes, self.waiting = self.waiting, []
-        self.submit(routes, None if limit is None else limit - busy)
+        self.submit(routes, None if limit is None else min(limit - busy, len(routes)))
 
     def _raise_throttles(self, limit: int) -> None:
         for sub in self.ledger.unsettled:
@@ -371,7 +372,7 @@ class ArrayRun:
             if outcome is Outcome.AGAIN or (outcome is Outcome.CANCELLED and not self.stopping):
                 again.append(flight.route_id)  # cancelled by an earlier simdoctor: this run runs it
         self._close_settled()
-        running = sum(1 for f in self.flights.values() if f.state == "RUNNING")
+        running = sum(1 for f in self.flights.values() if f.state in RUNNING)
         waiting = len(self.flights) - running
         self.progress.status(f"Slurm: {running} running, {waiting} queued" if self.flights else "")
         return again
@@ -529,13 +530,7 @@ def run(settings: Settings, options: runplan.Options, opts: SlurmOptions, json_o
             if array.flights:
                 _leave(array)
             return EXIT_FAILED
-    took = time.monotonic() - began
-    progress.note(f"ran {array.attempts} attempt(s) of {len(plan.pending)} route(s) in {took:.1f} s")
-    built = report.publish(Path(plan.out), settings.recipe.run, json_out)
-    for line in array.unclean:
-        sys.stderr.write(f"simdoctor: {line}\n")
-    failed = built.crashed or built.missing or array.unclean
-    return EXIT_FAILED if failed else EXIT_OK
+    return conclude(plan, settings, progress, array.attempts, began, array.unclean, json_out)
 
 
 def _interrupted(array: ArrayRun, opts: SlurmOptions, ctrl_c: bool) -> int:
@@ -572,7 +567,7 @@ def _interrupted(array: ArrayRun, opts: SlurmOptions, ctrl_c: bool) -> int:
 
 
 def _ask(array: ArrayRun) -> str:
-    running = sum(1 for f in array.flights.values() if f.state == "RUNNING")
+    running = sum(1 for f in array.flights.values() if f.state in RUNNING)
     sys.stderr.write(
         f"\nsimdoctor: interrupted. {len(array.flights)} route(s) of this run are in Slurm's queue "
         f"({running} running) as job(s) {', '.join(array.job_ids())}.\n"
