@@ -27,6 +27,7 @@ from simdoctor import procs
 from simdoctor.procs import ProcessInfo
 
 COOKIE = "SIMDOCTOR_TREE"
+OWNER = "SIMDOCTOR_OWNER"  # "<pid>:<start ticks>" of the simdoctor process that started the tree
 POLL_S = 0.02
 KILL_WAIT_S = 5.0
 
@@ -72,6 +73,8 @@ def start(
     tree_id = tree_id or new_id()
     full_env = dict(os.environ if env is None else env)
     full_env[COOKIE] = tree_id
+    me = procs.process(os.getpid())
+    full_env[OWNER] = f"{os.getpid()}:{me.start_ticks if me else 0}"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
@@ -126,6 +129,18 @@ def listeners(port: int) -> list[ProcessInfo]:
     owners = procs.socket_owners(procs.listening_inodes(port))
     pids = sorted({pid for found in owners.values() for pid in found})
     return [p for p in map(procs.process, pids) if p is not None]
+
+
+def live_owner(pid: int) -> Optional[int]:
+    """The pid of the simdoctor process (a `simdoctor run`, say) that started `pid`'s tree, while that
+    process still runs; None for a process simdoctor did not start, or whose simdoctor is gone."""
+    env = procs.environ(pid) or {}
+    owner, _, ticks = env.get(OWNER, "").partition(":")
+    if COOKIE not in env or not owner.isdigit():
+        return None
+    info = procs.process(int(owner))
+    alive = info is not None and procs.is_alive(info.pid) and str(info.start_ticks) == ticks
+    return info.pid if alive else None
 
 
 def named(name: str, table: Optional[Iterable[ProcessInfo]] = None) -> list[ProcessInfo]:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import os
 import select
 import signal
@@ -45,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from simdoctor import report, results, runplan
+from simdoctor import filelock, report, results, runplan
 from simdoctor.carla.errors import Refusal
 from simdoctor.carla.lifecycle import terminate_as_interrupt
 from simdoctor.evaluator import EvaluatorRun
@@ -511,28 +510,18 @@ def _shielded() -> Iterator[None]:
 
 @contextlib.contextmanager
 def locked(layout: Layout) -> Iterator[None]:
-    """Hold <out>/run.lock (flock) for the run; the kernel drops it when simdoctor dies, however it dies,
-    and the evaluators do not inherit it (proctree starts them with close_fds)."""
+    """Hold <out>/run.lock for the run; the kernel drops it when simdoctor dies, however it dies."""
     try:
-        layout.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(layout.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        with filelock.exclusive(layout.lock_file, "simdoctor run"):
+            yield
+    except filelock.Busy as exc:
+        raise RunBusy(
+            f"another `simdoctor run` ({exc.holder}) is using {layout.root}",
+            Fix("Wait for it, stop it (Ctrl-C), or use another --out."),
+        ) from None
     except OSError as exc:
         raise Refusal(f"cannot use {layout.root} as the output folder: {exc.strerror} ({exc.filename})",
                       Fix("Pass an --out this user can write to.")) from None  # fmt: skip
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise RunBusy(
-                f"another `simdoctor run` (pid {holder}) is using {layout.root}",
-                Fix("Wait for it, stop it (Ctrl-C), or use another --out."),
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)
 
 
 def attempt_run(layout: Layout, route_id: str, attempt: Attempt, settings: Settings) -> EvaluatorRun:

@@ -280,12 +280,13 @@ def test_a_folder_in_use_is_refused(standin_stack: Stack) -> None:
     out.mkdir()
     os.chown(out, standin_stack.rt.uid, standin_stack.rt.gid)
     with open(out / "run.lock", "w") as lock:
-        lock.write("4242\n")
+        lock.write("pid 4242, simdoctor run, since 10:00:00\n")
         lock.flush()
         os.chown(out / "run.lock", standin_stack.rt.uid, standin_stack.rt.gid)
         fcntl.flock(lock, fcntl.LOCK_EX)
         done = simdoctor_run(standin_stack, [route("1")])
-    assert done.returncode == 1 and "another `simdoctor run` (pid 4242) is using" in done.stderr
+    assert done.returncode == 1
+    assert "another `simdoctor run` (pid 4242, simdoctor run, since 10:00:00) is using" in done.stderr
     assert not (out / "tasks").exists()
 
 

@@ -350,9 +350,29 @@ def _version(port: int) -> tuple[Optional[str], Optional[str]]:
         return None, str(exc) or type(exc).__name__
 
 
+def in_runs(settings: Settings, gpus: Optional[list[GpuDevice]]) -> list[ServerStatus]:
+    """CARLA servers a still-running simdoctor process started (a `simdoctor run`'s evaluators start
+    their own): simdoctor's, though not recorded as `carla start` servers."""
+    out = []
+    for p in proctree.named(settings.recipe.carla.process_name):
+        owner = proctree.live_owner(p.pid)
+        if owner is None:
+            continue
+        match = PORT_FLAG.search(p.command)
+        out.append(
+            ServerStatus(
+                id=None, started_by_simdoctor=True, backend=f"run, pid {owner}",
+                port=int(match.group(1)) if match else None, alive=True, version=None, error=None, pids=[p.pid],
+                gpu=gpu_uses(gpus or [], {p.pid}), gpu_index=None, command=p.command,
+            )
+        )  # fmt: skip
+    return out
+
+
 def foreign(settings: Settings, ours: set[int], gpus: Optional[list[GpuDevice]]) -> list[ServerStatus]:
     """CARLA servers simdoctor did not start: by process name in the process table, and in NVML."""
     carla = settings.recipe.carla
+    ours = ours | {p for s in in_runs(settings, gpus) for p in s.pids}
     found = {p.pid: p for p in proctree.named(carla.process_name) if p.pid not in ours}
     extra: dict[int, str] = {}
     for d in gpus or []:
@@ -400,7 +420,7 @@ def status(settings: Settings) -> StatusReport:
                 gpu_index=rec.gpu_index, command=" ".join(rec.command), log=rec.log, started_at=rec.started_at,
             )
         )  # fmt: skip
-    return StatusReport(servers + foreign(settings, ours, gpus), nvml_error)
+    return StatusReport(servers + in_runs(settings, gpus) + foreign(settings, ours, gpus), nvml_error)
 
 
 # ---- stop ----

@@ -112,16 +112,17 @@ def stale_carla(facts: Facts, ctx: CheckContext):
     rows = [(d, p) for d in g.gpus for p in d.processes if p.name == name or name in (p.command or "")]
     if not rows:
         return ok(f"no {name} process holds GPU memory")
-    owner = {pid: s for s in (recorded.servers if recorded else []) for pid in s.pids}
+    owner = {pid: f"simdoctor's server {s.id}" for s in (recorded.servers if recorded else []) for pid in s.pids}
+    owner.update({pid: "a running simdoctor run's" for pid in (recorded.run_pids if recorded else [])})
     details = [
         f"GPU {d.index}: pid {p.pid} {gib(p.used_bytes)}: {p.command}"
-        + (f" (simdoctor's server {owner[p.pid].id})" if p.pid in owner else " (not started by simdoctor)")
+        + f" ({owner.get(p.pid, 'not started by simdoctor')})"
         for d, p in rows
     ]
     orphans = [(d, p) for d, p in rows if p.pid not in owner]
-    ours = sorted({owner[p.pid].id for _, p in rows if p.pid in owner})
+    ours = sorted({owner[p.pid] for _, p in rows if p.pid in owner})
     if not orphans:
-        return ok(f"only simdoctor's own CARLA server(s) {', '.join(ours)} hold GPU memory", details)
+        return ok(f"only simdoctor's own CARLA servers hold GPU memory ({'; '.join(ours)})", details)
     pids = sorted({p.pid for _, p in orphans})
     total = sum(p.used_bytes or 0 for _, p in orphans)
     return warn(

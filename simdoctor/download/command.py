@@ -6,15 +6,17 @@ what is already there, check free space, and only then transfer. `execute` is sh
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from simdoctor import manifest
-from simdoctor.download import DownloadError, archive, engine, hub, lock
+from simdoctor import filelock, manifest
+from simdoctor.download import DownloadError, archive, engine, hub
 from simdoctor.download.transport import Client, Policy
 from simdoctor.recipe import ConfigError
 from simdoctor.settings import Settings
@@ -132,7 +134,7 @@ def execute(settings: Settings, req: Request, observer: Optional[engine.Observer
         client = Client(policy, endpoint, settings.hf_token)
         report, targets = _repo_targets(req, local_dir, endpoint, settings, policy)
     engine.check_names(local_dir, [t.relpath for t in targets])
-    with lock.exclusive(local_dir, f"download {req.source}"):
+    with _locked(local_dir, req.source):
         run = engine.Engine(local_dir, client, report.source, req.connections, req.chunk_mib << 20, observer)
         if req.verify_only:
             report.results = run.verify(targets)
@@ -195,3 +197,15 @@ def run(settings: Settings, req: Request, json_out: bool) -> int:
         return 1
     sys.stdout.write((report.to_json() if json_out else "\n".join(report.lines())) + "\n")
     return report.exit_code
+
+
+@contextlib.contextmanager
+def _locked(local_dir: Path, source: str) -> Iterator[None]:
+    """One download at a time per directory (<local_dir>/.simdoctor/lock)."""
+    try:
+        with filelock.exclusive(Path(local_dir) / manifest.STATE_DIR / "lock", f"download {source}"):
+            yield
+    except filelock.Busy as exc:
+        raise DownloadError(
+            f"{local_dir} is in use by another simdoctor run ({exc.holder}); wait for it to finish, or stop it"
+        ) from None

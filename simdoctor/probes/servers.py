@@ -4,7 +4,7 @@ found by the container id in their cgroup path."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from simdoctor import procs, proctree
 from simdoctor.carla import state
@@ -22,6 +22,7 @@ class RecordedServer:
 @dataclass(frozen=True)
 class ServersFacts:
     servers: list[RecordedServer]
+    run_pids: list[int] = field(default_factory=list)  # CARLA processes of a simdoctor run still running
 
 
 def container_pids(container_id: str) -> list[int]:
@@ -45,4 +46,6 @@ def probe_servers(ctx: ProbeContext) -> ServersFacts:
         else:
             pids = [p.pid for p in proctree.members(rec.tree)] if rec.tree else []
         servers.append(RecordedServer(rec.id, rec.backend, rec.port, sorted(pids)))
-    return ServersFacts(servers)
+    name = ctx.settings.recipe.carla.process_name
+    runs = sorted(p.pid for p in proctree.named(name) if proctree.live_owner(p.pid) is not None)
+    return ServersFacts(servers, runs)

@@ -1,0 +1,42 @@
+"""One simdoctor process at a time per folder: an exclusive flock on a file inside it.
+
+flock dies with its holder (SIGKILL and power cuts included), so there is never a stale lock to clean,
+and processes simdoctor starts do not inherit it (they are started with close_fds). The holder writes
+who it is into the file, for the message a second process prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+
+class Busy(Exception):
+    """Another process holds the lock; `holder` is what it wrote ("pid N, what, since HH:MM:SS")."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(holder)
+        self.holder = holder
+
+
+@contextlib.contextmanager
+def exclusive(path: Path, what: str) -> Iterator[None]:
+    """Hold `path` for the block; raises Busy at once when another process holds it (OSError when the
+    file cannot be made)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip()
+            raise Busy(holder or "a process that is starting") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}, {what}, since {time.strftime('%H:%M:%S')}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
