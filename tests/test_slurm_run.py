@@ -241,7 +241,11 @@ def test_ctrl_c_asks_on_a_terminal_leaves_and_then_cancels(slurm: Run) -> None:
         os.execvpe(cmd[0], cmd, env)
     screen = b""
     try:
-        wait_for(lambda: slurm.hanging("1") and slurm.hanging("2"), "both routes hanging", timeout=120)
+        deadline = time.monotonic() + 120
+        while not (b"on %s: route 2 (Town01) attempt 1, port" % slurm.cluster.host.encode() in screen
+                   and slurm.hanging("1") and slurm.hanging("2")):  # fmt: skip
+            assert time.monotonic() < deadline, screen.decode(errors="replace")
+            screen += read(fd, timeout=0.2)  # read as it comes: a full terminal would block simdoctor
         os.write(fd, b"\x03")  # Ctrl-C at the terminal: SIGINT to its foreground process group
         while b"Cancel them? [y/N]" not in screen:
             chunk = read(fd)
@@ -257,6 +261,8 @@ def test_ctrl_c_asks_on_a_terminal_leaves_and_then_cancels(slurm: Run) -> None:
     assert os.waitstatus_to_exitcode(status) == 130, text
     (submission,) = slurm.submissions()
     array = submission["job_id"]
+    assert f"task {array}_0 on {slurm.cluster.host}: route 1 (Town01) attempt 1, port " in text  # the live view
+    assert "Slurm: 2 running, 0 queued" in text
     assert f"left running in Slurm: job(s) {array} (2 route(s))" in text
     assert "reattach: simdoctor run --routes" in text and f"cancel:   scancel {array}" in text
     assert sorted(slurm.queued()) == [f"{array}_0", f"{array}_1"]

@@ -25,7 +25,7 @@ from simdoctor.findings import Fix
 from simdoctor.outdir import Layout
 from simdoctor.recipe import ConfigError, Recipe
 from simdoctor.runplan import Plan
-from simdoctor.settings import SETTINGS, Settings
+from simdoctor.settings import SETTINGS, Settings, redact_url
 from simdoctor.typed import DataError, from_data, to_data
 
 SPEC_SCHEMA_VERSION = 1
@@ -54,6 +54,7 @@ class Spec:
 
 def node_settings(settings: Settings) -> NodeSettings:
     values = {s.name: str(getattr(settings, s.name)) for s in SETTINGS}
+    values["hf_endpoint"] = redact_url(values["hf_endpoint"])  # no password in a file on a shared disk
     return NodeSettings(values, str(settings.state_dir), str(settings.config_file))
 
 
