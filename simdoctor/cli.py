@@ -163,7 +163,7 @@ def run(
         Optional[str], typer.Option("--time", help="Slurm: each task's time limit (default: route timeout + margin).")
     ] = None,
     max_concurrent: Annotated[
-        Optional[int], typer.Option("--max-concurrent", help="Slurm: at most N tasks of an array run at once.")
+        Optional[int], typer.Option("--max-concurrent", help="Slurm: at most N tasks of this run at once.")
     ] = None,
     gpus_per_task: Annotated[
         Optional[int], typer.Option("--gpus-per-task", help="Slurm: GPUs per task, 1 (default) or 0.")

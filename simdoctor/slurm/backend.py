@@ -38,7 +38,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import simdoctor
 from simdoctor import atomic, results, runplan
@@ -69,6 +69,8 @@ from simdoctor.supervisor import (
 DRY_RUN_SCHEMA_VERSION = 1
 ON_INTERRUPT = ("cancel", "leave")
 RUNNING = ("RUNNING", "COMPLETING")  # squeue states of a task that has started
+# sacct states of a job Slurm ended (not its own script): scancel, time limit, preemption, node trouble, OOM.
+STOPPED_BY_SLURM = ("CANCELLED", "TIMEOUT", "PREEMPTED", "NODE_FAIL", "BOOT_FAIL", "OUT_OF_MEMORY", "DEADLINE")
 # slurmstepd's line in a task's output when Slurm stops it (src/slurmd/slurmstepd/req.c).
 STEPD_LINE = re.compile(r"\*\*\* JOB \d+ ON (\S+) CANCELLED AT (\S+)(?: DUE TO ([A-Z ]+?))? \*\*\*")
 STEPD_STATES = {"TIME LIMIT": "TIMEOUT", "PREEMPTION": "PREEMPTED", "NODE FAILURE": "NODE_FAIL"}
@@ -428,7 +430,7 @@ class ArrayRun:
         known = self._accounting[job_id].get(label)
         log = self.layout.job_log(flight.submission.number, label)
         text = _read(log)
-        if known is not None and known.state not in ("COMPLETED", "FAILED"):
+        if known is not None and known.state in STOPPED_BY_SLURM:
             return f"array task {label} ended {known.state} (sacct; its log {log})", True
         state = stepd_state(text)
         if state is not None:
@@ -659,7 +661,7 @@ def _read(path: Path) -> str:
         return ""
 
 
-def _quietly(call):
+def _quietly(call: Callable[[], Optional[str]]) -> Optional[str]:
     try:
         return call()
     except SlurmError:
