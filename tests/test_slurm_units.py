@@ -102,7 +102,12 @@ def test_a_task_that_never_started_its_route_is_an_attempt_of_its_own() -> None:
         ("slurmstepd-vm: error: *** JOB 13 ON vm CANCELLED AT 2026-11-24T00:26:38 ***", "CANCELLED"),
         ("slurmstepd: error: *** JOB 6 ON n1 CANCELLED AT 2026-11-24T00:17:16 DUE TO TIME LIMIT ***", "TIMEOUT"),
         ("slurmstepd: error: *** JOB 6 ON n1 CANCELLED AT 2026-11-24T00:17:16 DUE TO PREEMPTION ***", "PREEMPTED"),
-        ("slurmstepd: error: *** JOB 6 ON n1 CANCELLED AT 2026-11-24T00:17:16 DUE TO NODE FAILURE ***", "NODE_FAIL"),
+        (
+            "slurmstepd: error: *** JOB 6 ON n1 CANCELLED AT 2026-11-24T00:17:16 DUE TO NODE FAILURE, SEE SLURMCTLD "
+            "LOG FOR DETAILS ***",
+            "NODE_FAIL",
+        ),
+        ("slurmstepd: error: *** JOB 6 CANCELLED AT 2019-11-24T00:17:16 DUE TO NODE FAILURE ***", "NODE_FAIL"),
         ("[0:00:01] route 3: Perfect in 1.0 s", None),
     ],
 )

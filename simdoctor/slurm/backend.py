@@ -71,8 +71,10 @@ ON_INTERRUPT = ("cancel", "leave")
 RUNNING = ("RUNNING", "COMPLETING")  # squeue states of a task that has started
 # sacct states of a job Slurm ended (not its own script): scancel, time limit, preemption, node trouble, OOM.
 STOPPED_BY_SLURM = ("CANCELLED", "TIMEOUT", "PREEMPTED", "NODE_FAIL", "BOOT_FAIL", "OUT_OF_MEMORY", "DEADLINE")
-# slurmstepd's line in a task's output when Slurm stops it (src/slurmd/slurmstepd/req.c).
-STEPD_LINE = re.compile(r"\*\*\* JOB \d+ ON (\S+) CANCELLED AT (\S+)(?: DUE TO ([A-Z ]+?))? \*\*\*")
+# slurmstepd's line in a task's output when Slurm stops it (src/slurmd/slurmstepd/req.c), e.g.
+# `*** JOB 6 ON n1 CANCELLED AT 2026-11-24T00:17:16 DUE TO NODE FAILURE, SEE SLURMCTLD LOG FOR DETAILS ***`
+# (older releases leave out `ON <node>`).
+STEPD_LINE = re.compile(r"\*\*\* (?:JOB|STEP) \S+ (?:ON \S+ )?CANCELLED AT \S+(?: DUE TO ([A-Z ]+))?[^*]*\*\*\*")
 STEPD_STATES = {"TIME LIMIT": "TIMEOUT", "PREEMPTION": "PREEMPTED", "NODE FAILURE": "NODE_FAIL"}
 UNSAFE_IN_SBATCH_LINES = set(" \t\n\"'%\\")  # sbatch splits #SBATCH lines itself; % is a --output pattern
 
@@ -161,7 +163,7 @@ def stepd_state(log_text: str) -> Optional[str]:
     found = STEPD_LINE.findall(log_text)
     if not found:
         return None
-    due = found[-1][2].strip()
+    due = found[-1].strip()
     return STEPD_STATES.get(due, f"CANCELLED ({due.lower()})" if due else "CANCELLED")
 
 
