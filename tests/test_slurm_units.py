@@ -209,6 +209,7 @@ def test_dry_run_prints_the_script_and_the_submission(simdoctor, tmp_path: Path)
         "#SBATCH --time=3-00:00", f"#SBATCH --output={out}/slurm/1/%A_%a.log", f"#SBATCH --chdir={out}",
     ]  # fmt: skip
     assert script[-1] == f"exec {sys.executable} -m simdoctor run-task {out}/slurm/1/spec.json"
+    assert "unset HF_TOKEN HUGGING_FACE_HUB_TOKEN" in script  # the login shell's token stays off the nodes
     assert lines[lines.index("submission:") + 1] == f"sbatch --parsable {out}/slurm/1/job.sh"
     assert "  2: 2 (Town01, Accident)" in lines
     assert not out.exists()  # nothing written, nothing submitted

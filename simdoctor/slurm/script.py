@@ -12,6 +12,8 @@ from typing import Optional
 
 from simdoctor.settings import Settings
 
+TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+
 
 def directives(settings: Settings, **options: object) -> list[str]:
     """#SBATCH lines: the user's partition, account and QOS (when set), then the given options (True: a
@@ -46,6 +48,9 @@ def render(
 ) -> str:
     """A complete job script: directives, exported variables, then `exec command [<stdin] [>stdout]`."""
     lines = ["#!/bin/sh", *sbatch, "set -u"]
+    # sbatch exports the login shell's environment into the job; jobs run offline (HF_HUB_OFFLINE=1)
+    # and never need a Hugging Face token, so it does not travel to the nodes.
+    lines.append(f"unset {' '.join(TOKEN_VARIABLES)}")
     lines += [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
     redirect = (f" < {shlex.quote(stdin)}" if stdin else "") + (f" > {shlex.quote(stdout)}" if stdout else "")
     lines.append("exec " + " ".join(shlex.quote(a) for a in command) + redirect)
