@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))  # tests/conftest.py imports builders as pytest does
 
-from simdoctor import procs, proctree, results, runplan  # noqa: E402
+from simdoctor import proctree, results, runplan  # noqa: E402
 from simdoctor.probes.ports import worker_ports  # noqa: E402
 from simdoctor.settings import load_settings  # noqa: E402
 from tests import builders  # noqa: E402
@@ -94,8 +94,7 @@ def main() -> None:
     except RuntimeError as exc:
         sys.exit(str(exc))
     rt, home = stack.rt, stack.home
-    specs = [{"id": str(i), "town": "Town01", "type": "Accident",
-              "attrs": {"standin": "perfect", "standin_sim_s": "1", "standin_wall_s": f"{args.drive_s:g}"}}
+    specs = [builders.standin_route(str(i), standin_sim_s="1", standin_wall_s=f"{args.drive_s:g}")
              for i in range(args.routes)]  # fmt: skip
     source = builders.routes_xml(home / "routes.xml", specs)
     rt.chown_tree(home)
@@ -110,7 +109,7 @@ def main() -> None:
             spans[slots] = span(out)
         fixed = simdoctor_run(rt, env, source, home / "out-1", 1)  # nothing left to run: start-up and report
     finally:
-        left = [p for p in procs.processes() if p.uid == rt.uid and procs.is_alive(p.pid)]
+        left = stack.user_processes()
         if left:
             proctree.stop_processes(left, grace=1)
         shutil.rmtree(rt.base, ignore_errors=True)

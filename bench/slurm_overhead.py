@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))  # tests/conftest.py imports builders and slurmcluster as pytest does
 
-from simdoctor import procs, proctree, results  # noqa: E402
+from simdoctor import proctree, results  # noqa: E402
 from tests import builders, slurmcluster  # noqa: E402
 from tests.conftest import make_stack, new_user_runtime  # noqa: E402
 
@@ -79,8 +79,7 @@ def main() -> None:
     try:
         cluster = slurmcluster.start(root, gpus=2)
         version = subprocess.run(["sinfo", "--version"], env=cluster.env, capture_output=True, text=True).stdout
-        specs = [{"id": str(i), "town": "Town01", "type": "Accident",
-                  "attrs": {"standin": "perfect", "standin_sim_s": "1", "standin_wall_s": f"{args.drive_s:g}"}}
+        specs = [builders.standin_route(str(i), standin_sim_s="1", standin_wall_s=f"{args.drive_s:g}")
                  for i in range(args.routes)]  # fmt: skip
         source = builders.routes_xml(home / "routes.xml", specs)
         rt.chown_tree(home)
@@ -99,7 +98,7 @@ def main() -> None:
             sys.exit(f"Slurm needed {len(ledger)} submissions (a resubmission): the figures would not compare")
         first_start = slurm[0].started - ledger[0]["submitted"]
     finally:
-        left = [p for p in procs.processes() if p.uid == rt.uid and procs.is_alive(p.pid)]
+        left = stack.user_processes()
         if left:
             proctree.stop_processes(left, grace=1)
         if cluster is not None:

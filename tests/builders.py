@@ -120,6 +120,15 @@ def bench2drive_standin(work_dir: Path) -> Path:
     return work_dir
 
 
+def standin_route(
+    route_id: str, mode: str = "perfect", town: str = "Town01", kind: str = "Accident", **attrs: str
+) -> dict:
+    """A route spec for routes_xml that the stand-in evaluator drives as `mode` (tests/standins/bench2drive:
+    perfect, completed, sim_crash, die, ...), with further `standin_*` attributes (simulated and wall seconds,
+    failing attempts)."""
+    return {"id": route_id, "town": town, "type": kind, "attrs": {"standin": mode, **attrs}}
+
+
 def routes_xml(path: Path, routes: Iterable[dict], declaration: bool = False) -> Path:
     """A routes file in bench2drive220.xml's layout (reference §2.2): `<routes><route ...>` on the first
     line, then each route's waypoints, one scenario with its trigger point, and two weathers. Each dict

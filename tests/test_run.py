@@ -24,7 +24,7 @@ SUCCESS = ("Perfect", "Completed")
 
 
 def route(route_id, mode="perfect", town="Town01", kind="Accident", **attrs):
-    return {"id": route_id, "town": town, "type": kind, "attrs": {"standin": mode, "standin_sim_s": "0.5", **attrs}}
+    return builders.standin_route(route_id, mode, town, kind, **{"standin_sim_s": "0.5", **attrs})
 
 
 def command(stack: Stack, specs, *extra: str) -> list[str]:

@@ -44,10 +44,6 @@ def plan_for(stack, specs, slots=1):
     return plan
 
 
-def route(route_id, mode="perfect", **attrs):
-    return {"id": route_id, "town": "Town01", "type": "Accident", "attrs": {"standin": mode, **attrs}}
-
-
 def session_of_listener(port):
     """The pids of the session holding `port` (a CARLA the evaluator started with setsid)."""
     owners = {pid for pids in procs.socket_owners(procs.listening_inodes(port)).values() for pid in pids}
@@ -90,7 +86,7 @@ def execute(stack, plan, task, timeout=30.0, stop_when=None, slot=None, **env):
 
 
 def test_a_perfect_route_through_the_exact_planned_command(standin_stack):
-    plan = plan_for(standin_stack, [route("1711")])
+    plan = plan_for(standin_stack, [builders.standin_route("1711")])
     rpc, tm = plan.slots[0].ports["rpc"], plan.slots[0].ports["traffic_manager"]
     exit, log = execute(standin_stack, plan, plan.tasks[0])
     assert exit == Exit(0), log
@@ -126,7 +122,7 @@ def test_a_perfect_route_through_the_exact_planned_command(standin_stack):
     ],
 )
 def test_driving_results(standin_stack, mode, status, score):
-    plan = plan_for(standin_stack, [route("7", mode, standin_sim_s="0.5")])
+    plan = plan_for(standin_stack, [builders.standin_route("7", mode, standin_sim_s="0.5")])
     exit, log = execute(standin_stack, plan, plan.tasks[0])
     found = results.read_results(plan.tasks[0].results_file)
     assert exit == Exit(0), log
@@ -146,7 +142,7 @@ def test_driving_results(standin_stack, mode, status, score):
     ],
 )  # fmt: skip
 def test_agent_errors(standin_stack, variable, value, code, status, entry, log, detail):
-    plan = plan_for(standin_stack, [route("7")])
+    plan = plan_for(standin_stack, [builders.standin_route("7")])
     exit, text = execute(standin_stack, plan, plan.tasks[0], **{variable: value})
     found = results.read_results(plan.tasks[0].results_file)
     assert exit == Exit(code) and (found.last.status, found.entry_status) == (status, entry)
@@ -155,7 +151,7 @@ def test_agent_errors(standin_stack, variable, value, code, status, entry, log, 
 
 
 def test_a_simulator_crash(standin_stack):
-    plan = plan_for(standin_stack, [route("7", "sim_crash")])
+    plan = plan_for(standin_stack, [builders.standin_route("7", "sim_crash")])
     rpc = plan.slots[0].ports["rpc"]
     exit, log = execute(standin_stack, plan, plan.tasks[0])
     data = json.loads(Path(plan.tasks[0].results_file).read_text())
@@ -169,7 +165,7 @@ def test_a_simulator_crash(standin_stack):
 
 @pytest.mark.parametrize(("mode", "stop_when"), [("hang", "hanging on purpose"), ("die", None)])
 def test_a_hang_or_a_death_leaves_no_record_and_a_running_carla(standin_stack, mode, stop_when):
-    plan = plan_for(standin_stack, [route("7", mode)])
+    plan = plan_for(standin_stack, [builders.standin_route("7", mode)])
     rpc = plan.slots[0].ports["rpc"]
     exit, _ = execute(standin_stack, plan, plan.tasks[0], stop_when=stop_when)
     assert exit == Exit(-signal.SIGKILL, timed_out=mode == "hang")
@@ -184,7 +180,7 @@ def test_a_hang_or_a_death_leaves_no_record_and_a_running_carla(standin_stack, m
 
 
 def test_a_route_that_crashes_once_then_passes(standin_stack):
-    plan = plan_for(standin_stack, [route("7", "sim_crash", standin_failing_attempts="1")])
+    plan = plan_for(standin_stack, [builders.standin_route("7", "sim_crash", standin_failing_attempts="1")])
     first, _ = execute(standin_stack, plan, plan.tasks[0])
     assert results.judge(results.read_results(plan.tasks[0].results_file), first).kind is Kind.RETRY
     second, _ = execute(standin_stack, plan, plan.tasks[0], slot=fresh(standin_stack, plan, plan.slots[0]))
@@ -194,7 +190,10 @@ def test_a_route_that_crashes_once_then_passes(standin_stack):
 
 
 def test_the_report_over_routes_run_by_the_stand_in(standin_stack):
-    plan = plan_for(standin_stack, [route("1"), route("2", "completed"), route("3", "blocked")])
+    plan = plan_for(
+        standin_stack,
+        [builders.standin_route("1"), builders.standin_route("2", "completed"), builders.standin_route("3", "blocked")],
+    )
     used = []
     for task in plan.tasks:
         used.append(fresh(standin_stack, plan, *used))
