@@ -34,7 +34,7 @@ from simdoctor import proctree, results, runplan  # noqa: E402
 from simdoctor.probes.ports import worker_ports  # noqa: E402
 from simdoctor.settings import load_settings  # noqa: E402
 from tests import builders  # noqa: E402
-from tests.conftest import UserRuntime, make_stack, new_user_runtime  # noqa: E402
+from tests.conftest import Stack, UserRuntime, make_stack, new_user_runtime  # noqa: E402
 
 SLOTS = (1, 2, 4)
 
@@ -84,20 +84,38 @@ def direct(rt: UserRuntime, env: dict, source: Path, out: Path) -> list[float]:
     return times
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+def route_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """--routes and --drive-s (also bench/slurm_overhead.py's)."""
     parser.add_argument("--routes", type=int, default=8)
     parser.add_argument("--drive-s", type=float, default=3.0, help="wall seconds each route drives")
-    args = parser.parse_args()
+    return parser
+
+
+def fixed_time_routes(routes: int, drive_s: float) -> tuple[Stack, Path]:
+    """A fresh stand-in stack the test user owns and a routes file in it whose routes each drive `drive_s` wall
+    seconds (also bench/slurm_overhead.py's); exits with the reason when the stack cannot be made."""
     try:
         stack = make_stack(new_user_runtime("simdoctor-bench-"))
     except RuntimeError as exc:
         sys.exit(str(exc))
+    specs = [builders.standin_route(str(i), standin_sim_s="1", standin_wall_s=f"{drive_s:g}") for i in range(routes)]
+    source = builders.routes_xml(stack.home / "routes.xml", specs)
+    stack.rt.chown_tree(stack.home)
+    return stack, source
+
+
+def stop_leftovers(stack: Stack) -> None:
+    """Stop whatever the test user still runs and remove the session's files (also bench/slurm_overhead.py's)."""
+    left = stack.user_processes()
+    if left:
+        proctree.stop_processes(left, grace=1)
+    shutil.rmtree(stack.rt.base, ignore_errors=True)
+
+
+def main() -> None:
+    args = route_options(argparse.ArgumentParser()).parse_args()
+    stack, source = fixed_time_routes(args.routes, args.drive_s)
     rt, home = stack.rt, stack.home
-    specs = [builders.standin_route(str(i), standin_sim_s="1", standin_wall_s=f"{args.drive_s:g}")
-             for i in range(args.routes)]  # fmt: skip
-    source = builders.routes_xml(home / "routes.xml", specs)
-    rt.chown_tree(home)
     env = stack.env()
     env.pop("PYTHONDONTWRITEBYTECODE")
     walls, spans = {}, {}
@@ -109,10 +127,7 @@ def main() -> None:
             spans[slots] = span(out)
         fixed = simdoctor_run(rt, env, source, home / "out-1", 1)  # nothing left to run: start-up and report
     finally:
-        left = stack.user_processes()
-        if left:
-            proctree.stop_processes(left, grace=1)
-        shutil.rmtree(rt.base, ignore_errors=True)
+        stop_leftovers(stack)
     n = args.routes
     print(f"{n} routes, each driving {args.drive_s:g} s (stand-in evaluator + stand-in CARLA), "
           f"{os.cpu_count()} CPUs")  # fmt: skip

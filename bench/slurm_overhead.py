@@ -31,9 +31,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))  # tests/conftest.py imports builders and slurmcluster as pytest does
 
-from simdoctor import proctree, results  # noqa: E402
-from tests import builders, slurmcluster  # noqa: E402
-from tests.conftest import make_stack, new_user_runtime  # noqa: E402
+from run_overhead import fixed_time_routes, route_options, stop_leftovers  # noqa: E402  (bench/, beside this file)
+
+from simdoctor import results  # noqa: E402
+from tests import slurmcluster  # noqa: E402
 
 
 def timed(command: list[str], env: dict, cwd: Path) -> float:
@@ -63,15 +64,10 @@ def mean(values: list[float]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--routes", type=int, default=8)
-    parser.add_argument("--drive-s", type=float, default=3.0, help="wall seconds each route drives")
+    parser = route_options(argparse.ArgumentParser())
     parser.add_argument("--slots", type=int, default=1, help="routes at a time, both ways")
     args = parser.parse_args()
-    try:
-        stack = make_stack(new_user_runtime("simdoctor-bench-"))
-    except RuntimeError as exc:
-        sys.exit(str(exc))
+    stack, source = fixed_time_routes(args.routes, args.drive_s)
     rt, home = stack.rt, stack.home
     root = Path(tempfile.mkdtemp(prefix="sdslurm-", dir="/tmp"))
     root.chmod(0o755)
@@ -79,10 +75,6 @@ def main() -> None:
     try:
         cluster = slurmcluster.start(root, gpus=2)
         version = subprocess.run(["sinfo", "--version"], env=cluster.env, capture_output=True, text=True).stdout
-        specs = [builders.standin_route(str(i), standin_sim_s="1", standin_wall_s=f"{args.drive_s:g}")
-                 for i in range(args.routes)]  # fmt: skip
-        source = builders.routes_xml(home / "routes.xml", specs)
-        rt.chown_tree(home)
         env = {**stack.env(), "SLURM_CONF": cluster.env["SLURM_CONF"]}
         env.pop("PYTHONDONTWRITEBYTECODE")
         common = ["run", "--routes", str(source), "--route-timeout", "120", "--json"]
@@ -98,13 +90,10 @@ def main() -> None:
             sys.exit(f"Slurm needed {len(ledger)} submissions (a resubmission): the figures would not compare")
         first_start = slurm[0].started - ledger[0]["submitted"]
     finally:
-        left = stack.user_processes()
-        if left:
-            proctree.stop_processes(left, grace=1)
+        stop_leftovers(stack)
         if cluster is not None:
             cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
-        shutil.rmtree(rt.base, ignore_errors=True)
     n, width = args.routes, 14
     print(f"{n} routes, each driving {args.drive_s:g} s (stand-in evaluator + stand-in CARLA), {args.slots} at a time; "
           f"{os.cpu_count()} CPUs; {version.strip()}, one node: this machine")  # fmt: skip
