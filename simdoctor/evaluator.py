@@ -28,16 +28,6 @@ from simdoctor.proctree import StopResult, Tree
 from simdoctor.recipe import CarlaRecipe
 
 
-def read_log(path: Path, offset: int) -> str:
-    """The log from `offset` (bytes) on: one attempt's output in a route's log."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            return handle.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
 def launch_port(log_text: str, launcher: str) -> Optional[int]:
     """The RPC port on the first line that launches CARLA (the port find_free_port settled on)."""
     for line in log_text.splitlines():
@@ -109,7 +99,7 @@ class EvaluatorRun:
         self.popen, self.tree = proctree.start(argv, self.log_file, env=env, cwd=Path(cwd), tree_id=self.tree.id)
 
     def log_text(self) -> str:
-        return read_log(self.log_file, self.log_offset)
+        return proctree.read_log(self.log_file, self.log_offset)
 
     def carla_port(self) -> Optional[int]:
         return launch_port(self.log_text(), self.carla.launcher)

@@ -59,6 +59,17 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+def read_log(path: Path, offset: int = 0) -> str:
+    """A log `start` writes, from `offset` (bytes) on (one attempt's output in a route's log); "" when it cannot
+    be read."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            return handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
 def start(
     args: list[str],
     log: Path,

@@ -193,10 +193,7 @@ class DockerBackend:
         container = self._container(record)
         if container is not None:
             return container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
-        try:
-            return Path(record.log).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
+        return proctree.read_log(Path(record.log))
 
     def exit_status(self, launched: Launched) -> Optional[int]:
         container = self._container(launched.record)

@@ -45,10 +45,7 @@ class ProcessBackend:
         return bool(self.pids(record))
 
     def log_text(self, record: ServerRecord) -> str:
-        try:
-            return Path(record.log).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
+        return proctree.read_log(Path(record.log))
 
     def exit_status(self, launched: Launched) -> Optional[int]:
         return launched.popen.poll() if launched.popen is not None else None

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import simdoctor
-from simdoctor import atomic, results, runplan
+from simdoctor import atomic, proctree, results, runplan
 from simdoctor.carla.lifecycle import terminate_as_interrupt
 from simdoctor.outdir import Layout
 from simdoctor.progress import Lane, Progress
@@ -431,7 +431,7 @@ class ArrayRun:
                 self._accounting[job_id] = {}
         known = self._accounting[job_id].get(label)
         log = self.layout.job_log(flight.submission.number, label)
-        text = _read(log)
+        text = proctree.read_log(log)
         if known is not None and known.state in STOPPED_BY_SLURM:
             return f"array task {label} ended {known.state} (sacct; its log {log})", True
         state = stepd_state(text)
@@ -654,13 +654,6 @@ def dry_run(settings: Settings, options: runplan.Options, opts: SlurmOptions, js
 
 
 # ---- small helpers ----
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
 
 
 def _quietly(call: Callable[[], Optional[str]]) -> Optional[str]:
