@@ -91,8 +91,7 @@ def main() -> None:
                 kill_wall.append(wait_gone(tree, began))
                 subprocess.run(rt.simdoctor("carla", "stop", str(port)), env=env, capture_output=True, timeout=60)
     finally:
-        for left in [p for p in proctree.named(recipe.carla.process_name) if p.uid == rt.uid]:
-            proctree.stop_processes([left], grace=1)
+        proctree.stop_processes(rt.processes(), grace=1)
         shutil.rmtree(base, ignore_errors=True)
     print(f"stand-in start-up time {args.ready_after:g} s, {args.runs} runs")
     print(f"ready latency (server answers -> simdoctor reports ready): {stats(latency)}   goal < 0.5 s")

@@ -114,6 +114,7 @@ def xvfb() -> str:
 TEST_USER = "simdoctor-test"  # created by tests/setup.sh
 USER_PYTHON = "/opt/simdoctor-test/venv/bin/python"  # tests/setup.sh: Debian's python3 + simdoctor's dependencies
 USER_AGENT_PYTHON = "/opt/simdoctor-test/agent-venv/bin/python"  # tests/setup.sh: .venv-agent's Python + carla
+SESSION_MARK = "SIMDOCTOR_TEST_SESSION"  # in the environment of every process a UserRuntime starts
 
 
 @dataclass(frozen=True)
@@ -150,8 +151,17 @@ class UserRuntime:
             "NO_COLOR": "1",
             "SIMDOCTOR_CONFIG": str(home / "config.toml"),
             "SIMDOCTOR_STATE_DIR": str(home / "state"),
+            SESSION_MARK: str(self.base),
             **extra,
         }
+
+    def processes(self) -> list:
+        """The live processes this runtime started: the test user's that carry this runtime's mark in their
+        environment. Other suites on the machine run as the same user; their processes are not ours to stop."""
+        from simdoctor import procs
+
+        mine = [p for p in procs.processes() if p.uid == self.uid and procs.is_alive(p.pid)]
+        return [p for p in mine if (procs.environ(p.pid) or {}).get(SESSION_MARK) == str(self.base)]
 
     def command(self, args: list[str]) -> list[str]:
         """`args` as the user; setpriv execs in place, so the pid is that of `args` itself."""
@@ -221,9 +231,7 @@ class Stack:
         return load_settings(env=self.env())
 
     def user_processes(self) -> list:
-        from simdoctor import procs
-
-        return [p for p in procs.processes() if p.uid == self.rt.uid and procs.is_alive(p.pid)]
+        return self.rt.processes()
 
 
 def make_stack(rt: UserRuntime) -> Stack:

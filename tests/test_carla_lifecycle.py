@@ -60,7 +60,7 @@ class Carla:
         return [json.loads(p.read_text()) for p in sorted(self.state_dir().glob("*.json"))]
 
     def user_processes(self) -> list[procs.ProcessInfo]:
-        return [p for p in procs.processes() if p.uid == self.rt.uid and procs.is_alive(p.pid)]
+        return self.rt.processes()
 
 
 def tree_of(record: dict) -> list[procs.ProcessInfo]:
