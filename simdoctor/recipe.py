@@ -150,6 +150,24 @@ class RunRecipe:
 
 
 @dataclass(frozen=True)
+class VizRecipe:
+    """`simdoctor run --viz`: SimLingo's debug drawing, its font, and how the frames become a video."""
+
+    every: int
+    tick_hz: float
+    debug_flag: str
+    font_name: str
+    fonts: list[str]
+    font_package: str
+    frames_dir: str
+    fonts_dir: str
+    videos_dir: str
+    crf: int
+    preset: str
+    poster_at: float
+
+
+@dataclass(frozen=True)
 class DiskRecipe:
     carla_gib: float
     weights_gib: float
@@ -183,6 +201,7 @@ class Recipe:
     routes: RoutesRecipe
     worker: WorkerRecipe
     run: RunRecipe
+    viz: VizRecipe
     disk: DiskRecipe
     network: NetworkRecipe
     slurm: SlurmRecipe
