@@ -149,6 +149,9 @@ class RunRecipe:
     merged_file: str
     lock_file: str
     slurm_dir: str
+    frames_dir: str
+    share_dir: str
+    videos_dir: str
 
 
 @dataclass(frozen=True)
@@ -161,9 +164,6 @@ class VizRecipe:
     font_name: str
     fonts: list[str]
     font_package: str
-    frames_dir: str
-    fonts_dir: str
-    videos_dir: str
     crf: int
     preset: str
     poster_at: float

@@ -142,7 +142,8 @@ LIBERATION = "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf"  
 
 def test_viz_switches_the_agents_own_drawing_on_every_nth_step(agent_python, agent_file, tmp_path):
     frames = tmp_path / "frames.jsonl"
-    done = drive(agent_python, agent_file, tmp_path, ticks=31, HOME=str(tmp_path), XDG_DATA_DIRS=str(font_share(tmp_path)),
+    share = str(font_share(tmp_path))
+    done = drive(agent_python, agent_file, tmp_path, ticks=31, HOME=str(tmp_path), XDG_DATA_DIRS=share,
                  **{VIZ_EVERY_ENV: "10", VIZ_FILE_ENV: str(frames), VIZ_FLAG_ENV: "DEBUG"})  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.splitlines()[-1])["error"] is None

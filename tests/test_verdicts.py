@@ -54,8 +54,8 @@ GIB = 2**30
 VK_UUID_2 = "0c4d9a7b-61e2-4f38-8d15-b7a9e3c2f106"
 GPU_UUID_2 = f"GPU-{VK_UUID_2}"
 ALL_IDS = [c.id for c in CHECKS]
-# The docker group speaks only with --backend docker, the slurm group only with --slurm.
-PROCESS_IDS = [c.id for c in CHECKS if c.group not in ("docker", "slurm")]
+# The docker group speaks only with --backend docker, the slurm group only with --slurm, viz only with --viz.
+PROCESS_IDS = [c.id for c in CHECKS if c.group not in ("docker", "slurm", "viz")]
 
 
 @pytest.fixture
@@ -1469,3 +1469,43 @@ def test_slurm_probe_job_names_what_the_node_lacks(facts: Facts, settings: Setti
     assert f.status is Status.FAIL
     named(f, "ran on gpu-node-01", f"{launcher} missing there", "(and 1 more)")
     assert "Slurm gave the task no GPU (no CUDA_VISIBLE_DEVICES / SLURM_JOB_GPUS)" in f.details
+
+
+# ---------------------------------------------------------------- viz (check --viz, run --viz)
+
+
+@pytest.fixture
+def vctx(settings: Settings) -> CheckContext:
+    return context(settings, viz=True)
+
+
+def test_viz_findings_only_with_viz(facts: Facts, ctx: CheckContext, vctx: CheckContext) -> None:
+    assert not [f for f in diagnose(facts, select(Selection()), ctx) if f.group == "viz"]
+    found = {f.id: f.status for f in diagnose(facts, select(Selection(only=("viz",))), vctx)}
+    assert found == {"viz.font": Status.OK, "viz.encoder": Status.OK}
+
+
+def test_viz_font_missing_fails_with_the_package_as_this_user_installs_it(facts: Facts, vctx: CheckContext) -> None:
+    f = verdict("viz.font", breaking(facts, "viz", source=None), vctx)
+    assert f.status is Status.FAIL
+    named(f, "no font named arial.ttf", "OSError: cannot open resource", "Agent crashed")
+    assert commands(f) == ["sudo apt-get install -y fonts-liberation"]  # the healthy machine's user is not root
+    as_root = breaking(breaking(facts, "viz", source=None), "system", euid=0, user="root")
+    assert commands(verdict("viz.font", as_root, vctx)) == ["apt-get install -y fonts-liberation"]
+
+
+def test_viz_font_an_arial_the_agent_finds_is_used(facts: Facts, vctx: CheckContext) -> None:
+    f = verdict("viz.font", breaking(facts, "viz", found="/home/eval/simlingo/arial.ttf", source=None), vctx)
+    assert f.status is Status.OK
+    named(f, "opens /home/eval/simlingo/arial.ttf")
+
+
+def test_viz_encoder_missing_or_without_h264_fails(facts: Facts, vctx: CheckContext) -> None:
+    f = verdict("viz.encoder", breaking(facts, "viz", encoder=None, encoder_source=None, h264=None), vctx)
+    assert f.status is Status.FAIL
+    named(f, "no ffmpeg")
+    assert commands(f)[0].endswith(" -m pip install imageio-ffmpeg")
+    f = verdict("viz.encoder", breaking(facts, "viz", encoder="/usr/bin/ffmpeg", encoder_source="system", h264=False),
+                vctx)  # fmt: skip
+    assert f.status is Status.FAIL
+    named(f, "/usr/bin/ffmpeg has no libx264")

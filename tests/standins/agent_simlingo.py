@@ -95,8 +95,12 @@ class LingoAgent(autonomous_agent.AutonomousAgent):
         route_type = route_path.split("data/benchmarks/")[-1].split("/")[0]
         route_number = str(pathlib.Path(route_path).stem)
         self.save_path = os.environ.get("SAVE_PATH") + self.save_path_root
-        self.debug_save_path = self.save_path + "/debug_viz" + "/{}/iter_{}/{}/{}_{}".format(
-            self.session, self.iter, route_type, route_number, time.strftime("%Y_%m_%d_%H_%M_%S")
+        self.debug_save_path = (
+            self.save_path
+            + "/debug_viz"
+            + "/{}/iter_{}/{}/{}_{}".format(
+                self.session, self.iter, route_type, route_number, time.strftime("%Y_%m_%d_%H_%M_%S")
+            )
         )
         pathlib.Path(self.debug_save_path).mkdir(parents=True, exist_ok=True)
         if DEBUG:
