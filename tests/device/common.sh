@@ -37,3 +37,18 @@ device_prologue() {
   HOME_DIR="$WORK/home"
   PYTHON=$(command -v python3)
 }
+
+# agent_python: an interpreter that has torch and the carla client, for the stand-in evaluator (as the agent's).
+# python3 itself when it imports carla; else a venv over python3's packages with the client unpacked into it
+# from a carried wheel (.whl/carla-*.whl matching python3, e.g. `pip download carla==0.9.16 --python-version
+# 3.12 --only-binary=:all: --no-deps --platform manylinux_2_31_x86_64 -d .whl`); else nothing (prints why).
+agent_python() {
+  if python3 -c 'import carla' 2>/dev/null; then command -v python3; return; fi
+  local tag wheel site
+  tag=$(python3 -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+  wheel=$(ls "$REPO"/.whl/carla-*-"$tag"-*.whl 2>/dev/null | head -n 1)
+  [ -n "$wheel" ] || { echo "python3 cannot import carla and .whl/ has no carla wheel for $tag" >&2; return 1; }
+  python3 -m venv --without-pip --system-site-packages "$WORK/agent" || return 1
+  site=$("$WORK/agent/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  python3 -m zipfile -e "$wheel" "$site" && chmod -R a+rX "$WORK/agent" && echo "$WORK/agent/bin/python"
+}
