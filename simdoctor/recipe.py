@@ -81,6 +81,7 @@ class CarlaRecipe:
 @dataclass(frozen=True)
 class AgentRecipe:
     repo_url: str
+    commit: str
     python_version: str
     carla_wheel_pythons: list[str]
     python_candidates: list[str]
@@ -91,6 +92,7 @@ class AgentRecipe:
     scenario_runner: str
     leaderboard: str
     pythonpath: list[str]
+    deep_modules: list[str]
     modules: dict[str, str]
     packages: dict[str, str]
     torch_index: dict[str, str]
