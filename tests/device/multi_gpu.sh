@@ -44,9 +44,9 @@ recipe = load_settings(env={"HOME": str(home)}).recipe
 builders.carla_root(home / "carla", recipe)
 builders.standin_server(home / "carla", recipe, python, code, {"vulkan": "real", "gpu_memory_mib": 1024})
 builders.bench2drive_standin(home / "simlingo")
-for name, count in (("all", 2 * ngpu), ("subset", 2)):
+for name, first, count in (("all", 100, 2 * ngpu), ("subset", 200, 2)):
     builders.routes_xml(home / f"routes-{name}.xml", [
-        builders.standin_route(f"{name[0]}{i}", standin_sim_s="1", standin_wall_s="4") for i in range(count)])
+        builders.standin_route(str(first + i), standin_sim_s="1", standin_wall_s="4") for i in range(count)])
 (home / "state").mkdir()
 EOF
 chown -R "$USER_NAME:$USER_NAME" "$HOME_DIR"
