@@ -2,8 +2,8 @@
 # device_prologue NAME sends everything to $OUT/NAME.log too, checks the machine (GPU, python3 with torch,
 # typer, rich, nvidia-ml-py), unpacks Debian's Vulkan loader from .gl/ when there is none, makes the non-root
 # user CARLA must run as, and copies the code where that user can read it. Sets OUT, REPO, USER_NAME, WORK,
-# Helpers after it: fail, live_carla, agent_python (an interpreter with the carla client), as_user.
-# HOME_DIR, PYTHON.
+# HOME_DIR, PYTHON. Helpers below it: fail, live_carla, agent_python (an interpreter with the carla client),
+# as_user.
 FAIL=0
 fail() { echo "FAIL: $*"; FAIL=1; }
 # Live CARLA processes of the user; zombies (state Z) have exited and hold nothing: where PID 1 does not
