@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from simdoctor import distro
 from simdoctor.checks import CHECKS, Check, CheckContext
 from simdoctor.findings import Finding, Fix, Status, exit_code
 from simdoctor.probes.slurm import SlurmIntent
@@ -78,9 +80,11 @@ def probe_failure_finding(failure: ProbeFailure) -> Finding:
 def diagnose(facts: Facts, checks: list[Check], ctx: CheckContext) -> list[Finding]:
     """Pure: the same facts and settings always give the same findings."""
     findings: list[Finding] = []
+    machine = distro.Machine.of(facts.get("system"))
     for value in facts.by_probe.values():
         if isinstance(value, ProbeFailure):
-            findings.append(probe_failure_finding(value))
+            finding = probe_failure_finding(value)
+            findings.append(dataclasses.replace(finding, fix=distro.localize(finding.fix, machine)))
     for c in applicable(checks, ctx):
         missing = [p for p in c.needs if not _has(facts, p)]
         if missing:
@@ -91,7 +95,8 @@ def diagnose(facts: Facts, checks: list[Check], ctx: CheckContext) -> list[Findi
             findings.append(Finding(c.id, c.group, c.title, verdict_status, summary))
             continue
         v = c.fn(facts, ctx)
-        findings.append(Finding(c.id, c.group, c.title, v.status, v.summary, list(v.details), v.fix))
+        fix = distro.localize(v.fix, machine)
+        findings.append(Finding(c.id, c.group, c.title, v.status, v.summary, list(v.details), fix))
     return findings
 
 
@@ -101,7 +106,8 @@ def _has(facts: Facts, name: str) -> bool:
 
 def start(checks: list[Check], ctx: CheckContext) -> Pending:
     """Start the probes the checks need; collect them with `.wait()`."""
-    return start_probes(needed_probes(checks), ProbeContext(ctx.settings, deep=ctx.deep, slurm=ctx.slurm))
+    names = list(dict.fromkeys([*needed_probes(checks), "system"]))  # the system facts localize every fix
+    return start_probes(names, ProbeContext(ctx.settings, deep=ctx.deep, slurm=ctx.slurm))
 
 
 def run(

@@ -193,6 +193,43 @@ class SlurmRecipe:
 
 
 @dataclass(frozen=True)
+class Family:
+    """A distribution family: how it is recognised and how it installs packages."""
+
+    name: str
+    ids: list[str]
+    install: str
+    versions: list[str] = field(default_factory=list)
+    refresh: str = ""
+    epel: str = ""
+    epel_packages: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Guide:
+    text: str
+    commands: list[str]
+
+
+@dataclass(frozen=True)
+class PlatformSetup:
+    packages: list[str]
+    user: str
+    user_venv: str
+    user_bin: str
+
+
+@dataclass(frozen=True)
+class PlatformRecipe:
+    """System software per distribution family (see simdoctor.distro)."""
+
+    families: list[Family]
+    packages: dict[str, dict[str, str]]
+    setup: PlatformSetup
+    guides: dict[str, dict[str, Guide]]
+
+
+@dataclass(frozen=True)
 class Recipe:
     recipe: RecipeInfo
     defaults: Defaults
@@ -207,6 +244,7 @@ class Recipe:
     disk: DiskRecipe
     network: NetworkRecipe
     slurm: SlurmRecipe
+    platform: PlatformRecipe
     path: Optional[str] = field(default=None)
 
     @property

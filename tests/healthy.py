@@ -30,7 +30,7 @@ from simdoctor.probes.ports import PortsFacts, PortState, carla_ports
 from simdoctor.probes.server import ServerFacts
 from simdoctor.probes.servers import ServersFacts
 from simdoctor.probes.slurm import SlurmFacts, SlurmJobFacts
-from simdoctor.probes.system import DiskSpace, SystemFacts
+from simdoctor.probes.system import DiskSpace, OsRelease, SystemFacts
 from simdoctor.probes.viz import VizFacts
 from simdoctor.probes.vulkan import NVIDIA_VENDOR_ID, Enumeration, IcdFile, VkDevice, VulkanFacts, icd_search_dirs
 from simdoctor.probes.weights import WeightFile, WeightsFacts
@@ -150,6 +150,8 @@ def system(settings: Settings) -> SystemFacts:
         euid=1000,
         user="researcher",
         disks=disks,
+        os_release=OsRelease("ubuntu", ["debian"], "22.04", "Ubuntu 22.04.4 LTS"),
+        sudo="/usr/bin/sudo",
     )
 
 

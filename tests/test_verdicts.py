@@ -28,6 +28,7 @@ from healthy import (
     vk_device,
 )
 
+from simdoctor import handoff
 from simdoctor.checks import CHECKS, CheckContext
 from simdoctor.doctor import Selection, diagnose, needed_probes, select
 from simdoctor.findings import Finding, Status, exit_code
@@ -54,6 +55,8 @@ GIB = 2**30
 VK_UUID_2 = "0c4d9a7b-61e2-4f38-8d15-b7a9e3c2f106"
 GPU_UUID_2 = f"GPU-{VK_UUID_2}"
 ALL_IDS = [c.id for c in CHECKS]
+# The recipe's driver guide for Ubuntu (the healthy machine's distribution), as a normal user with sudo.
+UBUNTU_DRIVER = ["sudo apt-get install -y ubuntu-drivers-common", "sudo ubuntu-drivers install", "sudo reboot"]
 # The docker group speaks only with --backend docker, the slurm group only with --slurm, viz only with --viz.
 PROCESS_IDS = [c.id for c in CHECKS if c.group not in ("docker", "slurm", "viz")]
 
@@ -197,7 +200,9 @@ def test_system_user_root_fails_for_a_process_backend(facts: Facts, ctx: CheckCo
     f = verdict("system.user", breaking(facts, "system", euid=0, user="root"), ctx)
     assert f.status is Status.FAIL
     named(f, "running as root", "Refusing to run with the root privileges")
-    assert commands(f) == ["useradd -m -s /bin/bash carla", "su - carla"]
+    # the same path as `setup` as root: hand the stack to carla, then continue as carla with its own simdoctor
+    home = handoff.home_of("carla")
+    assert commands(f) == ["simdoctor setup --user carla", f"su - carla -c '{home}/.local/bin/simdoctor run'"]
 
 
 def test_system_user_root_is_fine_with_docker(facts: Facts, settings: Settings) -> None:
@@ -216,7 +221,7 @@ def test_gpu_driver_not_loaded_fails_and_the_rest_of_gpu_skips(facts: Facts, ctx
     f = verdict("gpu.driver", broken, ctx)
     assert f.status is Status.FAIL
     named(f, "Driver Not Loaded")
-    assert commands(f) == ["sudo ubuntu-drivers install", "sudo reboot"]
+    assert commands(f) == UBUNTU_DRIVER
     for check_id in ("gpu.devices", "gpu.processes", "gpu.stale_carla", "gpu.graphics_libs"):
         assert verdict(check_id, broken, ctx).status is Status.SKIP
 
@@ -466,7 +471,7 @@ def test_vulkan_devices_crashed_enumeration_without_driver(facts: Facts, ctx: Ch
     f = verdict("vulkan.devices", crashed, ctx)
     assert f.status is Status.FAIL
     named(f, "SIGSEGV")
-    assert commands(f) == ["sudo ubuntu-drivers install"]
+    assert commands(f) == UBUNTU_DRIVER
 
 
 def test_vulkan_devices_empty_list_fails(facts: Facts, ctx: CheckContext) -> None:
@@ -1000,7 +1005,7 @@ def test_agent_torch_driver_cuda_older_same_major_warns(facts: Facts, settings: 
     f = verdict("agent.torch", breaking(facts, "gpu", cuda_driver_version="12.0"), ctx)
     assert f.status is Status.WARN
     named(f, "the driver supports CUDA 12.0, older than torch's CUDA 12.1", "minor-version compatibility only")
-    assert commands(f) == ["sudo ubuntu-drivers install"]
+    assert commands(f) == UBUNTU_DRIVER
 
 
 def test_agent_torch_driver_cuda_older_major_fails(facts: Facts, ctx: CheckContext) -> None:

@@ -5,16 +5,10 @@ from __future__ import annotations
 import sys
 
 from simdoctor.checks import CheckContext, check, fail, ok
+from simdoctor.distro import install_fix, os_of
 from simdoctor.findings import Fix
-from simdoctor.probes.system import SystemFacts
 from simdoctor.probes.viz import VizFacts
 from simdoctor.probing import Facts
-
-
-def _as_root(facts: Facts, command: str) -> str:
-    """The command as it runs here: through sudo unless this is root."""
-    system: SystemFacts = facts.get("system")
-    return command if system is not None and system.euid == 0 else f"sudo {command}"
 
 
 @check("viz.font", "Font of SimLingo's drawing", needs=("viz",), uses=("system",))
@@ -27,15 +21,17 @@ def font(facts: Facts, ctx: CheckContext):
             f"{v.font_name}: run --viz gives the agent {v.source} under that name (metric-compatible with Arial, "
             "first on its XDG_DATA_DIRS)"
         )
-    package = ctx.settings.recipe.viz.font_package
+    viz = ctx.settings.recipe.viz
     return fail(
         f"no font named {v.font_name} and no metric-compatible one to give the agent: SimLingo's drawing would "
         "raise `OSError: cannot open resource` (agent_simlingo.py:750) and every route fail as 'Agent crashed'",
-        Fix(
-            f"Install Liberation Sans ({package}); run --viz then gives it to the agent as {v.font_name}.",
-            [_as_root(facts, f"apt-get install -y {package}")],
+        install_fix(
+            ctx.settings.recipe.platform,
+            os_of(facts.get("system")),
+            [viz.font_package],
+            f"Install Liberation Sans; run --viz then gives it to the agent as {v.font_name}.",
         ),
-        [f"looked for: {p}" for p in ctx.settings.recipe.viz.fonts],
+        [f"looked for: {p}" for p in viz.fonts],
     )
 
 
