@@ -149,6 +149,24 @@ class RunRecipe:
     merged_file: str
     lock_file: str
     slurm_dir: str
+    frames_dir: str
+    share_dir: str
+    videos_dir: str
+
+
+@dataclass(frozen=True)
+class VizRecipe:
+    """`simdoctor run --viz`: SimLingo's debug drawing, its font, and how the frames become a video."""
+
+    every: int
+    tick_hz: float
+    debug_flag: str
+    font_name: str
+    fonts: list[str]
+    font_package: str
+    crf: int
+    preset: str
+    poster_at: float
 
 
 @dataclass(frozen=True)
@@ -175,6 +193,43 @@ class SlurmRecipe:
 
 
 @dataclass(frozen=True)
+class Family:
+    """A distribution family: how it is recognised and how it installs packages."""
+
+    name: str
+    ids: list[str]
+    install: str
+    versions: list[str] = field(default_factory=list)
+    refresh: str = ""
+    epel: str = ""
+    epel_packages: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Guide:
+    text: str
+    commands: list[str]
+
+
+@dataclass(frozen=True)
+class PlatformSetup:
+    packages: list[str]
+    user: str
+    user_venv: str
+    user_bin: str
+
+
+@dataclass(frozen=True)
+class PlatformRecipe:
+    """System software per distribution family (see simdoctor.distro)."""
+
+    families: list[Family]
+    packages: dict[str, dict[str, str]]
+    setup: PlatformSetup
+    guides: dict[str, dict[str, Guide]]
+
+
+@dataclass(frozen=True)
 class Recipe:
     recipe: RecipeInfo
     defaults: Defaults
@@ -185,9 +240,11 @@ class Recipe:
     routes: RoutesRecipe
     worker: WorkerRecipe
     run: RunRecipe
+    viz: VizRecipe
     disk: DiskRecipe
     network: NetworkRecipe
     slurm: SlurmRecipe
+    platform: PlatformRecipe
     path: Optional[str] = field(default=None)
 
     @property

@@ -60,6 +60,7 @@ from simdoctor.runplan import Plan, Slot, Task
 from simdoctor.sampling import PeakSampler
 from simdoctor.settings import Settings
 from simdoctor.slurm.jobs import refuse_if_in_flight
+from simdoctor.viz import video
 
 POLL_S = 0.05
 TICK_S = 0.2
@@ -238,11 +239,22 @@ class Supervisor:
             outcome = self._wait(active)
             record, decided = self._finish(active, outcome)
             attempt = record.last
+            if decided or (self.single and attempt.kind is Kind.RESULT):
+                self.record_view(task)
             if outcome == "interrupted" or decided or self.single:
                 return
             used |= set(attempt.ports.values())
             if attempt.carla_port:
                 used |= {attempt.carla_port, attempt.carla_port + 1, attempt.carla_port + 2}
+
+    def record_view(self, task: Task) -> None:
+        """--viz: the route's video from the frames SimLingo drew on its final attempt."""
+        if self.plan.viz_every:
+            layout = Layout(Path(self.plan.out), self.settings.recipe.run)
+            line = video.record_route(layout, task.route.id, self.settings.recipe.viz, self.plan.viz_every,
+                                      self.plan.keep_frames)  # fmt: skip
+            if line:
+                self.progress.note(line)
 
     def _initial_record(self, task: Task) -> TaskRecord:
         """Resume the route's record (its attempts count), or start it afresh with --fresh."""
@@ -284,7 +296,8 @@ class Supervisor:
         number = len(record.attempts) + 1
         log = Path(task.log_file)
         log.parent.mkdir(parents=True, exist_ok=True)
-        for path in (task.results_file, task.steps_file):  # what is there now is an earlier attempt's
+        viz = [task.frames_file] if self.plan.viz_every else []
+        for path in (task.results_file, task.steps_file, *viz):  # what is there now is an earlier attempt's
             Path(path).unlink(missing_ok=True)
             Path(path).parent.mkdir(parents=True, exist_ok=True)  # the evaluator and the agent only open them
         run = EvaluatorRun.prepare(log, str(self.settings.carla_root), ports["rpc"], self.carla)
@@ -413,8 +426,9 @@ def describe(record: TaskRecord, retries: int, again: str = RETRYING) -> str:
 
 def forget(task: Task) -> None:
     """--fresh: the route's earlier results, record, log and steps are removed."""
-    for path in (task.log_file, task.results_file, task.steps_file, task.task_file):
-        Path(path).unlink(missing_ok=True)
+    for path in (task.log_file, task.results_file, task.steps_file, task.task_file, task.frames_file):
+        if path:
+            Path(path).unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -546,6 +560,7 @@ def run(settings: Settings, options: runplan.Options, json_out: bool = False) ->
         progress = Progress(plan, finished_scores(plan), mode)
         for line in stale:
             progress.note(line)
+        unrecorded = [t for t in plan.tasks if plan.viz_every and t.finished and video.unrecorded(layout, t.route.id)]
         skipped = len(plan.tasks) - len(plan.pending)
         progress.note(
             f"{len(plan.tasks)} routes, {skipped} already done, {len(plan.pending)} to run on {len(plan.slots)} "
@@ -553,6 +568,8 @@ def run(settings: Settings, options: runplan.Options, json_out: bool = False) ->
         )
         with terminate_as_interrupt(), PeakSampler(SAMPLE_S) as sampler, progress:
             supervisor = Supervisor(plan, settings, progress, sampler, options.fresh)
+            for task in unrecorded:  # finished before a kill cut its encoding short
+                supervisor.record_view(task)
             try:
                 completed = supervisor.run()
             except runplan.RunError as exc:  # no free ports for a retry: everything running was stopped

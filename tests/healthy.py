@@ -30,7 +30,8 @@ from simdoctor.probes.ports import PortsFacts, PortState, carla_ports
 from simdoctor.probes.server import ServerFacts
 from simdoctor.probes.servers import ServersFacts
 from simdoctor.probes.slurm import SlurmFacts, SlurmJobFacts
-from simdoctor.probes.system import DiskSpace, SystemFacts
+from simdoctor.probes.system import DiskSpace, OsRelease, SystemFacts
+from simdoctor.probes.viz import VizFacts
 from simdoctor.probes.vulkan import NVIDIA_VENDOR_ID, Enumeration, IcdFile, VkDevice, VulkanFacts, icd_search_dirs
 from simdoctor.probes.weights import WeightFile, WeightsFacts
 from simdoctor.probing import Facts
@@ -149,6 +150,8 @@ def system(settings: Settings) -> SystemFacts:
         euid=1000,
         user="researcher",
         disks=disks,
+        os_release=OsRelease("ubuntu", ["debian"], "22.04", "Ubuntu 22.04.4 LTS"),
+        sudo="/usr/bin/sudo",
     )
 
 
@@ -327,6 +330,18 @@ def slurm_job(settings: Settings) -> SlurmJobFacts:
     return SlurmJobFacts("4242", "COMPLETED", "None", None, 3.2, replace(a, node=node))
 
 
+def viz(settings: Settings) -> VizFacts:
+    """`check --viz`: no arial.ttf anywhere (a plain Ubuntu), Liberation Sans installed, imageio-ffmpeg's ffmpeg."""
+    return VizFacts(
+        font_name="arial.ttf",
+        found=None,
+        source="/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+        encoder="/home/eval/.venv/lib/python3.12/site-packages/imageio_ffmpeg/binaries/ffmpeg-linux-x86_64-v7.1",
+        encoder_source="imageio-ffmpeg",
+        h264=True,
+    )
+
+
 def healthy_facts(settings: Settings) -> Facts:
     """Every probe's facts on the healthy machine, keyed as the probe registry names them."""
     return Facts(
@@ -345,5 +360,6 @@ def healthy_facts(settings: Settings) -> Facts:
             "carla_servers": carla_servers(),
             "slurm": slurm(settings),
             "slurm_job": slurm_job(settings),
+            "viz": viz(settings),
         }
     )

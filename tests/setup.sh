@@ -15,6 +15,8 @@ APT_PACKAGES=(
   python3 python3-venv                 # Debian's Python: the interpreter of the non-root test user
   fish                                 # sources `simdoctor env --format fish` in the env tests
   patchelf                             # the test user's copy of the agent's Python finds its libpython
+  fonts-liberation                     # Liberation Sans: run --viz gives it to SimLingo's drawing as arial.ttf
+  chromium                             # a real headless browser: the watch and report --html pages
 )
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -39,11 +41,13 @@ if [ ! -x .venv-agent/bin/python ]; then
   [ -n "$AGENT_PY" ] || AGENT_PY=$(command -v python3.8 || command -v python3)
   "$AGENT_PY" -m venv .venv-agent
 fi
+# SimLingo's Pillow (recipe [agent.packages]): the stand-in agent draws its debug view with it.
+PILLOW=$(sed -n 's/^pillow = "\(.*\)"/\1/p' recipes/simlingo-bench2drive.toml)
 case "$(.venv-agent/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" in
   3.8|3.9|3.10) CARLA=0.9.15 ;;
   *) CARLA=0.9.16 ;;
 esac
-.venv-agent/bin/python -m pip install -q "carla==$CARLA"
+.venv-agent/bin/python -m pip install -q "carla==$CARLA" "pillow==$PILLOW"
 # What the real evaluator imports besides carla (reference/upstream-behaviour.md §3), so the stand-in
 # evaluator can need them as it does; at the recipe's pins (environment.yaml's) on SimLingo's Pythons.
 EVALUATOR_DISTS=(six simple-watchdog-timer py-trees pexpect transforms3d tabulate numpy ephem shapely networkx dictor
@@ -71,7 +75,7 @@ if [ ! -x "$USER_VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT
   $SUDO rm -rf "$USER_VENV"
   $SUDO /usr/bin/python3 -m venv "$USER_VENV"
   $SUDO "$USER_VENV/bin/python" -m pip install -q --upgrade pip
-  $SUDO "$USER_VENV/bin/python" -m pip install -q '.[carla,docker]'
+  $SUDO "$USER_VENV/bin/python" -m pip install -q '.[carla,docker,viz]'
   $SUDO "$USER_VENV/bin/python" -m pip uninstall -q -y simdoctor
   echo "$WANT" | $SUDO tee "$STAMP" >/dev/null
 fi
@@ -103,3 +107,4 @@ if [ ! -x "$USER_AGENT_VENV/bin/python" ] || [ ! -e "$AGENT_STAMP" ]; then
   $SUDO "$USER_AGENT_VENV/bin/python" -m pip install -q $EVALUATOR_REQS
   $SUDO touch "$AGENT_STAMP"
 fi
+$SUDO "$USER_AGENT_VENV/bin/python" -m pip install -q "pillow==$PILLOW"  # additive: no rebuild for it

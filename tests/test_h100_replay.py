@@ -53,7 +53,7 @@ def test_bare_machine_needs_the_vulkan_loader(settings: Settings) -> None:
     loader = found["vulkan.loader"]
     assert loader.status is Status.FAIL
     assert "libvulkan.so.1" in loader.summary
-    assert loader.fix is not None and loader.fix.commands == ["sudo apt-get install -y libvulkan1"]
+    assert loader.fix is not None and loader.fix.commands == ["apt-get install -y libvulkan1"]  # root: no sudo
     icd = found["vulkan.icd"]
     assert icd.status is Status.OK
     assert icd.summary == f"{NVIDIA_ICD} -> {GLX_NVIDIA}"

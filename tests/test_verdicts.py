@@ -28,6 +28,7 @@ from healthy import (
     vk_device,
 )
 
+from simdoctor import handoff
 from simdoctor.checks import CHECKS, CheckContext
 from simdoctor.doctor import Selection, diagnose, needed_probes, select
 from simdoctor.findings import Finding, Status, exit_code
@@ -54,8 +55,10 @@ GIB = 2**30
 VK_UUID_2 = "0c4d9a7b-61e2-4f38-8d15-b7a9e3c2f106"
 GPU_UUID_2 = f"GPU-{VK_UUID_2}"
 ALL_IDS = [c.id for c in CHECKS]
-# The docker group speaks only with --backend docker, the slurm group only with --slurm.
-PROCESS_IDS = [c.id for c in CHECKS if c.group not in ("docker", "slurm")]
+# The recipe's driver guide for Ubuntu (the healthy machine's distribution), as a normal user with sudo.
+UBUNTU_DRIVER = ["sudo apt-get install -y ubuntu-drivers-common", "sudo ubuntu-drivers install", "sudo reboot"]
+# The docker group speaks only with --backend docker, the slurm group only with --slurm, viz only with --viz.
+PROCESS_IDS = [c.id for c in CHECKS if c.group not in ("docker", "slurm", "viz")]
 
 
 @pytest.fixture
@@ -197,7 +200,9 @@ def test_system_user_root_fails_for_a_process_backend(facts: Facts, ctx: CheckCo
     f = verdict("system.user", breaking(facts, "system", euid=0, user="root"), ctx)
     assert f.status is Status.FAIL
     named(f, "running as root", "Refusing to run with the root privileges")
-    assert commands(f) == ["useradd -m -s /bin/bash carla", "su - carla"]
+    # the same path as `setup` as root: hand the stack to carla, then continue as carla with its own simdoctor
+    home = handoff.home_of("carla")
+    assert commands(f) == ["simdoctor setup --user carla", f"su - carla -c '{home}/.local/bin/simdoctor run'"]
 
 
 def test_system_user_root_is_fine_with_docker(facts: Facts, settings: Settings) -> None:
@@ -216,7 +221,7 @@ def test_gpu_driver_not_loaded_fails_and_the_rest_of_gpu_skips(facts: Facts, ctx
     f = verdict("gpu.driver", broken, ctx)
     assert f.status is Status.FAIL
     named(f, "Driver Not Loaded")
-    assert commands(f) == ["sudo ubuntu-drivers install", "sudo reboot"]
+    assert commands(f) == UBUNTU_DRIVER
     for check_id in ("gpu.devices", "gpu.processes", "gpu.stale_carla", "gpu.graphics_libs"):
         assert verdict(check_id, broken, ctx).status is Status.SKIP
 
@@ -466,7 +471,7 @@ def test_vulkan_devices_crashed_enumeration_without_driver(facts: Facts, ctx: Ch
     f = verdict("vulkan.devices", crashed, ctx)
     assert f.status is Status.FAIL
     named(f, "SIGSEGV")
-    assert commands(f) == ["sudo ubuntu-drivers install"]
+    assert commands(f) == UBUNTU_DRIVER
 
 
 def test_vulkan_devices_empty_list_fails(facts: Facts, ctx: CheckContext) -> None:
@@ -1000,7 +1005,7 @@ def test_agent_torch_driver_cuda_older_same_major_warns(facts: Facts, settings: 
     f = verdict("agent.torch", breaking(facts, "gpu", cuda_driver_version="12.0"), ctx)
     assert f.status is Status.WARN
     named(f, "the driver supports CUDA 12.0, older than torch's CUDA 12.1", "minor-version compatibility only")
-    assert commands(f) == ["sudo ubuntu-drivers install"]
+    assert commands(f) == UBUNTU_DRIVER
 
 
 def test_agent_torch_driver_cuda_older_major_fails(facts: Facts, ctx: CheckContext) -> None:
@@ -1469,3 +1474,43 @@ def test_slurm_probe_job_names_what_the_node_lacks(facts: Facts, settings: Setti
     assert f.status is Status.FAIL
     named(f, "ran on gpu-node-01", f"{launcher} missing there", "(and 1 more)")
     assert "Slurm gave the task no GPU (no CUDA_VISIBLE_DEVICES / SLURM_JOB_GPUS)" in f.details
+
+
+# ---------------------------------------------------------------- viz (check --viz, run --viz)
+
+
+@pytest.fixture
+def vctx(settings: Settings) -> CheckContext:
+    return context(settings, viz=True)
+
+
+def test_viz_findings_only_with_viz(facts: Facts, ctx: CheckContext, vctx: CheckContext) -> None:
+    assert not [f for f in diagnose(facts, select(Selection()), ctx) if f.group == "viz"]
+    found = {f.id: f.status for f in diagnose(facts, select(Selection(only=("viz",))), vctx)}
+    assert found == {"viz.font": Status.OK, "viz.encoder": Status.OK}
+
+
+def test_viz_font_missing_fails_with_the_package_as_this_user_installs_it(facts: Facts, vctx: CheckContext) -> None:
+    f = verdict("viz.font", breaking(facts, "viz", source=None), vctx)
+    assert f.status is Status.FAIL
+    named(f, "no font named arial.ttf", "OSError: cannot open resource", "Agent crashed")
+    assert commands(f) == ["sudo apt-get install -y fonts-liberation"]  # the healthy machine's user is not root
+    as_root = breaking(breaking(facts, "viz", source=None), "system", euid=0, user="root")
+    assert commands(verdict("viz.font", as_root, vctx)) == ["apt-get install -y fonts-liberation"]
+
+
+def test_viz_font_an_arial_the_agent_finds_is_used(facts: Facts, vctx: CheckContext) -> None:
+    f = verdict("viz.font", breaking(facts, "viz", found="/home/eval/simlingo/arial.ttf", source=None), vctx)
+    assert f.status is Status.OK
+    named(f, "opens /home/eval/simlingo/arial.ttf")
+
+
+def test_viz_encoder_missing_or_without_h264_fails(facts: Facts, vctx: CheckContext) -> None:
+    f = verdict("viz.encoder", breaking(facts, "viz", encoder=None, encoder_source=None, h264=None), vctx)
+    assert f.status is Status.FAIL
+    named(f, "no ffmpeg")
+    assert commands(f)[0].endswith(" -m pip install imageio-ffmpeg")
+    f = verdict("viz.encoder", breaking(facts, "viz", encoder="/usr/bin/ffmpeg", encoder_source="system", h264=False),
+                vctx)  # fmt: skip
+    assert f.status is Status.FAIL
+    named(f, "/usr/bin/ffmpeg has no libx264")

@@ -50,6 +50,7 @@ class CheckContext:
     deep: bool = False
     backend: str = "process"  # process or docker
     slurm: Optional[SlurmIntent] = None  # `check --slurm`: the cluster's checks speak
+    viz: bool = False  # `check --viz` / `run --viz`: recording SimLingo's own view
 
 
 CheckFn = Callable[[Facts, CheckContext], Verdict]
@@ -70,7 +71,7 @@ class Check:
 
 CHECKS: list[Check] = []
 # Report order: the machine first, then what runs on it, then what it downloads.
-GROUPS = ("system", "gpu", "vulkan", "display", "carla", "docker", "slurm", "agent", "weights", "network")
+GROUPS = ("system", "gpu", "vulkan", "display", "carla", "docker", "slurm", "agent", "weights", "network", "viz")
 
 
 def check(id: str, title: str, needs: tuple[str, ...], uses: tuple[str, ...] = ()) -> Callable[[CheckFn], CheckFn]:
@@ -101,6 +102,7 @@ from simdoctor.checks import (  # noqa: E402,F401  (registers every check)
     network,
     slurm,
     system,
+    viz,
     vulkan,
     weights,
 )

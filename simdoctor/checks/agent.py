@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 from simdoctor.checks import CheckContext, check, fail, ok, skip, warn
+from simdoctor.checks.gpu import driver_fix
 from simdoctor.findings import Fix
 from simdoctor.probes.agent import AgentFacts
 from simdoctor.probes.gpu import GpuFacts
@@ -182,12 +183,13 @@ def torch(facts: Facts, ctx: CheckContext):
     if driver_cuda and _v(driver_cuda) < _v(t.cuda)[:2]:
         why = f"the driver supports CUDA {driver_cuda}, older than torch's CUDA {t.cuda}"
         if _v(driver_cuda)[0] == _v(t.cuda)[0]:
-            driver_fix = Fix(
+            update = driver_fix(facts, ctx)
+            update = Fix(
                 f"Update the NVIDIA driver to one for CUDA {t.cuda} or newer; until then CUDA's minor-version "
-                "compatibility runs most, not all, kernels.",
-                ["sudo ubuntu-drivers install"],
+                f"compatibility runs most, not all, kernels. {update.text}",
+                update.commands,
             )
-            problems.append((warn, why + " (minor-version compatibility only)", driver_fix))
+            problems.append((warn, why + " (minor-version compatibility only)", update))
         else:
             problems.append((fail, why, torch_fix(a, ctx, driver_cuda)))
     for d in gpus:

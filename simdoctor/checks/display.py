@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from simdoctor.checks import CheckContext, check, fail, ok, skip, warn
+from simdoctor.distro import install_fix, os_of
 from simdoctor.findings import Fix
 from simdoctor.probes.display import DisplayFacts
 from simdoctor.probing import Facts
@@ -59,7 +60,7 @@ def renderer(facts: Facts, ctx: CheckContext):
     if d.glx is None:
         return warn(
             f"cannot tell who renders on {d.display}: glxinfo is not installed",
-            Fix("Install glxinfo.", ["sudo apt-get install -y mesa-utils"]),
+            install_fix(ctx.settings.recipe.platform, os_of(facts.get("system")), ["glxinfo"], "Install glxinfo."),
         )
     if not d.glx.ok:
         return (fail if ctx.window else warn)(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from simdoctor import handoff
 from simdoctor.checks import CheckContext, check, fail, gib, ok, warn
 from simdoctor.findings import Fix
 from simdoctor.probes.carla import CarlaInstallFacts
@@ -103,11 +104,13 @@ def user(facts: Facts, ctx: CheckContext):
         return ok(f"running as {s.user} (uid {s.euid}), as CARLA requires")
     if ctx.backend == "docker":
         return ok("running as root; fine with the docker backend, whose container runs CARLA as user carla")
+    setup = ctx.settings.recipe.platform.setup
     return fail(
         "running as root: CARLA refuses to start (`Refusing to run with the root privileges.`)",
         Fix(
-            "Run CARLA and simdoctor as a normal user (or use `--backend docker`, which runs CARLA as "
-            "the image's non-root user).",
-            ["useradd -m -s /bin/bash carla", "su - carla"],
+            f"Hand the stack to a normal user ({setup.user}; `setup` creates it, installs simdoctor for it and "
+            "continues as it), then go on as that user; or use `--backend docker`, which runs CARLA as the "
+            "image's non-root user.",
+            handoff.root_fix_commands(setup, setup.user),
         ),
     )

@@ -12,6 +12,7 @@ from simdoctor.probes import (  # noqa: F401
     servers,
     slurm,
     system,
+    viz,
     vulkan,
     weights,
 )

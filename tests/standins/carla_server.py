@@ -28,8 +28,9 @@ Behaviour the test chooses, as JSON in `<CARLA_ROOT>/standin.json` or in $CARLA_
   crash_after: seconds after the ports are up, then `Signal 11 caught.` and SIGSEGV
   ignore_term: ignore SIGTERM (only KILL ends it)
   escape_child: start a child that leaves the session (setsid), like a detached helper
-  gpu_memory_mib: allocate that much on the CUDA device of the chosen Vulkan device (torch; the
-                  H100 script uses it so that NVML lists this process with memory in use)
+  gpu_memory_mib: allocate that much on the CUDA device of the chosen Vulkan device (torch, shown only
+                  that device by its UUID; the device scripts use it so that NVML lists this process
+                  with memory in use on that GPU and no other)
   answering_file: write time.time() there once the RPC port answers (bench/carla_ready.py)
 """
 
@@ -142,17 +143,18 @@ def log_vulkan(devices: list[dict], adapter: int) -> dict:
 
 
 def hold_gpu_memory(chosen: dict, mib: int) -> object:
-    """Allocate on the CUDA device that is the chosen Vulkan device (matched by UUID), as CARLA would."""
+    """Allocate on the CUDA device that is the chosen Vulkan device, as CARLA's renderer would. Vulkan
+    ignores CUDA_VISIBLE_DEVICES (the evaluator's, which CARLA inherits), so torch is shown only the chosen
+    device, by its UUID: no other GPU is touched, and a device CUDA does not have (llvmpipe) gets nothing."""
+    uuid = (chosen.get("uuid") or "").lower()
+    os.environ["CUDA_VISIBLE_DEVICES"] = f"GPU-{uuid}" if uuid else "-1"  # read when CUDA starts, below
     import torch
 
-    index = 0
-    wanted = (chosen.get("uuid") or "").replace("-", "").lower()
-    for i in range(torch.cuda.device_count()):
-        uuid = str(getattr(torch.cuda.get_device_properties(i), "uuid", "")).replace("-", "").lower()
-        if wanted and uuid.endswith(wanted):
-            index = i
-    say(f"LogCarla: stand-in: holding {mib} MiB on cuda:{index}")
-    return torch.empty(mib * 2**20, dtype=torch.uint8, device=f"cuda:{index}")
+    if torch.cuda.device_count() != 1:
+        say(f"LogCarla: stand-in: no CUDA device is Vulkan's {chosen['name']} (UUID {uuid or '?'}): holding nothing")
+        return None
+    say(f"LogCarla: stand-in: holding {mib} MiB on GPU-{uuid} (pid {os.getpid()})")
+    return torch.empty(mib * 2**20, dtype=torch.uint8, device="cuda:0")
 
 
 def bind_all(ports: list[int]) -> list[socket.socket]:
