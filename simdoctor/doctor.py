@@ -49,6 +49,8 @@ def applicable(checks: list[Check], ctx: CheckContext) -> list[Check]:
             return ctx.backend == "docker"
         if c.group == "viz":
             return ctx.viz
+        if c.id == "display.window":
+            return ctx.window
         if c.group == "slurm":
             return ctx.slurm is not None and (c.id != "slurm.probe_job" or ctx.slurm.probe_job)
         return True

@@ -34,6 +34,7 @@ from simdoctor.probes.system import DiskSpace, OsRelease, SystemFacts
 from simdoctor.probes.viz import VizFacts
 from simdoctor.probes.vulkan import NVIDIA_VENDOR_ID, Enumeration, IcdFile, VkDevice, VulkanFacts, icd_search_dirs
 from simdoctor.probes.weights import WeightFile, WeightsFacts
+from simdoctor.probes.window import WindowFacts
 from simdoctor.probing import Facts
 from simdoctor.settings import Settings
 from simdoctor.slurm.client import Partition
@@ -361,5 +362,6 @@ def healthy_facts(settings: Settings) -> Facts:
             "slurm": slurm(settings),
             "slurm_job": slurm_job(settings),
             "viz": viz(settings),
+            "window": WindowFacts(None, []),  # DISPLAY unset: nothing to present to
         }
     )

@@ -47,6 +47,7 @@ class CheckContext:
 
     settings: Settings
     window: bool = False  # a visual session on an existing DISPLAY
+    gpu: Optional[int] = 0  # the GPU a window would render on (`carla start --gpu`; None: CARLA's own pick)
     deep: bool = False
     backend: str = "process"  # process or docker
     slurm: Optional[SlurmIntent] = None  # `check --slurm`: the cluster's checks speak

@@ -15,4 +15,5 @@ from simdoctor.probes import (  # noqa: F401
     viz,
     vulkan,
     weights,
+    window,
 )
