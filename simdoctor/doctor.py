@@ -47,6 +47,10 @@ def applicable(checks: list[Check], ctx: CheckContext) -> list[Check]:
     def wanted(c: Check) -> bool:
         if c.group == "docker":
             return ctx.backend == "docker"
+        if c.group == "viz":
+            return ctx.viz
+        if c.id == "display.window":
+            return ctx.window
         if c.group == "slurm":
             return ctx.slurm is not None and (c.id != "slurm.probe_job" or ctx.slurm.probe_job)
         return True
@@ -117,6 +121,7 @@ def run(
     strict: bool = False,
     deep: bool = False,
     window: bool = False,
+    viz: bool = False,
     backend: str = "process",
     list_checks: bool = False,
     dump_facts: Optional[Path] = None,
@@ -129,7 +134,7 @@ def run(
             sys.stdout.write(f"{c.id:26} {c.title}\n")
         return 0
     began = time.monotonic()
-    ctx = CheckContext(settings, window=window, deep=deep, backend=backend, slurm=slurm)
+    ctx = CheckContext(settings, window=window, deep=deep, backend=backend, slurm=slurm, viz=viz)
     checks = applicable(select(Selection(only, skip)), ctx)
     pending = None if facts_file else start(checks, ctx)
     from simdoctor import render  # imported here: rich loads while the probes' subprocesses run

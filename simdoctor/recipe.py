@@ -166,6 +166,24 @@ class RunRecipe:
     merged_file: str
     lock_file: str
     slurm_dir: str
+    frames_dir: str
+    share_dir: str
+    videos_dir: str
+
+
+@dataclass(frozen=True)
+class VizRecipe:
+    """`simdoctor run --viz`: SimLingo's debug drawing, its font, and how the frames become a video."""
+
+    every: int
+    tick_hz: float
+    debug_flag: str
+    font_name: str
+    fonts: list[str]
+    font_package: str
+    crf: int
+    preset: str
+    poster_at: float
 
 
 @dataclass(frozen=True)
@@ -240,6 +258,7 @@ class Recipe:
     routes: RoutesRecipe
     worker: WorkerRecipe
     run: RunRecipe
+    viz: VizRecipe
     disk: DiskRecipe
     network: NetworkRecipe
     slurm: SlurmRecipe

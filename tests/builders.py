@@ -369,3 +369,24 @@ def pointed_recipe(recipe_text: str, replacements: dict[str, str], pins: dict[st
         text = text.replace(old, new)
     block = "".join(f'{k} = "{v}"\n' for k, v in pins.items())
     return re.sub(r"(?ms)^\[agent\.packages\]\n.*?(?=^\[agent\.torch_index\])", f"[agent.packages]\n{block}\n", text)
+
+
+def _distribution_key(name: str) -> str:
+    """`Shapely-1.7.1.dist-info`, `six.py`, `py_trees` -> `shapely`, `six`, `py_trees`."""
+    return name.removesuffix(".py").split("-", 1)[0].lower().replace(".", "_")
+
+
+def venv_without(dest: Path, venv: str, *dists: str) -> str:
+    """A venv of `venv`'s base interpreter seeing every package of `venv` (linked, not copied) but the
+    distributions named (pip names): a real interpreter in which those are really missing, metadata and
+    all. Returns its python."""
+    home = next(line.split("=", 1)[1].strip() for line in (Path(venv) / "pyvenv.cfg").read_text().splitlines()
+                if line.startswith("home"))  # fmt: skip
+    version = next(p.name for p in (Path(venv) / "lib").glob("python3*"))
+    subprocess.run([f"{home}/{version}", "-m", "venv", "--without-pip", str(dest)], check=True)
+    source, target = Path(venv) / "lib" / version / "site-packages", dest / "lib" / version / "site-packages"
+    dropped = {d.lower().replace("-", "_") for d in dists}
+    for entry in source.iterdir():
+        if _distribution_key(entry.name) not in dropped and not (target / entry.name).exists():
+            (target / entry.name).symlink_to(entry)
+    return str(dest / "bin" / "python")

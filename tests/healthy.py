@@ -34,8 +34,10 @@ from simdoctor.probes.server import ServerFacts
 from simdoctor.probes.servers import ServersFacts
 from simdoctor.probes.slurm import SlurmFacts, SlurmJobFacts
 from simdoctor.probes.system import DiskSpace, OsRelease, SystemFacts
+from simdoctor.probes.viz import VizFacts
 from simdoctor.probes.vulkan import NVIDIA_VENDOR_ID, Enumeration, IcdFile, VkDevice, VulkanFacts, icd_search_dirs
 from simdoctor.probes.weights import WeightFile, WeightsFacts
+from simdoctor.probes.window import WindowFacts
 from simdoctor.probing import Facts
 from simdoctor.settings import Settings
 from simdoctor.slurm.client import Partition
@@ -349,6 +351,18 @@ def checkout(settings: Settings) -> CheckoutFacts:
     )  # fmt: skip
 
 
+def viz(settings: Settings) -> VizFacts:
+    """`check --viz`: no arial.ttf anywhere (a plain Ubuntu), Liberation Sans installed, imageio-ffmpeg's ffmpeg."""
+    return VizFacts(
+        font_name="arial.ttf",
+        found=None,
+        source="/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+        encoder="/home/eval/.venv/lib/python3.12/site-packages/imageio_ffmpeg/binaries/ffmpeg-linux-x86_64-v7.1",
+        encoder_source="imageio-ffmpeg",
+        h264=True,
+    )
+
+
 def healthy_facts(settings: Settings) -> Facts:
     """Every probe's facts on the healthy machine, keyed as the probe registry names them."""
     return Facts(
@@ -369,5 +383,7 @@ def healthy_facts(settings: Settings) -> Facts:
             "slurm_job": slurm_job(settings),
             "packages": packages(settings),
             "checkout": checkout(settings),
+            "viz": viz(settings),
+            "window": WindowFacts(None, []),  # DISPLAY unset: nothing to present to
         }
     )

@@ -39,6 +39,7 @@ from simdoctor.probes.servers import RecordedServer
 from simdoctor.probes.slurm import SlurmIntent
 from simdoctor.probes.system import OsRelease
 from simdoctor.probes.vulkan import Enumeration
+from simdoctor.probes.window import Presentation, WindowFacts
 from simdoctor.probing import (
     REGISTRY,
     Facts,
@@ -58,8 +59,8 @@ GPU_UUID_2 = f"GPU-{VK_UUID_2}"
 ALL_IDS = [c.id for c in CHECKS]
 # The recipe's driver guide for Ubuntu (the healthy machine's distribution), as a normal user with sudo.
 UBUNTU_DRIVER = ["sudo apt-get install -y ubuntu-drivers-common", "sudo ubuntu-drivers install", "sudo reboot"]
-# The docker group speaks only with --backend docker, the slurm group only with --slurm.
-PROCESS_IDS = [c.id for c in CHECKS if c.group not in ("docker", "slurm")]
+# The docker group speaks only with --backend docker, the slurm group only with --slurm, viz only with --viz.
+PROCESS_IDS = [c.id for c in CHECKS if c.group not in ("docker", "slurm", "viz") and c.id != "display.window"]
 
 
 @pytest.fixture
@@ -544,11 +545,6 @@ XVFB_LLVMPIPE = dict(
     glxinfo="/usr/bin/glxinfo",
     glx=Glx(True, "llvmpipe (LLVM 15.0.6, 256 bits)", "Mesa", "4.5 (Compatibility Profile) Mesa 22.3.6", False, True),
 )
-GPU_DISPLAY_COMMANDS = [
-    "sudo nvidia-xconfig -a --virtual=1920x1080 --allow-empty-initial-configuration",
-    "sudo Xorg :0 &",
-    "export DISPLAY=:0",
-]
 
 
 def test_display_server_unset_with_window_fails(facts: Facts, settings: Settings) -> None:
@@ -582,11 +578,11 @@ def test_display_server_socket_without_visible_process(facts: Facts, ctx: CheckC
     named(f, "/tmp/.X11-unix/X1")
 
 
-def test_display_renderer_llvmpipe_with_window_fails(facts: Facts, settings: Settings) -> None:
+def test_display_renderer_llvmpipe_with_window_only_warns(facts: Facts, settings: Settings) -> None:
+    """OpenGL on the CPU says nothing about a Vulkan window: display.window decides."""
     f = verdict("display.renderer", breaking(facts, "display", **XVFB_LLVMPIPE), context(settings, window=True))
-    assert f.status is Status.FAIL
-    named(f, "llvmpipe", "renders on the CPU")
-    assert commands(f) == GPU_DISPLAY_COMMANDS
+    assert f.status is Status.WARN
+    named(f, "llvmpipe", "renders on the CPU", "Vulkan decides")
 
 
 def test_display_renderer_llvmpipe_without_window_warns(facts: Facts, ctx: CheckContext) -> None:
@@ -612,13 +608,72 @@ def test_display_renderer_without_glxinfo_warns(facts: Facts, ctx: CheckContext)
     assert commands(f) == ["sudo apt-get install -y mesa-utils"]
 
 
-@pytest.mark.parametrize(("window", "status"), [(True, Status.FAIL), (False, Status.WARN)])
-def test_display_renderer_glx_broken(facts: Facts, settings: Settings, window: bool, status: Status) -> None:
+@pytest.mark.parametrize("window", [True, False])
+def test_display_renderer_glx_broken(facts: Facts, settings: Settings, window: bool) -> None:
     broken = {**XVFB_LLVMPIPE, "glx": Glx(False, error="glxinfo exited 1: unable to open display")}
     f = verdict("display.renderer", breaking(facts, "display", **broken), context(settings, window=window))
-    assert f.status is status
+    assert f.status is Status.WARN
     named(f, "unable to open display")
-    assert commands(f) == GPU_DISPLAY_COMMANDS
+    assert commands(f) == ["unset DISPLAY"]
+
+
+WINDOW_XVFB = {"display": ":99"}
+H200_ON_XVFB = Presentation(0, "NVIDIA H100 80GB HBM3", False, "presentation_support",
+                            "no queue family of this device can present to this display", presentation_support=False,
+                            stages=["x_window", "device", "presentation_support"])  # fmt: skip
+
+
+def window_facts(facts: Facts, *presentations: Presentation) -> Facts:
+    with_display = breaking(facts, "display", **XVFB_LLVMPIPE)
+    return Facts({**with_display.by_probe, "window": WindowFacts(":99", list(presentations))})
+
+
+def test_display_window_only_with_window(facts: Facts, ctx: CheckContext, settings: Settings) -> None:
+    assert "display.window" not in {f.id for f in diagnose(facts, select(Selection()), ctx)}
+    f = verdict("display.window", facts, context(settings, window=True))
+    assert f.status is Status.SKIP  # DISPLAY unset: display.server fails instead
+
+
+def test_display_window_xvfb_without_presentation_fails_with_both_ways_out(facts: Facts, settings: Settings) -> None:
+    f = verdict("display.window", window_facts(facts, H200_ON_XVFB), context(settings, window=True))
+    assert f.status is Status.FAIL
+    named(f, "a CARLA window on DISPLAY=:99 (Xvfb", "would crash", "GPU 0 (NVIDIA H100 80GB HBM3, -graphicsadapter=0)",
+          "no queue family can present")  # fmt: skip
+    out = settings.recipe.run.out_dir
+    assert commands(f) == [
+        "unset DISPLAY",
+        f"simdoctor run --viz --out {out}",
+        f"simdoctor watch {out}",
+        "sudo nvidia-xconfig --busid=PCI:24:0:0 --allow-empty-initial-configuration --virtual=1920x1080 "
+        "--output-xconfig=/etc/X11/xorg-simdoctor.conf",
+        "sudo Xorg :1 -config xorg-simdoctor.conf -noreset &",
+        "x11vnc -display :1 -localhost -forever -shared &",
+        "export DISPLAY=:1",
+        "simdoctor carla start --window --gpu 0",
+    ]
+
+
+def test_display_window_a_driver_crash_is_a_finding(facts: Facts, settings: Settings) -> None:
+    crashed = Presentation(0, "NVIDIA H100 80GB HBM3", False, "device", "the probe crashed (SIGSEGV)",
+                           crashed="crashed (SIGSEGV)", stages=["x_window", "device"])  # fmt: skip
+    f = verdict("display.window", window_facts(facts, crashed), context(settings, window=True))
+    assert f.status is Status.FAIL
+    named(f, "would crash", "the driver crashed (SIGSEGV) after device")
+
+
+def test_display_window_nvidia_presenting_is_ok(facts: Facts, settings: Settings) -> None:
+    presenting = Presentation(0, "NVIDIA H100 80GB HBM3", True, "vkCreateSwapchainKHR", None,
+                              presentation_support=True, swapchain_images=3)  # fmt: skip
+    f = verdict("display.window", window_facts(facts, presenting), context(settings, window=True))
+    assert f.status is Status.OK
+    named(f, "GPU 0 (NVIDIA H100 80GB HBM3, -graphicsadapter=0) presents to DISPLAY=:99", "3 images")
+
+
+def test_display_window_gpu_none_judges_the_nvidia_devices(facts: Facts, settings: Settings) -> None:
+    """`carla start --gpu none --window`: CARLA picks its device itself, so the NVIDIA device Vulkan lists decides."""
+    f = verdict("display.window", window_facts(facts, H200_ON_XVFB), context(settings, window=True, gpu=None))
+    assert f.status is Status.FAIL
+    assert commands(f)[-1] == "simdoctor carla start --window --gpu none"
 
 
 def test_display_virtualgl_present(facts: Facts, ctx: CheckContext) -> None:
@@ -1525,3 +1580,43 @@ def test_slurm_probe_job_names_what_the_node_lacks(facts: Facts, settings: Setti
     assert f.status is Status.FAIL
     named(f, "ran on gpu-node-01", f"{launcher} missing there", "(and 1 more)")
     assert "Slurm gave the task no GPU (no CUDA_VISIBLE_DEVICES / SLURM_JOB_GPUS)" in f.details
+
+
+# ---------------------------------------------------------------- viz (check --viz, run --viz)
+
+
+@pytest.fixture
+def vctx(settings: Settings) -> CheckContext:
+    return context(settings, viz=True)
+
+
+def test_viz_findings_only_with_viz(facts: Facts, ctx: CheckContext, vctx: CheckContext) -> None:
+    assert not [f for f in diagnose(facts, select(Selection()), ctx) if f.group == "viz"]
+    found = {f.id: f.status for f in diagnose(facts, select(Selection(only=("viz",))), vctx)}
+    assert found == {"viz.font": Status.OK, "viz.encoder": Status.OK}
+
+
+def test_viz_font_missing_fails_with_the_package_as_this_user_installs_it(facts: Facts, vctx: CheckContext) -> None:
+    f = verdict("viz.font", breaking(facts, "viz", source=None), vctx)
+    assert f.status is Status.FAIL
+    named(f, "no font named arial.ttf", "OSError: cannot open resource", "Agent crashed")
+    assert commands(f) == ["sudo apt-get install -y fonts-liberation"]  # the healthy machine's user is not root
+    as_root = breaking(breaking(facts, "viz", source=None), "system", euid=0, user="root")
+    assert commands(verdict("viz.font", as_root, vctx)) == ["apt-get install -y fonts-liberation"]
+
+
+def test_viz_font_an_arial_the_agent_finds_is_used(facts: Facts, vctx: CheckContext) -> None:
+    f = verdict("viz.font", breaking(facts, "viz", found="/home/eval/simlingo/arial.ttf", source=None), vctx)
+    assert f.status is Status.OK
+    named(f, "opens /home/eval/simlingo/arial.ttf")
+
+
+def test_viz_encoder_missing_or_without_h264_fails(facts: Facts, vctx: CheckContext) -> None:
+    f = verdict("viz.encoder", breaking(facts, "viz", encoder=None, encoder_source=None, h264=None), vctx)
+    assert f.status is Status.FAIL
+    named(f, "no ffmpeg")
+    assert commands(f)[0].endswith(" -m pip install imageio-ffmpeg")
+    f = verdict("viz.encoder", breaking(facts, "viz", encoder="/usr/bin/ffmpeg", encoder_source="system", h264=False),
+                vctx)  # fmt: skip
+    assert f.status is Status.FAIL
+    named(f, "/usr/bin/ffmpeg has no libx264")

@@ -14,6 +14,8 @@ from simdoctor.probes import (  # noqa: F401
     servers,
     slurm,
     system,
+    viz,
     vulkan,
     weights,
+    window,
 )

@@ -44,20 +44,13 @@ recipe = load_settings(env={"HOME": str(home)}).recipe
 builders.carla_root(home / "carla", recipe)
 builders.standin_server(home / "carla", recipe, python, code, {"vulkan": "real", "gpu_memory_mib": 1024})
 builders.bench2drive_standin(home / "simlingo")
-for name, count in (("all", 2 * ngpu), ("subset", 2)):
+for name, first, count in (("all", 100, 2 * ngpu), ("subset", 200, 2)):
     builders.routes_xml(home / f"routes-{name}.xml", [
-        builders.standin_route(f"{name[0]}{i}", standin_sim_s="1", standin_wall_s="4") for i in range(count)])
+        builders.standin_route(str(first + i), standin_sim_s="1", standin_wall_s="4") for i in range(count)])
 (home / "state").mkdir()
 EOF
 chown -R "$USER_NAME:$USER_NAME" "$HOME_DIR"
 chmod -R a+rX "$WORK/code"
-as_user() {  # run a command as the user, with a clean environment plus what the driver needs
-  setpriv --reuid="$USER_NAME" --regid="$USER_NAME" --init-groups -- env -i \
-    HOME="$HOME_DIR" PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 NO_COLOR=1 PYTHONPATH="$WORK/code" \
-    CARLA_ROOT="$HOME_DIR/carla" SIMDOCTOR_WORK_DIR="$HOME_DIR/simlingo" SIMDOCTOR_AGENT_PYTHON="${AGENT_PY:-$PYTHON}" \
-    SIMDOCTOR_STATE_DIR="$HOME_DIR/state" SIMDOCTOR_CONFIG="$HOME_DIR/config.toml" STANDIN_STATE_DIR="$HOME_DIR/state" \
-    LD_LIBRARY_PATH="${LD_LIBRARY_PATH:-}" ${VK_DRIVER_FILES:+VK_DRIVER_FILES=$VK_DRIVER_FILES} "$@"
-}
 POLL=""
 poll_start() { python3 "$WORK/code/tests/device/gpu_poll.py" "$OUT/$1" & POLL=$!; sleep 0.5; }
 poll_stop() { kill -TERM "$POLL"; wait "$POLL"; POLL=""; }
