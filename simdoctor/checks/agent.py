@@ -269,8 +269,10 @@ def deep(facts: Facts, ctx: CheckContext):
         others = f" (also: {', '.join(list(broken)[1:])})" if len(broken) > 1 else ""
         return fail(
             f"`import {name}` fails: {error}{others}",
-            Fix("Install the missing or wrongly pinned packages (agent.packages says which).",
-                ["simdoctor check --only agent"]),
+            Fix(
+                "Install the missing or wrongly pinned packages (agent.packages says which).",
+                ["simdoctor check --only agent"],
+            ),
             details,
         )
     if d.agent_import_ok is False:
