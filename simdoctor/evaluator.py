@@ -116,8 +116,10 @@ class EvaluatorRun:
                     found.setdefault(p.pid, p)
         return sorted(found.values(), key=lambda p: p.pid)
 
-    def carla_alive(self) -> bool:
-        return any(procs.matches_name(p, self.carla.process_name) for p in self.processes())
+    def carla_processes(self) -> list[ProcessInfo]:
+        """The attempt's live processes that are its CARLA (the shell, the launcher, the server): those whose
+        command line runs something under CARLA_ROOT."""
+        return [p for p in self.processes() if _under(p, self.carla_root)]
 
     def stop(self, grace: float) -> StopResult:
         """TERM, then KILL after `grace`, whatever of the attempt still runs; `left` is what survived."""

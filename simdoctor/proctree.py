@@ -70,6 +70,18 @@ def read_log(path: Path, offset: int = 0) -> str:
         return ""
 
 
+def read_lines(path: Path, offset: int) -> tuple[str, int]:
+    """The whole lines a log holds from `offset` on, and the offset after them (to read on from there)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            data = handle.read()
+    except OSError:
+        return "", offset
+    end = data.rfind(b"\n") + 1
+    return data[:end].decode("utf-8", "replace"), offset + end
+
+
 def start(
     args: list[str],
     log: Path,

@@ -16,7 +16,7 @@ from simdoctor.evaluator import launch_port
 from simdoctor.proctree import Tree
 from simdoctor.results import Attempt, Kind, TaskRecord
 from simdoctor.sampling import PeakSampler
-from simdoctor.supervisor import MAX_COLLATERAL, charged
+from simdoctor.supervisor import charged
 from tests.conftest import Stack, free_port
 
 FIND_AND_STOP = """
@@ -95,17 +95,17 @@ def test_the_sampler_follows_a_tree_and_its_reparented_grandchild() -> None:
     assert sampler.release("t") == type(peaks)(None, None)
 
 
-def attempt(kind, killed_by=None):
-    return Attempt(1, 0, {}, 0.0, 1.0, kind=kind, killed_by=killed_by)
+def attempt(kind):
+    return Attempt(1, 0, {}, 0.0, 1.0, kind=kind)
 
 
 @pytest.mark.parametrize(
     ("attempts", "spent"),
     [
         ([attempt(Kind.RETRY)], 1),
-        ([attempt(Kind.RETRY, "9"), attempt(Kind.RETRY)], 1),  # killed by route 9's crash: free
+        ([attempt(Kind.RETRY), attempt(Kind.RETRY)], 2),
         ([attempt(None), attempt(Kind.RETRY)], 1),  # interrupted: free
-        ([attempt(Kind.RETRY, "9")] * (MAX_COLLATERAL + 2), 2),  # free only MAX_COLLATERAL times
+        ([attempt(Kind.RESULT)], 0),
     ],
 )
 def test_what_an_attempt_costs(attempts, spent) -> None:
