@@ -15,8 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from standins.hf_hub import Data, Fault, Hub, Pattern
+from standins.hf_hub import Fault, Hub, Pattern
 from test_download import content
+from test_setup import Machine, machine  # noqa: F401 (the fixture)
 
 from simdoctor import manifest
 
@@ -145,18 +146,13 @@ def test_a_failing_size_probe_is_retried_then_one_clear_line(simdoctor, hub: Hub
     )
 
 
-def test_setup_only_carla_with_a_failing_size_probe_is_one_clear_line(simdoctor, hub: Hub, tmp_path: Path) -> None:
-    from test_setup import RECIPE
-
-    from simdoctor.recipe import load_recipe
-
-    recipe = load_recipe(RECIPE)
-    url = hub.add_url("/Linux/CARLA_0.9.15.tar.gz", Data(b"x" * 100))
-    text = RECIPE.read_text().replace(recipe.carla.url, url)
-    (tmp_path / "recipe.toml").write_text(text)
-    hub.fault(Fault("status", "/Linux/CARLA_0.9.15.tar.gz", method="HEAD", times=-1, status=503, retry_after="0"))
-    args = ["setup", "--yes", "--only", "carla", "--recipe", str(tmp_path / "recipe.toml")]
-    result = simdoctor(*args, "--carla-root", str(tmp_path / "carla"), env={"HF_ENDPOINT": hub.endpoint})
+def test_setup_only_carla_with_a_failing_size_probe_is_one_clear_line(machine: Machine) -> None:  # noqa: F811
+    """As the test user, through `setup` (tests/test_setup.py's machine): the step fails with the reason."""
+    path = "/Linux/CARLA_0.9.15.tar.gz"
+    machine.hub.fault(Fault("status", path, method="HEAD", times=-1, status=503, retry_after="0"))
+    result = machine.run("setup", "--yes", "--only", "carla")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "internal error" not in result.stdout + result.stderr
-    assert f"{url}: gave up after 9 failed attempts in a row: HTTP 503" in result.stdout + result.stderr
+    assert f"{machine.hub.cdn_url}{path}: gave up after 9 failed attempts in a row: HTTP 503" in (
+        result.stdout + result.stderr
+    )
