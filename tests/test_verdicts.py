@@ -1233,6 +1233,29 @@ def download_command(settings: Settings, base: bool = False) -> str:
     return f"simdoctor download {w.repo} --revision {w.revision} --local-dir {w.local_dir}"
 
 
+def test_weights_hub_cache_resolving_by_name_passes(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("weights.hub_cache", facts, ctx)
+    assert f.status is Status.OK and f.summary.startswith("OpenGVLab/InternVL2-1B resolves offline to ")
+
+
+def test_weights_hub_cache_missing_fails_with_the_setup_step(facts: Facts, ctx: CheckContext) -> None:
+    """A copy in pretrained/ only: from_pretrained("OpenGVLab/InternVL2-1B") with HF_HUB_OFFLINE=1 cannot find it."""
+    hub = replace(facts.get("weights").hub, commit=None, missing=["config.json"])
+    f = verdict("weights.hub_cache", breaking(facts, "weights", hub=hub), ctx)
+    assert f.status is Status.FAIL
+    named(f, "OpenGVLab/InternVL2-1B does not resolve by name offline", "refs/main")
+    assert commands(f) == ["simdoctor setup --only base_model"]
+
+
+def test_weights_hub_cache_lacking_a_file_or_on_another_commit(facts: Facts, ctx: CheckContext) -> None:
+    hub = facts.get("weights").hub
+    lacking = breaking(facts, "weights", hub=replace(hub, missing=["conversation.py"]))
+    lacking = verdict("weights.hub_cache", lacking, ctx)
+    assert lacking.status is Status.FAIL and "lacks conversation.py" in lacking.summary
+    other = verdict("weights.hub_cache", breaking(facts, "weights", hub=replace(hub, downloaded_commit="a" * 40)), ctx)
+    assert other.status is Status.WARN and "the verified download is aaaaaaaaaaaa" in other.summary
+
+
 def test_weights_checkpoint_lfs_pointer_fails(facts: Facts, settings: Settings, ctx: CheckContext) -> None:
     f = verdict("weights.checkpoint", _weight(facts, "pytorch_model.pt", size=134, lfs_pointer=True, verified=False,
                                               in_manifest=False), ctx)  # fmt: skip
