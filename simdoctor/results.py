@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from simdoctor import atomic
+from simdoctor import atomic, strictjson
 from simdoctor.proctree import Tree
+from simdoctor.profiling import StepSummary
 from simdoctor.typed import DataError, from_data, to_data
 
 SUCCESS_STATUSES = ("Perfect", "Completed")
@@ -146,9 +147,11 @@ def read_results(path: Path) -> ResultsFile:
     if not text.strip():
         return ResultsFile(where, [], None, None, "empty results file (the evaluator truncates it when it starts)")
     try:
-        data = json.loads(text)
+        data = strictjson.loads(text)
     except json.JSONDecodeError as exc:
         return ResultsFile(where, [], None, None, f"results file cut short or not JSON ({exc.msg})")
+    except ValueError as exc:
+        return ResultsFile(where, [], None, None, f"results file is not valid JSON ({exc})")
     checkpoint = data.get("_checkpoint") if isinstance(data, dict) else None
     if not isinstance(checkpoint, dict):
         return ResultsFile(where, [], None, None, "not a leaderboard results file (no _checkpoint)")
@@ -316,6 +319,7 @@ class Attempt:
     left: list[int] = field(default_factory=list)  # pids still running after the cleanup (none expected)
     host: Optional[str] = None  # where it ran
     job: Optional[str] = None  # the Slurm array task that ran it (`<array job id>_<index>`), None when local
+    steps: Optional[StepSummary] = None  # its step file, summarised when it ended (None: no step file, or older)
 
 
 @dataclass(frozen=True)
@@ -333,7 +337,7 @@ class TaskRecord:
 def read_task(path: Path) -> Optional[TaskRecord]:
     """None when there is no record or it cannot be trusted (the route then counts as not run)."""
     try:
-        record = from_data(TaskRecord, json.loads(Path(path).read_text(encoding="utf-8")))
+        record = from_data(TaskRecord, strictjson.loads(Path(path).read_text(encoding="utf-8")))
     except (OSError, ValueError, DataError):
         return None
     return record if record.schema_version == TASK_SCHEMA_VERSION else None

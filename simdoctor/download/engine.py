@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Protocol
 
-from simdoctor import manifest
+from simdoctor import atomic, manifest, safefile
 from simdoctor.download import DownloadError
 from simdoctor.download.transport import Client, Transient, backoff_delay, describe
 
@@ -304,7 +304,7 @@ class FileJob:
             if not self.done:  # starting afresh: no earlier record may vouch for the new file's chunks
                 self.progress.unlink(missing_ok=True)
                 self.partial.unlink(missing_ok=True)
-            fd = os.open(self.partial, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = safefile.open_fd(self.partial, os.O_RDWR)
             try:
                 if not self.done:
                     _preallocate(fd, self.target.size)
@@ -325,12 +325,7 @@ class FileJob:
 
     def _save(self) -> None:
         state = {"size": self.target.size, "chunk": self.chunk, "expect": self.key, "done": sorted(self.done)}
-        tmp = self.progress.with_name(self.progress.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.progress)
+        atomic.write_json(self.progress, state, indent=None)
 
     def chunk_done(self, idx: int) -> bool:
         """Make the chunk durable, then record it; True when it was the last one.
@@ -610,7 +605,7 @@ class Engine:
 
     def _finish_empty(self, job: FileJob, results: dict[str, FileResult]) -> None:
         job.partial.parent.mkdir(parents=True, exist_ok=True)
-        job.partial.write_bytes(b"")
+        os.close(safefile.open_fd(job.partial, os.O_WRONLY | os.O_TRUNC))
         digest = new_hash(job.target.kind, 0).hexdigest()
         if job.target.expected not in (None, digest):
             job.discard()

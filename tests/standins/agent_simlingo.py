@@ -6,9 +6,11 @@ sensor set of config_simlingo.py (one RGB camera, IMU, GNSS, speedometer); run_s
 timestamp, sensors=None); destroy(results=None).
 
 Test knobs (environment): STANDIN_AGENT_STEP_S seconds of "inference" per step; STANDIN_AGENT_SETUP_FAIL
-makes setup raise; STANDIN_AGENT_FAIL_AT_STEP=N makes step N raise."""
+makes setup raise; STANDIN_AGENT_FAIL_AT_STEP=N makes step N raise; STANDIN_AGENT_ESCAPE=S makes setup start
+`setsid env -i sleep S`, a child that leaves the tree: own session, no environment (no simdoctor cookie)."""
 
 import os
+import subprocess
 import time
 
 import carla
@@ -33,6 +35,13 @@ class LingoAgent(autonomous_agent.AutonomousAgent):
         self.step = -1
         self.step_seconds = float(os.environ.get("STANDIN_AGENT_STEP_S", "0"))
         self.fail_at = int(os.environ.get("STANDIN_AGENT_FAIL_AT_STEP", "-1"))
+        if os.environ.get("STANDIN_AGENT_ESCAPE"):
+            subprocess.Popen(
+                ["setsid", "env", "-i", "sleep", os.environ["STANDIN_AGENT_ESCAPE"]],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
 
     def sensors(self):
         return [
