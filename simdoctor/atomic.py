@@ -6,9 +6,11 @@ A command killed mid-write leaves either the old file or the new one, plus at mo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,22 @@ def write_bytes(path: Path, data: bytes) -> None:
         if exc.filename is None or exc.filename == str(tmp):  # name the file the caller wrote, not the temp file
             raise OSError(exc.errno, exc.strerror, str(path)) from None
         raise
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _sync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A fresh hidden name beside `path` for a writer that makes the file itself (ffmpeg); renamed over
+    `path` when the block succeeds, removed when it fails or is interrupted."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

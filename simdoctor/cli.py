@@ -14,7 +14,7 @@ import typer.core
 
 from simdoctor import __version__
 from simdoctor.recipe import ConfigError
-from simdoctor.settings import Settings, load_settings
+from simdoctor.settings import Settings, load_settings, redact_url
 
 
 class Interrupted(Exception):
@@ -91,6 +91,7 @@ def check(
         bool, typer.Option("--deep", help="Import torch and the agent for real in its interpreter.")
     ] = False,
     window: Annotated[bool, typer.Option("--window", help="Check for a visual session on DISPLAY.")] = False,
+    viz: Annotated[bool, typer.Option("--viz", help="Also check what run --viz needs (font, H.264 encoder).")] = False,
     backend: BackendOpt = "process",
     list_checks: Annotated[bool, typer.Option("--list", help="List the checks and exit.")] = False,
     dump_facts: Annotated[
@@ -137,6 +138,7 @@ def check(
         strict=strict,
         deep=deep,
         window=window,
+        viz=viz,
         backend=backend,
         list_checks=list_checks,
         dump_facts=dump_facts,
@@ -168,6 +170,11 @@ def run(
     retries: Annotated[Optional[int], typer.Option("--retries", help="Retries after infrastructure failures.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Traffic manager seed.")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Start over instead of resuming.")] = False,
+    viz: Annotated[bool, typer.Option("--viz", help="Record SimLingo's own view of each route as a video.")] = False,
+    viz_every: Annotated[
+        Optional[int], typer.Option("--viz-every", help="Draw every N-th step (a multiple of 5); implies --viz.")
+    ] = None,
+    keep_frames: Annotated[bool, typer.Option("--keep-frames", help="With --viz: keep the PNG frames.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
     backend: Annotated[
         str, typer.Option("--backend", help="Where the routes run: local (this machine's GPUs) or slurm.")
@@ -208,6 +215,7 @@ def run(
     options = runplan.Options(
         routes=routes, route_ids=route_ids, out=out, gpus=gpus, workers_per_gpu=workers_per_gpu or "auto",
         route_timeout_s=route_timeout, retries=retries, seed=seed, fresh=fresh,
+        viz_every=_viz_every(viz, viz_every, keep_frames, settings), keep_frames=keep_frames,
     )  # fmt: skip
     slurm_only = {"--partition": partition, "--account": account, "--qos": qos, "--time": time_limit,
                   "--max-concurrent": max_concurrent, "--gpus-per-task": gpus_per_task,
@@ -234,6 +242,15 @@ def run(
     if dry_run:
         raise typer.Exit(runplan.dry_run(settings, options, json_out=json_out))
     raise typer.Exit(_refusable(lambda output: supervisor.run(settings, options, json_out=json_out), json_out))
+
+
+def _viz_every(viz: bool, every: Optional[int], keep_frames: bool, settings: Settings) -> Optional[int]:
+    """--viz-every implies --viz; --keep-frames needs it."""
+    if keep_frames and not (viz or every is not None):
+        raise ConfigError("--keep-frames: only with --viz")
+    if every is None:
+        return settings.recipe.viz.every if viz else None
+    return every
 
 
 @app.command("run-task", hidden=True)
@@ -308,17 +325,34 @@ def setup(
         bool, typer.Option("--dry-run", help="Print the plan with every command; change nothing.")
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Run without asking.")] = False,
-    only: Annotated[Optional[str], typer.Option("--only", help="Run this one step.")] = None,
+    only: Annotated[
+        Optional[list[str]], typer.Option("--only", help="Only these steps; repeatable, comma-separated.")
+    ] = None,
+    user: Annotated[
+        Optional[str], typer.Option("--user", help="As root: the normal user the stack goes to (default carla).")
+    ] = None,
+    no_torch: Annotated[
+        bool, typer.Option("--no-torch", help="Resolve torch for the agent env, install neither it nor what needs it.")
+    ] = False,
+    flash_attn: Annotated[bool, typer.Option("--flash-attn", help="Also install flash-attn (optional).")] = False,
     recipe: RecipeOpt = None,
     carla_root: CarlaRootOpt = None,
     work_dir: WorkDirOpt = None,
     agent_python: AgentPythonOpt = None,
 ) -> None:
-    """Fix what `check` finds and can be fixed: CARLA, its maps, the client, the weights, the env file."""
+    """Provision from bare: system packages, the SimLingo checkout and its Python 3.8 env, CARLA and its maps,
+    the weights, the env file; as root, for a normal user."""
+    from simdoctor import agentbuild
     from simdoctor import setup as provision
 
     settings = settings_from(recipe, carla_root=carla_root, work_dir=work_dir, agent_python=agent_python)
-    raise typer.Exit(provision.run(settings, dry_run=dry_run, yes=yes, only=only))
+    given = {"--recipe": recipe, "--carla-root": carla_root, "--work-dir": work_dir, "--agent-python": agent_python}
+    options = provision.Options(
+        dry_run=dry_run, yes=yes, only=_split(only), user=user,
+        build=agentbuild.Options(no_torch=no_torch, flash_attn=flash_attn),
+        forwarded=tuple(f"{flag}={value}" for flag, value in given.items() if value is not None),
+    )  # fmt: skip
+    raise typer.Exit(provision.run(settings, options))
 
 
 @app.command()
@@ -480,8 +514,8 @@ def main() -> None:
     except Exception as exc:
         if os.environ.get("SIMDOCTOR_DEBUG"):
             raise
-        _fail(f"internal error: {type(exc).__name__}: {exc} (after {time.monotonic() - start:.1f}s; set "
-              "SIMDOCTOR_DEBUG=1 for the traceback)", 70)  # fmt: skip
+        _fail(f"internal error: {type(exc).__name__}: {redact_url(str(exc))} (after {time.monotonic() - start:.1f}s; "
+              "set SIMDOCTOR_DEBUG=1 for the traceback)", 70)  # fmt: skip
     sys.exit(code if isinstance(code, int) else 0)
 
 

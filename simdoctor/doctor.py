@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from simdoctor import distro
 from simdoctor.checks import CHECKS, Check, CheckContext
 from simdoctor.findings import Finding, Fix, Status, exit_code
 from simdoctor.probes.slurm import SlurmIntent
@@ -45,6 +47,10 @@ def applicable(checks: list[Check], ctx: CheckContext) -> list[Check]:
     def wanted(c: Check) -> bool:
         if c.group == "docker":
             return ctx.backend == "docker"
+        if c.group == "viz":
+            return ctx.viz
+        if c.id == "display.window":
+            return ctx.window
         if c.group == "slurm":
             return ctx.slurm is not None and (c.id != "slurm.probe_job" or ctx.slurm.probe_job)
         return True
@@ -76,9 +82,11 @@ def probe_failure_finding(failure: ProbeFailure) -> Finding:
 def diagnose(facts: Facts, checks: list[Check], ctx: CheckContext) -> list[Finding]:
     """Pure: the same facts and settings always give the same findings."""
     findings: list[Finding] = []
+    machine = distro.Machine.of(facts.get("system"))
     for value in facts.by_probe.values():
         if isinstance(value, ProbeFailure):
-            findings.append(probe_failure_finding(value))
+            finding = probe_failure_finding(value)
+            findings.append(dataclasses.replace(finding, fix=distro.localize(finding.fix, machine)))
     for c in applicable(checks, ctx):
         missing = [p for p in c.needs if not _has(facts, p)]
         if missing:
@@ -89,7 +97,8 @@ def diagnose(facts: Facts, checks: list[Check], ctx: CheckContext) -> list[Findi
             findings.append(Finding(c.id, c.group, c.title, verdict_status, summary))
             continue
         v = c.fn(facts, ctx)
-        findings.append(Finding(c.id, c.group, c.title, v.status, v.summary, list(v.details), v.fix))
+        fix = distro.localize(v.fix, machine)
+        findings.append(Finding(c.id, c.group, c.title, v.status, v.summary, list(v.details), fix))
     return findings
 
 
@@ -99,7 +108,8 @@ def _has(facts: Facts, name: str) -> bool:
 
 def start(checks: list[Check], ctx: CheckContext) -> Pending:
     """Start the probes the checks need; collect them with `.wait()`."""
-    return start_probes(needed_probes(checks), ProbeContext(ctx.settings, deep=ctx.deep, slurm=ctx.slurm))
+    names = list(dict.fromkeys([*needed_probes(checks), "system"]))  # the system facts localize every fix
+    return start_probes(names, ProbeContext(ctx.settings, deep=ctx.deep, slurm=ctx.slurm))
 
 
 def run(
@@ -111,6 +121,7 @@ def run(
     strict: bool = False,
     deep: bool = False,
     window: bool = False,
+    viz: bool = False,
     backend: str = "process",
     list_checks: bool = False,
     dump_facts: Optional[Path] = None,
@@ -123,7 +134,7 @@ def run(
             sys.stdout.write(f"{c.id:26} {c.title}\n")
         return 0
     began = time.monotonic()
-    ctx = CheckContext(settings, window=window, deep=deep, backend=backend, slurm=slurm)
+    ctx = CheckContext(settings, window=window, deep=deep, backend=backend, slurm=slurm, viz=viz)
     checks = applicable(select(Selection(only, skip)), ctx)
     pending = None if facts_file else start(checks, ctx)
     from simdoctor import render  # imported here: rich loads while the probes' subprocesses run

@@ -48,6 +48,11 @@ def launch_port(log_text: str, launcher: str) -> Optional[int]:
     return None
 
 
+def _under(p: ProcessInfo, carla_root: str) -> bool:
+    root = carla_root.rstrip("/") + "/"
+    return any(root in arg for arg in p.cmdline)
+
+
 @dataclass
 class EvaluatorRun:
     """One attempt's evaluator and how to find everything it started. Made before the start, so its
@@ -56,13 +61,14 @@ class EvaluatorRun:
     tree: Tree  # pid 0 until started
     log_file: Path
     log_offset: int  # where this attempt's output starts in the route's log
+    carla_root: str
     carla: CarlaRecipe
     popen: Optional[subprocess.Popen] = None  # set when this process started it
 
     @classmethod
-    def prepare(cls, log_file: Path, carla: CarlaRecipe) -> EvaluatorRun:
+    def prepare(cls, log_file: Path, carla_root: str, carla: CarlaRecipe) -> EvaluatorRun:
         offset = log_file.stat().st_size if log_file.exists() else 0
-        return cls(Tree(proctree.new_id(), 0, 0, procs.boot_id()), log_file, offset, carla)
+        return cls(Tree(proctree.new_id(), 0, 0, procs.boot_id()), log_file, offset, carla_root, carla)
 
     def start(self, argv: list[str], env: dict[str, str], cwd: str) -> None:
         """Start the evaluator in its own session, its output appended to the route's log."""
@@ -79,8 +85,10 @@ class EvaluatorRun:
         attempt's port is not adopted: on a resume it may be a CARLA the user started there by hand."""
         return proctree.members(self.tree)
 
-    def carla_alive(self) -> bool:
-        return any(procs.matches_name(p, self.carla.process_name) for p in self.processes())
+    def carla_processes(self) -> list[ProcessInfo]:
+        """The attempt's live processes that are its CARLA (the shell, the launcher, the server): those whose
+        command line runs something under CARLA_ROOT."""
+        return [p for p in self.processes() if _under(p, self.carla_root)]
 
     def stop(self, grace: float) -> StopResult:
         """TERM, then KILL after `grace`, whatever of the attempt still runs; `left` is what survived."""

@@ -54,6 +54,21 @@ class Layout:
     def task_file(self, route_id: str) -> Path:
         return self.tasks_dir / f"{route_id}.json"
 
+    # --- run --viz ---
+
+    def frames_file(self, route_id: str) -> Path:
+        """The timing wrapper's log of the frames SimLingo drew on the route's last attempt."""
+        return self.root / self.names.frames_dir / f"{route_id}.jsonl"
+
+    @property
+    def share_dir(self) -> Path:
+        """Put first on the agent's XDG_DATA_DIRS: fonts/arial.ttf, where PIL looks for it."""
+        return self.root / self.names.share_dir
+
+    @property
+    def videos_dir(self) -> Path:
+        return self.root / self.names.videos_dir
+
     # --- the Slurm backend's files ---
 
     @property

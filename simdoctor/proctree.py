@@ -73,6 +73,18 @@ def read_log(path: Path, offset: int = 0) -> str:
         return ""
 
 
+def read_lines(path: Path, offset: int) -> tuple[str, int]:
+    """The whole lines a log holds from `offset` on, and the offset after them (to read on from there)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            data = handle.read()
+    except OSError:
+        return "", offset
+    end = data.rfind(b"\n") + 1
+    return data[:end].decode("utf-8", "replace"), offset + end
+
+
 def start(
     args: list[str],
     log: Path,
@@ -118,7 +130,8 @@ def become_subreaper() -> bool:
 
 def orphans(table: list[ProcessInfo], leaders: set[int]) -> list[ProcessInfo]:
     """This subreaper's children that it did not start: descendants reparented to it. The children it starts
-    itself run in its session, except the trees started with `start` (their leaders: `leaders`)."""
+    itself run in its session, except the trees started with `start` (their leaders: `leaders`) and
+    subproc.run_bounded's, which `simdoctor run` does not start while its routes run."""
     me, session = os.getpid(), os.getsid(0)
     return [p for p in table if p.ppid == me and p.sid != session and p.pid not in leaders]
 

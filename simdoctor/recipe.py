@@ -80,8 +80,25 @@ class CarlaRecipe:
 
 
 @dataclass(frozen=True)
+class AgentBuild:
+    """How `setup` makes the agent env (simdoctor.agentbuild)."""
+
+    environment_file: str
+    env_name: str
+    conda: list[str]
+    venv: str
+    pythons: list[str]
+    uv: str
+    torch_packages: list[str]
+    needs_torch: list[str]
+    flash_attn: str
+    timeout_s: float
+
+
+@dataclass(frozen=True)
 class AgentRecipe:
     repo_url: str
+    commit: str
     python_version: str
     carla_wheel_pythons: list[str]
     python_candidates: list[str]
@@ -92,9 +109,11 @@ class AgentRecipe:
     scenario_runner: str
     leaderboard: str
     pythonpath: list[str]
+    deep_modules: list[str]
     modules: dict[str, str]
     packages: dict[str, str]
     torch_index: dict[str, str]
+    build: AgentBuild
 
 
 @dataclass(frozen=True)
@@ -149,12 +168,31 @@ class RunRecipe:
     merged_file: str
     lock_file: str
     slurm_dir: str
+    frames_dir: str
+    share_dir: str
+    videos_dir: str
+
+
+@dataclass(frozen=True)
+class VizRecipe:
+    """`simdoctor run --viz`: SimLingo's debug drawing, its font, and how the frames become a video."""
+
+    every: int
+    tick_hz: float
+    debug_flag: str
+    font_name: str
+    fonts: list[str]
+    font_package: str
+    crf: int
+    preset: str
+    poster_at: float
 
 
 @dataclass(frozen=True)
 class DiskRecipe:
     carla_gib: float
     weights_gib: float
+    steps: dict[str, list[float]]
 
 
 @dataclass(frozen=True)
@@ -175,6 +213,43 @@ class SlurmRecipe:
 
 
 @dataclass(frozen=True)
+class Family:
+    """A distribution family: how it is recognised and how it installs packages."""
+
+    name: str
+    ids: list[str]
+    install: str
+    versions: list[str] = field(default_factory=list)
+    refresh: str = ""
+    epel: str = ""
+    epel_packages: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Guide:
+    text: str
+    commands: list[str]
+
+
+@dataclass(frozen=True)
+class PlatformSetup:
+    packages: list[str]
+    user: str
+    user_venv: str
+    user_bin: str
+
+
+@dataclass(frozen=True)
+class PlatformRecipe:
+    """System software per distribution family (see simdoctor.distro)."""
+
+    families: list[Family]
+    packages: dict[str, dict[str, str]]
+    setup: PlatformSetup
+    guides: dict[str, dict[str, Guide]]
+
+
+@dataclass(frozen=True)
 class Recipe:
     recipe: RecipeInfo
     defaults: Defaults
@@ -185,9 +260,11 @@ class Recipe:
     routes: RoutesRecipe
     worker: WorkerRecipe
     run: RunRecipe
+    viz: VizRecipe
     disk: DiskRecipe
     network: NetworkRecipe
     slurm: SlurmRecipe
+    platform: PlatformRecipe
     path: Optional[str] = field(default=None)
 
     @property

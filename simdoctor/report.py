@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Optional
 
 from simdoctor import atomic, profiling, results, routes
+from simdoctor.findings import Fix
 from simdoctor.outdir import Layout
 from simdoctor.recipe import ConfigError, RunRecipe
 from simdoctor.typed import to_data
@@ -57,6 +58,7 @@ class RouteRow:
     reason: Optional[str]
     log: list[results.LogFinding] = field(default_factory=list)
     profile: Optional[profiling.RouteProfile] = None
+    fix: Optional[Fix] = None  # for a route whose CARLA died: what `check` says to do
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,7 @@ def route_row(
         reason=reason if (crashed or record is None) else None,
         log=list(last.log) if last else [],
         profile=profile,
+        fix=last.fix if last and (crashed or record is None) else None,
     )
     return row, record, steps
 
@@ -323,6 +326,10 @@ def show(report: Report, out) -> None:
         for finding in r.log:
             detail = f": {finding.detail}" if finding.detail else ""
             out.print(f"    log line {finding.line_number}: {finding.meaning}{detail}")
+        if r.fix is not None:
+            out.print(f"    fix: {r.fix.text}")
+            for command in r.fix.commands:
+                out.print(f"      $ {command}")
     if report.missing:
         out.print(Text("missing: " + ", ".join(report.missing), style="yellow"))
     s = report.speed

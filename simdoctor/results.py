@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from simdoctor import atomic, strictjson
+from simdoctor.findings import Fix
 from simdoctor.proctree import Tree
 from simdoctor.profiling import StepSummary
 from simdoctor.typed import DataError, from_data, to_data
@@ -197,16 +198,19 @@ class Judgement:
     reason: str
 
 
-def judge(results: ResultsFile, exit: Exit) -> Judgement:
-    """Decide one attempt: the record's status when there is a record, else a retry saying why.
+def judge(results: ResultsFile, exit: Exit, log: str = "") -> Judgement:
+    """Decide one attempt: the record's status when there is a record, else a retry saying why: the last
+    line of the last traceback in the evaluator's `log` first when there is one (a failed import, the
+    UnboundLocalError of a simulator that never came up: the only explanation upstream gives).
 
     A record is only written once the route has been scored, so a final status stands even when the
     evaluator then hung or crashed on its way out.
     """
     record = results.last
     if record is None:
-        why = results.error or "no route record written"
-        return Judgement(Kind.RETRY, None, f"{why}; the evaluator {exit.describe()}")
+        why = f"{results.error or 'no route record written'}; the evaluator {exit.describe()}"
+        error = last_exception(log)
+        return Judgement(Kind.RETRY, None, f"{error} ({why})" if error else why)
     if record.kind is Kind.RETRY:
         return Judgement(Kind.RETRY, record.status, f"{record.status}; the evaluator {exit.describe()}")
     return Judgement(Kind.RESULT, record.status, record.status)
@@ -238,7 +242,14 @@ LOG_PATTERNS = (
     LogPattern("invalid_sensors", "The sensor's configuration used is invalid", "the agent's sensors were rejected",
                "leaderboard_evaluator.py"),
     LogPattern("client_timeout", "while waiting for the simulator", "the CARLA client timed out waiting for the server",
-               "Bench2Drive#68, #72"),
+               "Bench2Drive#68, #72 (`time-out of 600000ms while waiting for the simulator`)"),
+    LogPattern("load_world_failed", "load_world failed", "the evaluator could not reach the simulator (20 tries)",
+               "leaderboard_evaluator.py _setup_simulation"),
+    LogPattern("traffic_manager_failed", "traffic_manager init fail", "the traffic manager could not start (40 tries)",
+               "leaderboard_evaluator.py _setup_simulation"),
+    LogPattern("no_traffic_manager", "local variable 'traffic_manager' referenced before assignment",
+               "the evaluator gave up on the simulator (UnboundLocalError, no results)",
+               "leaderboard_evaluator.py line 253"),
     LogPattern("root_refused", "Refusing to run with the root privileges", "CARLA refuses to run as root",
                "Bench2Drive#37"),
 )  # fmt: skip
@@ -253,6 +264,14 @@ class LogFinding:
     line: str  # that line, without colour codes
     count: int
     detail: Optional[str] = None  # for an exception: its last traceback line
+
+
+def last_exception(text: str) -> Optional[str]:
+    """The `Type: message` line closing the last Python traceback in `text`."""
+    lines = text.splitlines()
+    start = next((i for i in range(len(lines) - 1, -1, -1) if ANSI.sub("", lines[i]).strip().startswith("Traceback")),
+                 None)  # fmt: skip
+    return None if start is None else _exception_after(lines, start - 1)
 
 
 def _exception_after(lines: list[str], start: int) -> Optional[str]:
@@ -315,7 +334,7 @@ class Attempt:
     tree: Optional[Tree] = None  # the evaluator's process tree (proctree), CARLA included by its cookie
     log_offset: int = 0  # where this attempt's output starts in the route's log (bytes)
     carla_port: Optional[int] = None  # the RPC port the evaluator started CARLA on (its log's launch line)
-    killed_by: Optional[str] = None  # the route whose evaluator crash killed this attempt's CARLA
+    fix: Optional[Fix] = None  # for an attempt whose CARLA died: what `check` would say to do
     left: list[int] = field(default_factory=list)  # pids still running after the cleanup (none expected)
     host: Optional[str] = None  # where it ran
     job: Optional[str] = None  # the Slurm array task that ran it (`<array job id>_<index>`), None when local
@@ -335,9 +354,14 @@ class TaskRecord:
 
 
 def read_task(path: Path) -> Optional[TaskRecord]:
-    """None when there is no record or it cannot be trusted (the route then counts as not run)."""
+    """None when there is no record or it cannot be trusted (the route then counts as not run). Records of
+    earlier versions carry `killed_by` in each attempt (a crash kill upstream never does): dropped."""
     try:
-        record = from_data(TaskRecord, strictjson.loads(Path(path).read_text(encoding="utf-8")))
+        data = strictjson.loads(Path(path).read_text(encoding="utf-8"))
+        for attempt in data.get("attempts") or [] if isinstance(data, dict) else []:
+            if isinstance(attempt, dict):
+                attempt.pop("killed_by", None)
+        record = from_data(TaskRecord, data)
     except (OSError, ValueError, DataError):
         return None
     return record if record.schema_version == TASK_SCHEMA_VERSION else None

@@ -29,10 +29,11 @@ from simdoctor.probes.gpu import GpuDevice, GpuFacts
 from simdoctor.probes.ports import bindable, worker_ports
 from simdoctor.probes.vulkan import VkDevice
 from simdoctor.probing import Facts
-from simdoctor.recipe import ConfigError
-from simdoctor.scripts.timed_agent import AGENT_FILE_ENV, STEPS_FILE_ENV
+from simdoctor.recipe import ConfigError, VizRecipe
+from simdoctor.scripts.timed_agent import AGENT_FILE_ENV, STEPS_FILE_ENV, VIZ_EVERY_ENV, VIZ_FILE_ENV, VIZ_FLAG_ENV
 from simdoctor.settings import Settings
 from simdoctor.typed import to_data
+from simdoctor.viz import font
 
 PLAN_SCHEMA_VERSION = 1
 RUN_SCHEMA_VERSION = 1
@@ -57,6 +58,8 @@ class Options:
     retries: Optional[int] = None
     seed: Optional[int] = None
     fresh: bool = False
+    viz_every: Optional[int] = None  # --viz: SimLingo's own drawing every N-th step (None: off)
+    keep_frames: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ class Task:
     log_file: str
     task_file: str
     finished: bool = False  # a resumed run skips it (results.finished); never with --fresh
+    frames_file: str = ""  # --viz: the wrapper's frame log
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,10 @@ class Plan:
     slots: list[Slot]
     tasks: list[Task]
     notes: list[str] = field(default_factory=list)
+    viz_every: Optional[int] = None  # --viz-every; None: no drawing
+    keep_frames: bool = False
+    viz_share: str = ""  # put first on the agent's XDG_DATA_DIRS (fonts/arial.ttf)
+    viz_flag: str = "DEBUG"  # the agent module's drawing switch
 
     @property
     def pending(self) -> list[Task]:
@@ -338,6 +346,7 @@ def build(
                 log_file=str(layout.log_file(route_id)),
                 task_file=str(layout.task_file(route_id)),
                 finished=done,
+                frames_file=str(layout.frames_file(route_id)),
             )
         )
     agent = recipe.agent
@@ -367,8 +376,23 @@ def build(
         slots=slots,
         tasks=tasks,
         notes=notes,
+        viz_every=check_viz_every(options.viz_every, recipe.viz),
+        keep_frames=options.keep_frames,
+        viz_share=str(layout.share_dir),
+        viz_flag=recipe.viz.debug_flag,
     )
     return plan, texts
+
+
+def check_viz_every(every: Optional[int], viz: VizRecipe) -> Optional[int]:
+    """--viz-every: SimLingo draws only when `self.step % 5 == 0` (agent_simlingo.py:691), so the wrapper can
+    choose among those steps, not add others."""
+    if every is not None and (every <= 0 or every % viz.every):
+        raise ConfigError(
+            f"--viz-every {every}: give a multiple of {viz.every} (SimLingo draws only on steps that are multiples "
+            f"of {viz.every}; the wrapper picks among them)"
+        )
+    return every
 
 
 def launch(plan: Plan, task: Task, slot: Slot) -> Launch:
@@ -396,6 +420,11 @@ def launch(plan: Plan, task: Task, slot: Slot) -> Launch:
         env["CUDA_VISIBLE_DEVICES"] = str(slot.gpu)
     env[AGENT_FILE_ENV] = plan.agent_file
     env[STEPS_FILE_ENV] = task.steps_file
+    if plan.viz_every:
+        env[VIZ_EVERY_ENV] = str(plan.viz_every)
+        env[VIZ_FILE_ENV] = task.frames_file
+        env[VIZ_FLAG_ENV] = plan.viz_flag
+        env["XDG_DATA_DIRS"] = font.data_dirs(Path(plan.viz_share), {**os.environ, **env})
     env["PYTHONUNBUFFERED"] = "1"  # the log shows each line as it happens (start_eval uses python -u)
     return Launch(argv, env, plan.cwd)
 
@@ -405,6 +434,8 @@ def prepare(plan: Plan, texts: list[routes.RouteText], settings: Settings) -> No
     layout = Layout(Path(plan.out), settings.recipe.run)
     atomic.write_json(layout.run_file, to_data(run_info(settings, plan.seed)))
     routes.write_route_files(texts, layout.routes_dir)
+    if plan.viz_every:
+        font.provide(layout.share_dir, settings.recipe.viz)
 
 
 # --- dry run ----------------------------------------------------------------------------------------
@@ -478,9 +509,24 @@ def make(settings: Settings, options: Options) -> tuple[Optional[Plan], list[rou
         fatal = gpu_gate(doctor.diagnose(facts, checks, ctx), gpus, devices, selected)
         if fatal:
             return None, [], fatal
+    if options.viz_every is not None:
+        fatal = viz_gate(settings)
+        if fatal:
+            return None, [], fatal
     slots, notes = plan_slots(settings, selected, workers, gpus, devices)
     plan, texts = build(settings, options, slots, notes)
     return plan, texts, []
+
+
+def viz_gate(settings: Settings) -> list[Finding]:
+    """--viz: the failures of `check --viz`'s viz group (no font for SimLingo's drawing, no H.264 encoder)."""
+    from simdoctor import doctor
+    from simdoctor.checks import CheckContext
+
+    checks = doctor.select(doctor.Selection(only=("viz",)))
+    ctx = CheckContext(settings, viz=True)
+    findings = doctor.diagnose(doctor.start(checks, ctx).wait(), checks, ctx)
+    return [f for f in findings if f.status is Status.FAIL]
 
 
 def make_or_explain(
@@ -499,6 +545,8 @@ def make_or_explain(
             sys.stdout.write(render.findings_json(fatal, {"exit_code": 1}) + "\n")
         else:
             header = "simdoctor run: CARLA cannot run on this machine's GPUs (or pass --gpus none)"
+            if all(f.group == "viz" for f in fatal):
+                header = "simdoctor run --viz: SimLingo's view cannot be recorded on this machine"
             render.report(fatal, render.console(), header=header)
     return plan, texts
 

@@ -11,13 +11,15 @@
   to simdoctor, which makes itself the subreaper of its descendants), and the process table is checked:
   what survived is recorded and makes the run fail. The results JSON decides (results.judge): results
   stand, infrastructure failures are retried up to `--retries` and the route is then recorded as crashed.
-- Upstream's crash kill: an evaluator that crashes exits 255 after killing every process whose command
-  line has `-graphicsadapter=<its rank>` (reference §1.3), i.e. the CARLA of every other worker on that
-  GPU. So after such an exit no attempt starts on that adapter until each attempt that was running
-  there is either seen with a live CARLA after HOLD_SETTLE_S (spared) or is done; one whose CARLA was
-  started and is gone is stopped at once (it cannot finish, and stopping it spares the others its own
-  crash kill). Attempts lost that way come back as infrastructure failures and are retried without
-  costing the route a retry (`killed_by`), at most MAX_COLLATERAL times.
+- A dying CARLA: the evaluator does not notice one that dies at start (it sleeps 60 s, then tries the
+  server 20 times with the whole client timeout each, the traffic manager 40 times, and dies with an
+  UnboundLocalError: hours; upstream-behaviour.md §1). So once its log shows CARLA's launch line, the
+  attempt's CARLA processes and CARLA's own output (in the same log) are watched: when no CARLA process is
+  left, or CARLA printed a fatal line (carla.diagnose.FATAL), the evaluator gets DEATH_GRACE_S to write
+  its record and is then stopped. The attempt is an infrastructure failure (retried) whose reason is
+  CARLA's own line, with the fix `check` gives for it. An evaluator that ends with no record gives its
+  traceback's last line as the reason. Upstream's crash clean-up (`ps -ef | grep '-graphicsadapter=N'
+  ... | xargs kill -9`) kills nothing, so nothing is modelled for it (upstream-behaviour.md §2).
 - Resume: `<out>/run.lock` (flock) is held for the run; a rerun first stops the processes of every
   attempt an earlier, killed simdoctor left unfinished (by its recorded identity, nothing else), then
   skips the routes already decided.
@@ -43,12 +45,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 from simdoctor import filelock, procs, proctree, profiling, report, results, runplan, safefile
 from simdoctor.agentenv import without_tokens
+from simdoctor.carla import diagnose
 from simdoctor.carla.errors import Refusal
 from simdoctor.carla.lifecycle import terminate_as_interrupt
 from simdoctor.evaluator import EvaluatorRun
@@ -62,15 +65,13 @@ from simdoctor.runplan import Plan, Slot, Task
 from simdoctor.sampling import PeakSampler
 from simdoctor.settings import Settings
 from simdoctor.slurm.jobs import refuse_if_in_flight
+from simdoctor.viz import video
 
-EVALUATOR_CRASH_EXIT = 255  # leaderboard_evaluator.py's sys.exit(-1) after its crash kill (reference §2.1, §2.5)
-EVALUATOR_DEFAULT_GPU_RANK = 0  # its --gpu-rank default: the -graphicsadapter of slots without a GPU
 POLL_S = 0.05
 TICK_S = 0.2
 SAMPLE_S = 0.5
-HOLD_SETTLE_S = 2.0  # after a crash kill, a CARLA still alive this much later was spared
-COLLATERAL_WAIT_S = 2.0  # an attempt that failed may have been killed by a crash not yet seen: wait this long
-MAX_COLLATERAL = 3
+WATCH_S = 0.5  # how often an attempt's CARLA processes and new log lines are looked at
+DEATH_GRACE_S = 2.0  # after CARLA died: time for the evaluator to write its own record (a crash mid-route)
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 RETRYING = "retrying with fresh ports"
 ROOT_FIX = Fix(
@@ -90,14 +91,11 @@ class Active:
 
     task: Task
     slot: Slot
-    adapter: int
     record: TaskRecord  # its last attempt is this one
     run: EvaluatorRun
     began: float  # monotonic
     carla_port: Optional[int] = None  # from its log's launch line, once seen
-    carla_seen_at: Optional[float] = None  # monotonic: when that line was first seen
-    exited_at: Optional[float] = None  # monotonic: when the evaluator exited (pidfd: to the millisecond)
-    doomed_by: Optional[str] = None  # set by the main thread: the route whose crash kill took its CARLA
+    carla_death: Optional[CarlaDeath] = None  # its CARLA died or printed a fatal line
     start_error: Optional[str] = None  # the evaluator could not be started
 
     @property
@@ -111,24 +109,46 @@ class Active:
         return found
 
 
-@dataclass
-class Hold:
-    """No attempt starts on an adapter while the attempts a crash kill may have hit are unresolved."""
+@dataclass(frozen=True)
+class CarlaDeath:
+    """How an attempt's CARLA ended: seen at `at` (monotonic), `after_s` after its launch line."""
 
-    route_id: str  # whose evaluator crashed
-    since: float
-    members: dict[str, Active] = field(default_factory=dict)  # by route id
+    at: float
+    after_s: float
+    diagnosis: Optional[diagnose.Diagnosis]  # CARLA's own words, when its output has a known line
+
+    def reason(self) -> str:
+        d = self.diagnosis
+        said = f": {d.cause} (CARLA: `{d.lines[-1].strip()}`)" if d and d.lines else ""
+        return f"CARLA died {self.after_s:.1f} s after the evaluator started it{said}; simdoctor stopped the evaluator"
 
 
-def adapter_of(slot: Slot) -> int:
-    return slot.graphics_adapter if slot.graphics_adapter is not None else EVALUATOR_DEFAULT_GPU_RANK
+class CarlaWatch:
+    """Watches the CARLA an attempt's evaluator started: its processes, and its output in the route's log
+    (CARLA writes to the evaluator's stdout), read on from where the last look stopped."""
+
+    def __init__(self, run: EvaluatorRun, launched_at: float) -> None:
+        self.run = run
+        self.launched_at = launched_at
+        self.offset = run.log_offset
+        self.output = ""  # the attempt's log since the launch line's look, whole lines
+        self.fatal: Optional[diagnose.Diagnosis] = None
+
+    def look(self, now: float) -> Optional[CarlaDeath]:
+        """A CarlaDeath once no CARLA process is left or CARLA printed a fatal line; None while it lives."""
+        text, self.offset = proctree.read_lines(self.run.log_file, self.offset)
+        self.output += text
+        if text and self.fatal is None:
+            self.fatal = next((d for d in diagnose.diagnose(text, exited=False) if d.key in diagnose.FATAL), None)
+        if self.fatal is None and self.run.carla_processes():
+            return None
+        found = diagnose.first_cause(diagnose.diagnose(self.output)) or self.fatal
+        return CarlaDeath(now, now - self.launched_at, found)
 
 
 def charged(record: TaskRecord) -> int:
-    """Retries the route has spent: its infrastructure failures, less those another route's crash caused."""
-    failures = [a for a in record.attempts if a.kind is Kind.RETRY]
-    collateral = sum(1 for a in failures if a.killed_by)
-    return len(failures) - collateral + max(0, collateral - MAX_COLLATERAL)
+    """Retries the route has spent: its infrastructure failures."""
+    return sum(1 for a in record.attempts if a.kind is Kind.RETRY)
 
 
 def _line_base(path: Path, offset: int) -> int:
@@ -167,8 +187,6 @@ class Supervisor:
         self.pending: deque[Task] = deque(plan.pending)
         self.active: dict[int, Active] = {}  # by slot index
         self.reserved: dict[int, set[int]] = {}  # ports taken by each slot's attempt, before and while it runs
-        self.holds: dict[int, Hold] = {}  # by graphics adapter
-        self.crashes: list[tuple[int, str, float]] = []  # (adapter, route id, monotonic) of crash kills seen
         self.errors: list[BaseException] = []
         self.unclean: list[str] = []  # attempts whose processes survived the cleanup
         self.attempts = 0
@@ -188,7 +206,6 @@ class Supervisor:
         interrupted = False
         try:
             while any(t.is_alive() for t in threads):
-                self._tend_holds()
                 time.sleep(TICK_S)
         except KeyboardInterrupt:
             interrupted = True
@@ -230,16 +247,27 @@ class Supervisor:
     def _run_task(self, slot: Slot, task: Task) -> None:
         record = self._initial_record(task)
         used: set[int] = set()
-        while self._wait_launch(slot):
+        while not self.stopping.is_set():
             active = self._launch(slot, task, record, self._take_ports(slot, used))
             outcome = self._wait(active)
             record, decided = self._finish(active, outcome)
             attempt = record.last
+            if decided or (self.single and attempt.kind is Kind.RESULT):
+                self.record_view(task)
             if outcome == "interrupted" or decided or self.single:
                 return
             used |= set(attempt.ports.values())
             if attempt.carla_port:
                 used |= {attempt.carla_port, attempt.carla_port + 1, attempt.carla_port + 2}
+
+    def record_view(self, task: Task) -> None:
+        """--viz: the route's video from the frames SimLingo drew on its final attempt."""
+        if self.plan.viz_every:
+            layout = Layout(Path(self.plan.out), self.settings.recipe.run)
+            line = video.record_route(layout, task.route.id, self.settings.recipe.viz, self.plan.viz_every,
+                                      self.plan.keep_frames)  # fmt: skip
+            if line:
+                self.progress.note(line)
 
     def _initial_record(self, task: Task) -> TaskRecord:
         """Resume the route's record (its attempts count), or start it afresh with --fresh."""
@@ -249,7 +277,7 @@ class Supervisor:
         earlier = results.read_task(Path(task.task_file))
         return dataclasses.replace(earlier, final=None) if earlier else TaskRecord(task.route.id)
 
-    # ---- ports and holds ----
+    # ---- ports ----
 
     def _take_ports(self, slot: Slot, used: set[int]) -> dict[str, int]:
         """The slot's own ports when free and this is the route's first attempt here, else fresh ones."""
@@ -274,78 +302,6 @@ class Supervisor:
                     raise runplan.RunError(str(exc)) from None
             self.reserved[slot.index] = set(ports.values())
             return ports
-
-    def _wait_launch(self, slot: Slot) -> bool:
-        """Wait while the slot's adapter is held; False when the run is stopping."""
-        adapter, said = adapter_of(slot), None
-        while not self.stopping.is_set():
-            with self.lock:
-                hold = self.holds.get(adapter)
-            if hold is None:
-                return True
-            if said is not hold:
-                said = hold
-                self.progress.waiting(
-                    slot_lane(slot), f"route {hold.route_id}'s evaluator crashed and killed every CARLA on "
-                    f"-graphicsadapter={adapter}; waiting for the routes it hit",
-                )  # fmt: skip
-            self.stopping.wait(POLL_S)
-        return False
-
-    def _crash_kill(self, active: Active) -> None:
-        """The evaluator exited 255, right after killing every CARLA on its adapter: hold the adapter for
-        the attempts still running there (one that exited before it cannot have been hit by it)."""
-        at = active.exited_at or time.monotonic()
-        with self.lock:
-            self.crashes.append((active.adapter, active.task.route.id, at))
-            hit = {
-                a.task.route.id: a
-                for a in self.active.values()
-                if a is not active and a.adapter == active.adapter and a.doomed_by is None
-                and (a.exited_at is None or a.exited_at > at)
-            }  # fmt: skip
-            if hit:
-                hold = self.holds.setdefault(active.adapter, Hold(active.task.route.id, at))
-                hold.members.update(hit)
-
-    def _tend_holds(self) -> None:
-        """Main thread: after HOLD_SETTLE_S, a held attempt with a live CARLA was spared; one whose CARLA
-        was started (its log has the launch line) and is gone is doomed: its slot stops it now."""
-        with self.lock:
-            holds = list(self.holds.items())
-        now = time.monotonic()
-        for adapter, hold in holds:
-            if now - hold.since < HOLD_SETTLE_S:
-                continue
-            for route_id, active in list(hold.members.items()):
-                if active.run.carla_alive():
-                    with self.lock:
-                        hold.members.pop(route_id, None)
-                elif active.run.carla_port() is not None and active.doomed_by is None:
-                    active.doomed_by = hold.route_id
-            with self.lock:
-                if not hold.members and self.holds.get(adapter) is hold:
-                    del self.holds[adapter]
-
-    def _killer(self, active: Active) -> Optional[str]:
-        """The route whose crash kill ended this failed attempt, if one did: another attempt on the same
-        adapter that exited 255 after this one's CARLA was launched and before this one's evaluator exited
-        (the killer exits right after its kill; its victims only after they noticed). Such an exit may be
-        recorded a moment late by its own slot, so wait briefly while other attempts run on the adapter."""
-        if active.carla_seen_at is None:
-            return None  # its CARLA never started: nothing of it a crash kill could have hit
-        until = active.exited_at if active.exited_at is not None else time.monotonic()
-        deadline = time.monotonic() + COLLATERAL_WAIT_S
-        while True:
-            with self.lock:
-                for adapter, route_id, at in self.crashes:
-                    ours = adapter == active.adapter and route_id != active.task.route.id
-                    if ours and active.carla_seen_at - POLL_S <= at <= until:
-                        return route_id
-                siblings = any(a is not active and a.adapter == active.adapter for a in self.active.values())
-            if not siblings or time.monotonic() >= deadline:
-                return None
-            time.sleep(POLL_S)
 
     # ---- processes that left an attempt's tree ----
 
@@ -385,10 +341,11 @@ class Supervisor:
         number = len(record.attempts) + 1
         log = Path(task.log_file)
         log.parent.mkdir(parents=True, exist_ok=True)
-        for path in (task.results_file, task.steps_file):  # what is there now is an earlier attempt's
+        viz = [task.frames_file] if self.plan.viz_every else []
+        for path in (task.results_file, task.steps_file, *viz):  # what is there now is an earlier attempt's
             Path(path).unlink(missing_ok=True)
             Path(path).parent.mkdir(parents=True, exist_ok=True)  # the evaluator and the agent only open them
-        run = EvaluatorRun.prepare(log, self.carla)
+        run = EvaluatorRun.prepare(log, str(self.settings.carla_root), self.carla)
         with safefile.open_append(log) as handle:
             roles = " ".join(f"{role}={port}" for role, port in ports.items())
             handle.write(f"===== simdoctor: route {task.route.id} attempt {number} on slot {slot.index} ({roles}) "
@@ -398,7 +355,7 @@ class Supervisor:
         record = dataclasses.replace(record, attempts=[*record.attempts, attempt], final=None)
         results.write_task(Path(task.task_file), record)  # the identity first: a rerun finds exactly these
         launch = runplan.launch(self.plan, task, dataclasses.replace(slot, ports=ports))
-        active = Active(task, slot, adapter_of(slot), record, run, time.monotonic())
+        active = Active(task, slot, record, run, time.monotonic())
         with self.lock:
             self.active[slot.index] = active
             self.attempts += 1
@@ -417,27 +374,33 @@ class Supervisor:
         return active
 
     def _wait(self, active: Active) -> str:
-        """exited, timeout, aborted or interrupted. The evaluator's exit is seen through a pidfd the moment
-        it happens (the order of exits tells a crash kill's author from its victims)."""
+        """exited, timeout, carla_died, aborted or interrupted. The evaluator's exit is seen through a pidfd
+        the moment it happens; its CARLA is looked at every WATCH_S once the log shows its launch line."""
         deadline = active.began + self.plan.route_timeout_s
         popen = active.run.popen
+        watch: Optional[CarlaWatch] = None
+        next_look = 0.0
         with _pidfd(popen.pid if popen is not None else None) as fd:
             while True:
                 code = popen.poll() if popen is not None else None
                 if code is not None:
-                    active.exited_at = time.monotonic()
-                    if code == EVALUATOR_CRASH_EXIT:
-                        self._crash_kill(active)
                     return "exited"
-                if active.doomed_by is not None or active.start_error is not None:
+                if active.start_error is not None:
                     return "aborted"
                 if self.stopping.is_set():
                     return "interrupted"
-                if time.monotonic() >= deadline:
+                now = time.monotonic()
+                if now >= deadline:
                     return "timeout"
                 if active.carla_port is None:
                     active.carla_port = active.run.carla_port()
-                    active.carla_seen_at = time.monotonic() if active.carla_port else None
+                    if active.carla_port is not None:
+                        watch = CarlaWatch(active.run, now)
+                if watch is not None and active.carla_death is None and now >= next_look:
+                    next_look = now + WATCH_S
+                    active.carla_death = watch.look(now)
+                if active.carla_death is not None and now - active.carla_death.at >= DEATH_GRACE_S:
+                    return "carla_died"
                 if fd is not None:
                     select.select([fd], [], [], POLL_S)
                 else:
@@ -465,21 +428,16 @@ class Supervisor:
             what = f"stopped {len(stopped.terminated)} process(es)" if stopped.terminated else "nothing was running"
             attempt = dataclasses.replace(active.attempt, **done, reason=f"interrupted; {what}")
         else:
-            verdict = results.judge(found, Exit(code, timed_out=outcome == "timeout"))
-            killed_by = active.doomed_by
-            if killed_by is None and verdict.kind is Kind.RETRY and outcome == "exited":
-                killed_by = self._killer(active)
-            reason = verdict.reason
-            kill = (f"its CARLA was killed by route {killed_by}'s evaluator crash (upstream kills every "
-                    f"-graphicsadapter={active.adapter} process)")  # fmt: skip
+            verdict = results.judge(found, Exit(code, timed_out=outcome == "timeout"), run.log_text())
+            reason, fix = verdict.reason, None
             if active.start_error is not None:
                 reason = f"{active.start_error}; {reason}"
-            elif active.doomed_by is not None:
-                reason = f"stopped by simdoctor: {kill}, so it could not finish; not counted as a retry"
-            elif killed_by:
-                reason += f"; {kill}: not counted as a retry"
+            elif outcome == "carla_died" and verdict.status is None:
+                death = active.carla_death
+                assert death is not None
+                reason, fix = death.reason(), death.diagnosis.fix if death.diagnosis else None
             attempt = dataclasses.replace(active.attempt, **done, kind=verdict.kind, status=verdict.status,
-                                          reason=reason, killed_by=killed_by)  # fmt: skip
+                                          reason=reason, fix=fix)  # fmt: skip
         record = dataclasses.replace(active.record, attempts=[*active.record.attempts[:-1], attempt])
         used_up = not self.single and attempt.kind is Kind.RETRY and charged(record) > self.plan.retries
         decided = attempt.kind is Kind.RESULT or used_up
@@ -489,11 +447,6 @@ class Supervisor:
         with self.lock:
             self.active.pop(active.slot.index, None)
             self.reserved.pop(active.slot.index, None)
-            for adapter, hold in list(self.holds.items()):
-                if hold.members.get(task.route.id) is active:
-                    del hold.members[task.route.id]
-                if not hold.members:
-                    del self.holds[adapter]
         if strays:
             self.progress.note(f"route {task.route.id} attempt {attempt.number}: stopped {len(strays)} process(es) "
                                f"that had left its process tree: {_listed(strays)}")  # fmt: skip
@@ -528,8 +481,9 @@ def describe(record: TaskRecord, retries: int, again: str = RETRYING) -> str:
 
 def forget(task: Task) -> None:
     """--fresh: the route's earlier results, record, log and steps are removed."""
-    for path in (task.log_file, task.results_file, task.steps_file, task.task_file):
-        Path(path).unlink(missing_ok=True)
+    for path in (task.log_file, task.results_file, task.steps_file, task.task_file, task.frames_file):
+        if path:
+            Path(path).unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -598,7 +552,8 @@ def writing(root: Path) -> Iterator[None]:
 def attempt_run(layout: Layout, route_id: str, attempt: Attempt, settings: Settings) -> EvaluatorRun:
     """An earlier attempt's evaluator run, rebuilt from its record (to find and stop what is left of it)."""
     assert attempt.tree is not None
-    return EvaluatorRun(attempt.tree, layout.log_file(route_id), attempt.log_offset, settings.recipe.carla)
+    return EvaluatorRun(attempt.tree, layout.log_file(route_id), attempt.log_offset, str(settings.carla_root),
+                        settings.recipe.carla)  # fmt: skip
 
 
 def clean_stale(layout: Layout, settings: Settings) -> list[str]:
@@ -682,6 +637,7 @@ def _run(plan: Plan, texts: list, layout: Layout, settings: Settings, options: r
         progress = Progress(plan, finished_scores(plan), mode)
         for line in stale:
             progress.note(line)
+        unrecorded = [t for t in plan.tasks if plan.viz_every and t.finished and video.unrecorded(layout, t.route.id)]
         skipped = len(plan.tasks) - len(plan.pending)
         progress.note(
             f"{len(plan.tasks)} routes, {skipped} already done, {len(plan.pending)} to run on {len(plan.slots)} "
@@ -689,6 +645,8 @@ def _run(plan: Plan, texts: list, layout: Layout, settings: Settings, options: r
         )
         with terminate_as_interrupt(), PeakSampler(SAMPLE_S) as sampler, progress:
             supervisor = Supervisor(plan, settings, progress, sampler, options.fresh)
+            for task in unrecorded:  # finished before a kill cut its encoding short
+                supervisor.record_view(task)
             try:
                 completed = supervisor.run()
             except runplan.RunError as exc:  # no free ports for a retry: everything running was stopped

@@ -113,6 +113,9 @@ def xvfb() -> str:
 
 TEST_USER = "simdoctor-test"  # created by tests/setup.sh
 USER_PYTHON = "/opt/simdoctor-test/venv/bin/python"  # tests/setup.sh: Debian's python3 + simdoctor's dependencies
+# The stand-in evaluator's 60 s start-up sleep, 5 s pauses and per-attempt client timeout, times this: 0.3 s,
+# 25 ms and 3 s (tests/standins/bench2drive/leaderboard/leaderboard/leaderboard_evaluator.py).
+STANDIN_TIME_SCALE = "0.005"
 USER_AGENT_PYTHON = "/opt/simdoctor-test/agent-venv/bin/python"  # tests/setup.sh: .venv-agent's Python + carla
 SESSION_MARK = "SIMDOCTOR_TEST_SESSION"  # in the environment of every process a UserRuntime starts
 
@@ -224,7 +227,8 @@ class Stack:
     def env(self, **extra: str) -> dict[str, str]:
         return self.rt.env(
             self.home, CARLA_ROOT=str(self.carla_root), SIMDOCTOR_WORK_DIR=str(self.work_dir),
-            SIMDOCTOR_AGENT_PYTHON=USER_AGENT_PYTHON, STANDIN_STATE_DIR=str(self.state_dir), **extra,
+            SIMDOCTOR_AGENT_PYTHON=USER_AGENT_PYTHON, STANDIN_STATE_DIR=str(self.state_dir),
+            **{"STANDIN_EVALUATOR_TIME_SCALE": STANDIN_TIME_SCALE, **extra},
         )  # fmt: skip
 
     def settings(self) -> Settings:

@@ -18,21 +18,26 @@ from pathlib import Path
 import pytest
 from builders import BENCH2DRIVE_TOWNS
 
+from simdoctor import distro
 from simdoctor.agentenv import pythonpath
 from simdoctor.checks import CheckContext
 from simdoctor.probes.agent import AgentFacts, CarlaImport, ModuleState, NodeFacts, TorchBuild
 from simdoctor.probes.carla import CarlaInstallFacts, FileState
+from simdoctor.probes.checkout import CheckoutFacts
 from simdoctor.probes.display import DisplayFacts
 from simdoctor.probes.docker import DockerFacts
 from simdoctor.probes.gpu import GRAPHICS_LIBS, GpuDevice, GpuFacts
 from simdoctor.probes.network import NetworkFacts
+from simdoctor.probes.packages import PackagesFacts, wanted
 from simdoctor.probes.ports import PortsFacts, PortState, carla_ports
 from simdoctor.probes.server import ServerFacts
 from simdoctor.probes.servers import ServersFacts
 from simdoctor.probes.slurm import SlurmFacts, SlurmJobFacts
-from simdoctor.probes.system import DiskSpace, SystemFacts
+from simdoctor.probes.system import DiskSpace, OsRelease, SystemFacts
+from simdoctor.probes.viz import VizFacts
 from simdoctor.probes.vulkan import NVIDIA_VENDOR_ID, Enumeration, IcdFile, VkDevice, VulkanFacts, icd_search_dirs
 from simdoctor.probes.weights import WeightFile, WeightsFacts
+from simdoctor.probes.window import WindowFacts
 from simdoctor.probing import Facts
 from simdoctor.settings import Settings
 from simdoctor.slurm.client import Partition
@@ -149,6 +154,8 @@ def system(settings: Settings) -> SystemFacts:
         euid=1000,
         user="researcher",
         disks=disks,
+        os_release=OsRelease("ubuntu", ["debian"], "22.04", "Ubuntu 22.04.4 LTS"),
+        sudo="/usr/bin/sudo",
     )
 
 
@@ -327,6 +334,35 @@ def slurm_job(settings: Settings) -> SlurmJobFacts:
     return SlurmJobFacts("4242", "COMPLETED", "None", None, 3.2, replace(a, node=node))
 
 
+def packages(settings: Settings) -> PackagesFacts:
+    """Every package `setup` installs, installed (dpkg on Ubuntu)."""
+    platform = settings.recipe.platform
+    names = distro.package_names(
+        platform, distro.family(platform, system(settings).os_release), wanted(settings.recipe)
+    )
+    return PackagesFacts("debian", "dpkg-query", dict.fromkeys(names, True))
+
+
+def checkout(settings: Settings) -> CheckoutFacts:
+    """SimLingo at the recipe's commit, cloned from upstream, its downloads inside."""
+    return CheckoutFacts(
+        str(settings.work_dir), True, [".git", "Bench2Drive", "outputs", "pretrained", "team_code"], True,
+        settings.recipe.agent.commit, settings.recipe.agent.repo_url,
+    )  # fmt: skip
+
+
+def viz(settings: Settings) -> VizFacts:
+    """`check --viz`: no arial.ttf anywhere (a plain Ubuntu), Liberation Sans installed, imageio-ffmpeg's ffmpeg."""
+    return VizFacts(
+        font_name="arial.ttf",
+        found=None,
+        source="/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+        encoder="/home/eval/.venv/lib/python3.12/site-packages/imageio_ffmpeg/binaries/ffmpeg-linux-x86_64-v7.1",
+        encoder_source="imageio-ffmpeg",
+        h264=True,
+    )
+
+
 def healthy_facts(settings: Settings) -> Facts:
     """Every probe's facts on the healthy machine, keyed as the probe registry names them."""
     return Facts(
@@ -345,5 +381,9 @@ def healthy_facts(settings: Settings) -> Facts:
             "carla_servers": carla_servers(),
             "slurm": slurm(settings),
             "slurm_job": slurm_job(settings),
+            "packages": packages(settings),
+            "checkout": checkout(settings),
+            "viz": viz(settings),
+            "window": WindowFacts(None, []),  # DISPLAY unset: nothing to present to
         }
     )

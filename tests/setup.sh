@@ -15,6 +15,11 @@ APT_PACKAGES=(
   python3 python3-venv                 # Debian's Python: the interpreter of the non-root test user
   fish                                 # sources `simdoctor env --format fish` in the env tests
   patchelf                             # the test user's copy of the agent's Python finds its libpython
+  git git-lfs                          # `setup` clones the SimLingo stand-in repository
+  libsdl2-2.0-0 libomp5 xdg-user-dirs  # CARLA's runtime libraries: `setup`'s packages step finds them here
+  debootstrap                          # the bare Debian 12 root filesystem of tests/test_setup_bare.py
+  fonts-liberation                     # Liberation Sans: run --viz gives it to SimLingo's drawing as arial.ttf
+  chromium                             # a real headless browser: the watch and report --html pages
 )
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -32,6 +37,9 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
+# uv, which `setup` makes the agent env with when no conda is here (the recipe's [agent.build] uv).
+UV=uv==0.9.5
+.venv/bin/python -m pip install -q "$UV"
 
 # The agent's interpreter: Python 3.8 where one exists (pyenv or PATH), as SimLingo pins; else python3.
 if [ ! -x .venv-agent/bin/python ]; then
@@ -39,11 +47,26 @@ if [ ! -x .venv-agent/bin/python ]; then
   [ -n "$AGENT_PY" ] || AGENT_PY=$(command -v python3.8 || command -v python3)
   "$AGENT_PY" -m venv .venv-agent
 fi
+# SimLingo's Pillow (recipe [agent.packages]): the stand-in agent draws its debug view with it.
+PILLOW=$(sed -n 's/^pillow = "\(.*\)"/\1/p' recipes/simlingo-bench2drive.toml)
 case "$(.venv-agent/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" in
   3.8|3.9|3.10) CARLA=0.9.15 ;;
   *) CARLA=0.9.16 ;;
 esac
-.venv-agent/bin/python -m pip install -q "carla==$CARLA"
+.venv-agent/bin/python -m pip install -q "carla==$CARLA" "pillow==$PILLOW"
+# What the real evaluator imports besides carla (reference/upstream-behaviour.md §3), so the stand-in
+# evaluator can need them as it does; at the recipe's pins (environment.yaml's) on SimLingo's Pythons.
+EVALUATOR_DISTS=(six simple-watchdog-timer py-trees pexpect transforms3d tabulate numpy ephem shapely networkx dictor
+                 requests)
+if [ "$CARLA" = 0.9.15 ]; then
+  EVALUATOR_REQS=$(.venv/bin/python -c 'import sys; from simdoctor.recipe import DEFAULT_RECIPE, find_recipe, load_recipe
+pins = load_recipe(find_recipe(DEFAULT_RECIPE, [])).agent.packages
+print(" ".join(f"{n}=={pins[n]}" for n in sys.argv[1:]))' "${EVALUATOR_DISTS[@]}")
+else
+  EVALUATOR_REQS="${EVALUATOR_DISTS[*]}"
+fi
+# shellcheck disable=SC2086 # one requirement per word
+.venv-agent/bin/python -m pip install -q $EVALUATOR_REQS
 
 # The non-root user the CARLA lifecycle tests run simdoctor as (CARLA refuses root), with an
 # interpreter it may execute: Debian's python3 in a venv outside the checkout (which may sit under a
@@ -58,7 +81,7 @@ if [ ! -x "$USER_VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT
   $SUDO rm -rf "$USER_VENV"
   $SUDO /usr/bin/python3 -m venv "$USER_VENV"
   $SUDO "$USER_VENV/bin/python" -m pip install -q --upgrade pip
-  $SUDO "$USER_VENV/bin/python" -m pip install -q '.[carla,docker]'
+  $SUDO "$USER_VENV/bin/python" -m pip install -q '.[carla,docker,viz]' "$UV"
   $SUDO "$USER_VENV/bin/python" -m pip uninstall -q -y simdoctor
   echo "$WANT" | $SUDO tee "$STAMP" >/dev/null
 fi
@@ -70,7 +93,7 @@ fi
 AGENT_BASE=$(.venv-agent/bin/python -c 'import sys; print(sys.base_prefix)')
 AGENT_VERSION=$(.venv-agent/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 USER_AGENT_VENV=/opt/simdoctor-test/agent-venv
-AGENT_STAMP="$USER_AGENT_VENV/.carla-$CARLA"
+AGENT_STAMP="$USER_AGENT_VENV/.carla-$CARLA-$(echo "$EVALUATOR_REQS" | sha256sum | cut -c1-12)"
 if [ ! -x "$USER_AGENT_VENV/bin/python" ] || [ ! -e "$AGENT_STAMP" ]; then
   USER_AGENT_BASE=$AGENT_BASE
   as_user() { $SUDO setpriv --reuid="$(id -u "$TEST_USER")" --regid="$(id -g "$TEST_USER")" --init-groups -- "$@"; }
@@ -86,5 +109,8 @@ if [ ! -x "$USER_AGENT_VENV/bin/python" ] || [ ! -e "$AGENT_STAMP" ]; then
   $SUDO rm -rf "$USER_AGENT_VENV"
   $SUDO "$USER_AGENT_BASE/bin/python$AGENT_VERSION" -m venv "$USER_AGENT_VENV"
   $SUDO "$USER_AGENT_VENV/bin/python" -m pip install -q "carla==$CARLA"
+  # shellcheck disable=SC2086
+  $SUDO "$USER_AGENT_VENV/bin/python" -m pip install -q $EVALUATOR_REQS
   $SUDO touch "$AGENT_STAMP"
 fi
+$SUDO "$USER_AGENT_VENV/bin/python" -m pip install -q "pillow==$PILLOW"  # additive: no rebuild for it

@@ -368,7 +368,7 @@ def test_crash_after_ready_shows_as_dead_and_stop_drops_the_record(carla: Carla)
     assert "Signal 11 caught." in carla.run("carla", "logs", str(carla.port)).stdout
 
 
-def test_window_refused_when_the_display_renders_on_the_cpu(carla: Carla, xvfb: str) -> None:
+def test_window_refused_when_vulkan_cannot_present_the_gpu(carla: Carla, xvfb: str) -> None:
     done = subprocess.run(
         carla.rt.simdoctor("carla", "start", "--gpu", "none", "--window"),
         env=carla.env(DISPLAY=xvfb),
@@ -377,8 +377,9 @@ def test_window_refused_when_the_display_renders_on_the_cpu(carla: Carla, xvfb: 
         timeout=60,
     )
     assert done.returncode == 1
-    assert "renders on the CPU" in done.stderr and "llvmpipe" in done.stderr
-    assert not carla.state_dir().exists()
+    assert "--window: no NVIDIA GPU among the Vulkan devices ([0] llvmpipe" in done.stderr
+    assert "simdoctor run --viz" in done.stderr  # the way out: off-screen, watched in a browser
+    assert not carla.state_dir().exists()  # refused before CARLA started
 
 
 def test_usage_errors(carla: Carla) -> None:

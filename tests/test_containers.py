@@ -25,6 +25,15 @@ def test_agent_dockerfile_pins_match_the_recipe(make_settings: Callable[..., Set
     assert "cuda:12.1" in found["CUDA_IMAGE"]
 
 
+def test_agent_dockerfile_installs_every_recipe_pin(make_settings: Callable[..., Settings]) -> None:
+    path = REPO / "containers" / "agent" / "Dockerfile"
+    arg_values = args(path)
+    text = re.sub(r"\$\{(\w+)\}", lambda m: arg_values[m.group(1)], path.read_text())
+    pinned = dict(re.findall(r"([A-Za-z0-9_.-]+)==([^\s\\\"]+)", text))
+    recipe = make_settings().recipe.agent.packages
+    assert {name: pinned.get(name) for name in recipe} == recipe
+
+
 def test_carla_dockerfile_extends_the_recipe_image(make_settings: Callable[..., Settings]) -> None:
     carla = make_settings().recipe.carla
     path = REPO / "containers" / "carla" / "Dockerfile"

@@ -178,6 +178,10 @@ def test_task_records_round_trip_and_resume_decision(tmp_path):
     record = results.TaskRecord("1711", [attempt], final="crashed")
     results.write_task(tmp_path / "tasks" / "1711.json", record)
     assert results.read_task(tmp_path / "tasks" / "1711.json") == record
+    earlier = json.loads((tmp_path / "tasks" / "1711.json").read_text())  # as versions with `killed_by` wrote it
+    earlier["attempts"][0]["killed_by"] = None
+    (tmp_path / "old.json").write_text(json.dumps(earlier))
+    assert results.read_task(tmp_path / "old.json") == record
     assert results.read_task(tmp_path / "tasks" / "none.json") is None
     (tmp_path / "bad.json").write_text('{"route_id": 3}')
     assert results.read_task(tmp_path / "bad.json") is None

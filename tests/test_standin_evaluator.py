@@ -24,6 +24,7 @@ from simdoctor import procs, report, results, runplan
 from simdoctor.outdir import Layout
 from simdoctor.probes.ports import worker_ports
 from simdoctor.results import Exit, Kind
+from tests.conftest import USER_AGENT_PYTHON
 
 RECORD_KEYS = ["index", "route_id", "scenario_name", "weather_id", "save_name", "status", "num_infractions",
                "infractions", "scores", "meta", "town_name"]  # fmt: skip
@@ -32,8 +33,10 @@ INFRACTION_KEYS = ["collisions_layout", "collisions_pedestrian", "collisions_veh
                    "scenario_timeouts", "route_dev", "vehicle_blocked", "route_timeout"]  # fmt: skip
 
 
-def plan_for(stack, specs, slots=1):
+def plan_for(stack, specs, slots=1, agent_python=None):
     settings = stack.settings()
+    if agent_python:
+        settings = dataclasses.replace(settings, agent_python=agent_python)
     source = builders.routes_xml(stack.home / "routes.xml", specs)
     slot_list, _ = runplan.plan_slots(settings, (), slots, None, [])
     plan, texts = runplan.build(settings, runplan.Options(routes=source, out=stack.home / "out"), slot_list)
@@ -207,3 +210,45 @@ def test_the_report_over_routes_run_by_the_stand_in(standin_stack):
     options = runplan.Options(routes=standin_stack.home / "routes.xml", out=standin_stack.home / "out")
     resumed, _ = runplan.build(standin_stack.settings(), options, plan.slots)
     assert resumed.pending == [] and layout.results_file("3").is_file()
+
+
+def test_a_carla_that_dies_at_start_keeps_the_evaluator_trying_for_hours(standin_stack):
+    """Upstream's _setup_simulation against a CARLA that died at once (no Vulkan device): the 60 s sleep, 20
+    client attempts of the whole --timeout each, 40 traffic-manager attempts, then an UnboundLocalError with no
+    results JSON. The waits run 5000 times faster here (STANDIN_EVALUATOR_TIME_SCALE); the real ones would be
+    60 + 20 x (600 + 5) + 40 x 5 s, about 3.4 hours."""
+    builders.set_behaviour(standin_stack.carla_root, {"fail": "no_device"})
+    plan = plan_for(standin_stack, [builders.standin_route("7")])
+    began = time.monotonic()
+    exit, log = execute(standin_stack, plan, plan.tasks[0], STANDIN_EVALUATOR_TIME_SCALE="0.0002")
+    took = time.monotonic() - began
+    assert exit == Exit(1), log
+    assert "Cannot find a compatible Vulkan device or driver" in log
+    assert "load_world failed , attempts=19" in log and "load_world failed , attempts=20" not in log
+    assert "traffic_manager init fail, try_time=39" in log and "traffic_manager init fail, try_time=40" not in log
+    assert took >= 20 * 600 * 0.0002  # each client attempt waited out its (scaled) timeout
+    unbound = "UnboundLocalError: local variable 'traffic_manager' referenced before assignment"
+    assert results.last_exception(log) == unbound
+    verdict = results.judge(results.read_results(plan.tasks[0].results_file), exit, log)
+    assert (verdict.kind, verdict.status) == (Kind.RETRY, None)
+    assert verdict.reason == f"{unbound} (no results file written; the evaluator exited with code 1)"
+    names = [f.name for f in results.scan_log(log)]
+    assert names == ["load_world_failed", "client_timeout", "traffic_manager_failed", "no_traffic_manager"]
+
+
+@pytest.mark.parametrize(
+    ("missing", "module"),
+    [(("requests",), "requests"), (("pexpect", "transforms3d"), "pexpect"), (("six", "ephem"), "six")],
+)
+def test_a_missing_distribution_ends_the_evaluator_at_once(standin_stack, missing, module):
+    """The evaluator's own imports (reference §3): the first one missing, in upstream's import order, ends it
+    with exit 1 and no results JSON; its traceback's last line is the reason."""
+    python = builders.venv_without(standin_stack.home / "venv", str(Path(USER_AGENT_PYTHON).parents[1]), *missing)
+    standin_stack.rt.chown_tree(standin_stack.home / "venv")
+    plan = plan_for(standin_stack, [builders.standin_route("7")], agent_python=python)
+    exit, log = execute(standin_stack, plan, plan.tasks[0])
+    assert exit == Exit(1), log
+    verdict = results.judge(results.read_results(plan.tasks[0].results_file), exit, log)
+    error = f"ModuleNotFoundError: No module named '{module}'"
+    assert verdict.reason == f"{error} (no results file written; the evaluator exited with code 1)"
+    assert "-carla-rpc-port" not in log  # it never got as far as starting CARLA

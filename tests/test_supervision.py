@@ -16,7 +16,7 @@ from simdoctor.evaluator import launch_port
 from simdoctor.proctree import Tree
 from simdoctor.results import Attempt, Kind, TaskRecord
 from simdoctor.sampling import PeakSampler
-from simdoctor.supervisor import MAX_COLLATERAL, charged
+from simdoctor.supervisor import charged
 from tests.conftest import Stack, free_port
 
 FIND_AND_STOP = """
@@ -27,7 +27,7 @@ from simdoctor.evaluator import EvaluatorRun
 from simdoctor.proctree import Tree
 from simdoctor.recipe import DEFAULT_RECIPE, find_recipe, load_recipe
 carla = load_recipe(find_recipe(DEFAULT_RECIPE, [])).carla
-run = EvaluatorRun(Tree(sys.argv[2], 0, 0, procs.boot_id()), Path(sys.argv[1]), 0, carla)
+run = EvaluatorRun(Tree(sys.argv[2], 0, 0, procs.boot_id()), Path(sys.argv[1]), 0, sys.argv[3], carla)
 found = [p.pid for p in run.processes()]
 stopped = run.stop(2.0)
 print(json.dumps({"port": run.carla_port(), "found": found, "left": [p.pid for p in stopped.left]}))
@@ -65,7 +65,7 @@ def test_only_the_carla_with_the_cookie_is_the_attempts(standin_stack: Stack) ->
         log.write_text(
             f"{root}/CarlaUE4.sh -RenderOffScreen -nosound -carla-rpc-port={decoy} -graphicsadapter=0 None\n"
         )
-        done = subprocess.run(rt.command([rt.python, "-c", FIND_AND_STOP, str(log), cookie]),
+        done = subprocess.run(rt.command([rt.python, "-c", FIND_AND_STOP, str(log), cookie, str(root)]),
                               env=standin_stack.env(), capture_output=True, text=True, timeout=60)  # fmt: skip
         result = json.loads(done.stdout)
         assert (result["port"], sorted(result["found"]), result["left"]) == (decoy, session, [])
@@ -97,17 +97,17 @@ def test_the_sampler_follows_a_tree_and_its_reparented_grandchild() -> None:
     assert sampler.release("t") == type(peaks)(None, None)
 
 
-def attempt(kind, killed_by=None):
-    return Attempt(1, 0, {}, 0.0, 1.0, kind=kind, killed_by=killed_by)
+def attempt(kind):
+    return Attempt(1, 0, {}, 0.0, 1.0, kind=kind)
 
 
 @pytest.mark.parametrize(
     ("attempts", "spent"),
     [
         ([attempt(Kind.RETRY)], 1),
-        ([attempt(Kind.RETRY, "9"), attempt(Kind.RETRY)], 1),  # killed by route 9's crash: free
+        ([attempt(Kind.RETRY), attempt(Kind.RETRY)], 2),
         ([attempt(None), attempt(Kind.RETRY)], 1),  # interrupted: free
-        ([attempt(Kind.RETRY, "9")] * (MAX_COLLATERAL + 2), 2),  # free only MAX_COLLATERAL times
+        ([attempt(Kind.RESULT)], 0),
     ],
 )
 def test_what_an_attempt_costs(attempts, spent) -> None:

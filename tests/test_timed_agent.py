@@ -12,7 +12,7 @@ import pytest
 
 from simdoctor import profiling
 from simdoctor.scripts import path as script_path
-from simdoctor.scripts.timed_agent import AGENT_FILE_ENV, STEPS_FILE_ENV
+from simdoctor.scripts.timed_agent import AGENT_FILE_ENV, STEPS_FILE_ENV, VIZ_EVERY_ENV, VIZ_FILE_ENV, VIZ_FLAG_ENV
 
 B2D = builders.STANDINS / "bench2drive"
 # What leaderboard_evaluator.py does with an --agent file, then 20 Hz ticks as its ScenarioManager drives them.
@@ -127,3 +127,45 @@ def test_no_step_file_variable_means_no_timing(agent_python, agent_file, tmp_pat
 def test_without_the_agent_file_variable_it_says_so(agent_python, agent_file, tmp_path):
     done = drive(agent_python, agent_file, tmp_path, **{AGENT_FILE_ENV: None})
     assert done.returncode == 1 and f"{AGENT_FILE_ENV} is not set" in done.stderr
+
+
+def font_share(tmp_path: Path) -> Path:
+    """An XDG data folder whose fonts/ holds Liberation Sans under the name SimLingo asks PIL for."""
+    share = tmp_path / "share"
+    (share / "fonts").mkdir(parents=True)
+    (share / "fonts" / "arial.ttf").write_bytes(Path(LIBERATION).read_bytes())
+    return share
+
+
+LIBERATION = "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf"  # tests/setup.sh: fonts-liberation
+
+
+def test_viz_switches_the_agents_own_drawing_on_every_nth_step(agent_python, agent_file, tmp_path):
+    frames = tmp_path / "frames.jsonl"
+    share = str(font_share(tmp_path))
+    done = drive(agent_python, agent_file, tmp_path, ticks=31, HOME=str(tmp_path), XDG_DATA_DIRS=share,
+                 **{VIZ_EVERY_ENV: "10", VIZ_FILE_ENV: str(frames), VIZ_FLAG_ENV: "DEBUG"})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["error"] is None
+    lines = [json.loads(line) for line in frames.read_text().splitlines()]
+    assert [e["step"] for e in lines] == [0, 10, 20, 30]
+    assert lines[0]["frame"] is None and lines[0]["answer"] is None  # step 0 only initializes (upstream too)
+    images = sorted(Path(e["frame"]).name for e in lines[1:])
+    assert images == ["10.png", "20.png", "30.png"]
+    assert sorted(p.name for p in Path(lines[1]["frame"]).parent.iterdir()) == images  # steps 5, 15, 25: off
+    assert lines[1]["frame"].startswith(f"{tmp_path}/viz/1711/RouteScenario_1711_rep0_Town12_x/debug_viz/")
+    assert [e["sim_time"] for e in lines] == pytest.approx([0.05, 0.55, 1.05, 1.55])
+    assert lines[1]["answer"] == "Accelerate to reach the target speed." and lines[3]["answer"].startswith("Maintain")
+    assert lines[1]["prompt"].startswith("Current speed: ")
+    from PIL import Image
+
+    with Image.open(lines[1]["frame"]) as image:
+        assert image.size == (1024, 512 + 400)  # the camera and the answer band
+
+
+def test_without_a_font_named_arial_the_agent_crashes_as_upstream(agent_python, agent_file, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = drive(agent_python, agent_file, tmp_path, ticks=6, HOME=str(tmp_path), XDG_DATA_DIRS=str(empty),
+                 **{VIZ_EVERY_ENV: "5", VIZ_FILE_ENV: str(tmp_path / "frames.jsonl")})  # fmt: skip
+    assert json.loads(done.stdout.splitlines()[-1])["error"] == "OSError: cannot open resource"

@@ -28,6 +28,7 @@ from healthy import (
     vk_device,
 )
 
+from simdoctor import handoff
 from simdoctor.checks import CHECKS, CheckContext
 from simdoctor.doctor import Selection, diagnose, needed_probes, select
 from simdoctor.findings import Finding, Status, exit_code
@@ -36,7 +37,9 @@ from simdoctor.probes.display import Glx, XServer
 from simdoctor.probes.gpu import GpuProcess
 from simdoctor.probes.servers import RecordedServer
 from simdoctor.probes.slurm import SlurmIntent
+from simdoctor.probes.system import OsRelease
 from simdoctor.probes.vulkan import Enumeration
+from simdoctor.probes.window import Presentation, WindowFacts
 from simdoctor.probing import (
     REGISTRY,
     Facts,
@@ -54,8 +57,10 @@ GIB = 2**30
 VK_UUID_2 = "0c4d9a7b-61e2-4f38-8d15-b7a9e3c2f106"
 GPU_UUID_2 = f"GPU-{VK_UUID_2}"
 ALL_IDS = [c.id for c in CHECKS]
-# The docker group speaks only with --backend docker, the slurm group only with --slurm.
-PROCESS_IDS = [c.id for c in CHECKS if c.group not in ("docker", "slurm")]
+# The recipe's driver guide for Ubuntu (the healthy machine's distribution), as a normal user with sudo.
+UBUNTU_DRIVER = ["sudo apt-get install -y ubuntu-drivers-common", "sudo ubuntu-drivers install", "sudo reboot"]
+# The docker group speaks only with --backend docker, the slurm group only with --slurm, viz only with --viz.
+PROCESS_IDS = [c.id for c in CHECKS if c.group not in ("docker", "slurm", "viz") and c.id != "display.window"]
 
 
 @pytest.fixture
@@ -197,7 +202,9 @@ def test_system_user_root_fails_for_a_process_backend(facts: Facts, ctx: CheckCo
     f = verdict("system.user", breaking(facts, "system", euid=0, user="root"), ctx)
     assert f.status is Status.FAIL
     named(f, "running as root", "Refusing to run with the root privileges")
-    assert commands(f) == ["useradd -m -s /bin/bash carla", "su - carla"]
+    # the same path as `setup` as root: hand the stack to carla, then continue as carla with its own simdoctor
+    home = handoff.home_of("carla")
+    assert commands(f) == ["simdoctor setup --user carla", f"su - carla -c '{home}/.local/bin/simdoctor run'"]
 
 
 def test_system_user_root_is_fine_with_docker(facts: Facts, settings: Settings) -> None:
@@ -216,7 +223,7 @@ def test_gpu_driver_not_loaded_fails_and_the_rest_of_gpu_skips(facts: Facts, ctx
     f = verdict("gpu.driver", broken, ctx)
     assert f.status is Status.FAIL
     named(f, "Driver Not Loaded")
-    assert commands(f) == ["sudo ubuntu-drivers install", "sudo reboot"]
+    assert commands(f) == UBUNTU_DRIVER
     for check_id in ("gpu.devices", "gpu.processes", "gpu.stale_carla", "gpu.graphics_libs"):
         assert verdict(check_id, broken, ctx).status is Status.SKIP
 
@@ -466,7 +473,7 @@ def test_vulkan_devices_crashed_enumeration_without_driver(facts: Facts, ctx: Ch
     f = verdict("vulkan.devices", crashed, ctx)
     assert f.status is Status.FAIL
     named(f, "SIGSEGV")
-    assert commands(f) == ["sudo ubuntu-drivers install"]
+    assert commands(f) == UBUNTU_DRIVER
 
 
 def test_vulkan_devices_empty_list_fails(facts: Facts, ctx: CheckContext) -> None:
@@ -538,11 +545,6 @@ XVFB_LLVMPIPE = dict(
     glxinfo="/usr/bin/glxinfo",
     glx=Glx(True, "llvmpipe (LLVM 15.0.6, 256 bits)", "Mesa", "4.5 (Compatibility Profile) Mesa 22.3.6", False, True),
 )
-GPU_DISPLAY_COMMANDS = [
-    "sudo nvidia-xconfig -a --virtual=1920x1080 --allow-empty-initial-configuration",
-    "sudo Xorg :0 &",
-    "export DISPLAY=:0",
-]
 
 
 def test_display_server_unset_with_window_fails(facts: Facts, settings: Settings) -> None:
@@ -576,11 +578,11 @@ def test_display_server_socket_without_visible_process(facts: Facts, ctx: CheckC
     named(f, "/tmp/.X11-unix/X1")
 
 
-def test_display_renderer_llvmpipe_with_window_fails(facts: Facts, settings: Settings) -> None:
+def test_display_renderer_llvmpipe_with_window_only_warns(facts: Facts, settings: Settings) -> None:
+    """OpenGL on the CPU says nothing about a Vulkan window: display.window decides."""
     f = verdict("display.renderer", breaking(facts, "display", **XVFB_LLVMPIPE), context(settings, window=True))
-    assert f.status is Status.FAIL
-    named(f, "llvmpipe", "renders on the CPU")
-    assert commands(f) == GPU_DISPLAY_COMMANDS
+    assert f.status is Status.WARN
+    named(f, "llvmpipe", "renders on the CPU", "Vulkan decides")
 
 
 def test_display_renderer_llvmpipe_without_window_warns(facts: Facts, ctx: CheckContext) -> None:
@@ -606,13 +608,72 @@ def test_display_renderer_without_glxinfo_warns(facts: Facts, ctx: CheckContext)
     assert commands(f) == ["sudo apt-get install -y mesa-utils"]
 
 
-@pytest.mark.parametrize(("window", "status"), [(True, Status.FAIL), (False, Status.WARN)])
-def test_display_renderer_glx_broken(facts: Facts, settings: Settings, window: bool, status: Status) -> None:
+@pytest.mark.parametrize("window", [True, False])
+def test_display_renderer_glx_broken(facts: Facts, settings: Settings, window: bool) -> None:
     broken = {**XVFB_LLVMPIPE, "glx": Glx(False, error="glxinfo exited 1: unable to open display")}
     f = verdict("display.renderer", breaking(facts, "display", **broken), context(settings, window=window))
-    assert f.status is status
+    assert f.status is Status.WARN
     named(f, "unable to open display")
-    assert commands(f) == GPU_DISPLAY_COMMANDS
+    assert commands(f) == ["unset DISPLAY"]
+
+
+WINDOW_XVFB = {"display": ":99"}
+H200_ON_XVFB = Presentation(0, "NVIDIA H100 80GB HBM3", False, "presentation_support",
+                            "no queue family of this device can present to this display", presentation_support=False,
+                            stages=["x_window", "device", "presentation_support"])  # fmt: skip
+
+
+def window_facts(facts: Facts, *presentations: Presentation) -> Facts:
+    with_display = breaking(facts, "display", **XVFB_LLVMPIPE)
+    return Facts({**with_display.by_probe, "window": WindowFacts(":99", list(presentations))})
+
+
+def test_display_window_only_with_window(facts: Facts, ctx: CheckContext, settings: Settings) -> None:
+    assert "display.window" not in {f.id for f in diagnose(facts, select(Selection()), ctx)}
+    f = verdict("display.window", facts, context(settings, window=True))
+    assert f.status is Status.SKIP  # DISPLAY unset: display.server fails instead
+
+
+def test_display_window_xvfb_without_presentation_fails_with_both_ways_out(facts: Facts, settings: Settings) -> None:
+    f = verdict("display.window", window_facts(facts, H200_ON_XVFB), context(settings, window=True))
+    assert f.status is Status.FAIL
+    named(f, "a CARLA window on DISPLAY=:99 (Xvfb", "would crash", "GPU 0 (NVIDIA H100 80GB HBM3, -graphicsadapter=0)",
+          "no queue family can present")  # fmt: skip
+    out = settings.recipe.run.out_dir
+    assert commands(f) == [
+        "unset DISPLAY",
+        f"simdoctor run --viz --out {out}",
+        f"simdoctor watch {out}",
+        "sudo nvidia-xconfig --busid=PCI:24:0:0 --allow-empty-initial-configuration --virtual=1920x1080 "
+        "--output-xconfig=/etc/X11/xorg-simdoctor.conf",
+        "sudo Xorg :1 -config xorg-simdoctor.conf -noreset &",
+        "x11vnc -display :1 -localhost -forever -shared &",
+        "export DISPLAY=:1",
+        "simdoctor carla start --window --gpu 0",
+    ]
+
+
+def test_display_window_a_driver_crash_is_a_finding(facts: Facts, settings: Settings) -> None:
+    crashed = Presentation(0, "NVIDIA H100 80GB HBM3", False, "device", "the probe crashed (SIGSEGV)",
+                           crashed="crashed (SIGSEGV)", stages=["x_window", "device"])  # fmt: skip
+    f = verdict("display.window", window_facts(facts, crashed), context(settings, window=True))
+    assert f.status is Status.FAIL
+    named(f, "would crash", "the driver crashed (SIGSEGV) after device")
+
+
+def test_display_window_nvidia_presenting_is_ok(facts: Facts, settings: Settings) -> None:
+    presenting = Presentation(0, "NVIDIA H100 80GB HBM3", True, "vkCreateSwapchainKHR", None,
+                              presentation_support=True, swapchain_images=3)  # fmt: skip
+    f = verdict("display.window", window_facts(facts, presenting), context(settings, window=True))
+    assert f.status is Status.OK
+    named(f, "GPU 0 (NVIDIA H100 80GB HBM3, -graphicsadapter=0) presents to DISPLAY=:99", "3 images")
+
+
+def test_display_window_gpu_none_judges_the_nvidia_devices(facts: Facts, settings: Settings) -> None:
+    """`carla start --gpu none --window`: CARLA picks its device itself, so the NVIDIA device Vulkan lists decides."""
+    f = verdict("display.window", window_facts(facts, H200_ON_XVFB), context(settings, window=True, gpu=None))
+    assert f.status is Status.FAIL
+    assert commands(f)[-1] == "simdoctor carla start --window --gpu none"
 
 
 def test_display_virtualgl_present(facts: Facts, ctx: CheckContext) -> None:
@@ -824,14 +885,64 @@ def test_carla_client_version_source_build_server(facts: Facts, settings: Settin
     ]
 
 
+def test_system_packages_missing_fails_with_the_install_of_only_those(facts: Facts, ctx: CheckContext) -> None:
+    p = facts.get("packages")
+    broken = breaking(facts, "packages", installed={**p.installed, "libomp5": False, "git-lfs": False})
+    f = verdict("system.packages", broken, ctx)
+    assert f.status is Status.FAIL
+    named(f, "libomp5", "git-lfs")
+    assert commands(f) == ["sudo apt-get install -y libomp5 git-lfs"]
+
+
+def test_system_packages_unknown_distribution_warns_with_the_names(facts: Facts, ctx: CheckContext) -> None:
+    broken = breaking(breaking(facts, "packages", family=None, database=None, installed={}), "system",
+                      os_release=OsRelease("arch", [], "", "Arch Linux"))  # fmt: skip
+    f = verdict("system.packages", broken, ctx)
+    assert f.status is Status.WARN
+    assert commands(f) == [] and "libsdl2-2.0-0 / SDL2" in f.fix.text
+
+
+def test_agent_checkout_missing_fails_with_setup(facts: Facts, ctx: CheckContext) -> None:
+    c = facts.get("checkout")
+    f = verdict("agent.checkout", breaking(facts, "checkout", exists=False, entries=[], git=False, head=None), ctx)
+    assert f.status is Status.FAIL
+    named(f, f"no SimLingo checkout at {c.path}")
+    assert commands(f) == ["simdoctor setup --only checkout"]
+
+
+def test_agent_checkout_foreign_folder_fails_with_the_way_out(facts: Facts, ctx: CheckContext) -> None:
+    c = facts.get("checkout")
+    f = verdict("agent.checkout", breaking(facts, "checkout", entries=["notes.txt"], git=False, head=None), ctx)
+    assert f.status is Status.FAIL
+    named(f, "is not a git checkout of SimLingo")
+    assert commands(f) == [f"mv {c.path} {c.path}.old", "simdoctor setup --only checkout"]
+
+
+def test_agent_checkout_only_downloads_inside_fails_with_setup(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("agent.checkout", breaking(facts, "checkout", entries=["outputs"], git=False, head=None), ctx)
+    assert f.status is Status.FAIL
+    named(f, "holds only downloads")
+    assert commands(f) == ["simdoctor setup --only checkout"]
+
+
+def test_agent_checkout_interrupted_clone_fails_with_setup(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("agent.checkout", breaking(facts, "checkout", head=None), ctx)
+    assert f.status is Status.FAIL
+    named(f, "unfinished clone")
+
+
+def test_agent_checkout_other_commit_warns_and_is_left_alone(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("agent.checkout", breaking(facts, "checkout", head="0" * 40), ctx)
+    assert f.status is Status.WARN
+    named(f, "is at 0000000", "743b243")
+    assert commands(f)[1].endswith(f"checkout --detach {ctx.settings.recipe.agent.commit}")
+
+
 # ---------------------------------------------------------------- agent
 
 
 def env_commands(settings: Settings) -> list[str]:
-    return [
-        f"cd {settings.work_dir} && conda env create -f environment.yaml",
-        "export SIMDOCTOR_AGENT_PYTHON=$(conda run -n simlingo which python)",
-    ]
+    return ["simdoctor setup --only checkout,agent_env"]
 
 
 AGENT_CHECKS = ("agent.carla_client", "agent.imports", "agent.module", "agent.torch", "agent.transformers")
@@ -1000,7 +1111,7 @@ def test_agent_torch_driver_cuda_older_same_major_warns(facts: Facts, settings: 
     f = verdict("agent.torch", breaking(facts, "gpu", cuda_driver_version="12.0"), ctx)
     assert f.status is Status.WARN
     named(f, "the driver supports CUDA 12.0, older than torch's CUDA 12.1", "minor-version compatibility only")
-    assert commands(f) == ["sudo ubuntu-drivers install"]
+    assert commands(f) == UBUNTU_DRIVER
 
 
 def test_agent_torch_driver_cuda_older_major_fails(facts: Facts, ctx: CheckContext) -> None:
@@ -1469,3 +1580,43 @@ def test_slurm_probe_job_names_what_the_node_lacks(facts: Facts, settings: Setti
     assert f.status is Status.FAIL
     named(f, "ran on gpu-node-01", f"{launcher} missing there", "(and 1 more)")
     assert "Slurm gave the task no GPU (no CUDA_VISIBLE_DEVICES / SLURM_JOB_GPUS)" in f.details
+
+
+# ---------------------------------------------------------------- viz (check --viz, run --viz)
+
+
+@pytest.fixture
+def vctx(settings: Settings) -> CheckContext:
+    return context(settings, viz=True)
+
+
+def test_viz_findings_only_with_viz(facts: Facts, ctx: CheckContext, vctx: CheckContext) -> None:
+    assert not [f for f in diagnose(facts, select(Selection()), ctx) if f.group == "viz"]
+    found = {f.id: f.status for f in diagnose(facts, select(Selection(only=("viz",))), vctx)}
+    assert found == {"viz.font": Status.OK, "viz.encoder": Status.OK}
+
+
+def test_viz_font_missing_fails_with_the_package_as_this_user_installs_it(facts: Facts, vctx: CheckContext) -> None:
+    f = verdict("viz.font", breaking(facts, "viz", source=None), vctx)
+    assert f.status is Status.FAIL
+    named(f, "no font named arial.ttf", "OSError: cannot open resource", "Agent crashed")
+    assert commands(f) == ["sudo apt-get install -y fonts-liberation"]  # the healthy machine's user is not root
+    as_root = breaking(breaking(facts, "viz", source=None), "system", euid=0, user="root")
+    assert commands(verdict("viz.font", as_root, vctx)) == ["apt-get install -y fonts-liberation"]
+
+
+def test_viz_font_an_arial_the_agent_finds_is_used(facts: Facts, vctx: CheckContext) -> None:
+    f = verdict("viz.font", breaking(facts, "viz", found="/home/eval/simlingo/arial.ttf", source=None), vctx)
+    assert f.status is Status.OK
+    named(f, "opens /home/eval/simlingo/arial.ttf")
+
+
+def test_viz_encoder_missing_or_without_h264_fails(facts: Facts, vctx: CheckContext) -> None:
+    f = verdict("viz.encoder", breaking(facts, "viz", encoder=None, encoder_source=None, h264=None), vctx)
+    assert f.status is Status.FAIL
+    named(f, "no ffmpeg")
+    assert commands(f)[0].endswith(" -m pip install imageio-ffmpeg")
+    f = verdict("viz.encoder", breaking(facts, "viz", encoder="/usr/bin/ffmpeg", encoder_source="system", h264=False),
+                vctx)  # fmt: skip
+    assert f.status is Status.FAIL
+    named(f, "/usr/bin/ffmpeg has no libx264")

@@ -93,6 +93,9 @@ PATTERNS: tuple[Pattern, ...] = (
        ("carla#3514", "carla#1892", "carla#9137"), kind="harmless"),
 )  # fmt: skip
 
+# Lines after which CARLA does not come back (it exits or crashes next): `simdoctor run` ends the attempt on
+# them without waiting for the process to go. lavapipe (slow, not dead) and harmless noise are not among them.
+FATAL = ("root", "icd_missing", "no_device", "no_surface", "address_in_use", "out_of_memory", "x_error", "signal11")
 CORE_DUMPS = "Disabling core dumps."
 SILENT_EXIT = Diagnosis(
     "silent_exit",

@@ -92,21 +92,19 @@ def refuse_root(backend: str) -> None:
         )
 
 
-def check_window(settings: Settings) -> str:
-    """--window: the display checks must pass as for `simdoctor check --window` (a GPU display)."""
-    from simdoctor.checks import CheckContext, display
+def check_window(settings: Settings, gpu: Optional[int]) -> str:
+    """--window: refused, before CARLA starts, unless `check --window` passes for this GPU: a display, and the
+    GPU's Vulkan device presenting to it (a surface and a swapchain, asked in a child process)."""
+    from simdoctor import doctor
+    from simdoctor.checks import CheckContext
     from simdoctor.findings import Status
-    from simdoctor.probing import ProbeContext, ProbeFailure, run_probes
 
-    facts = run_probes(["display"], ProbeContext(settings))
-    failure = facts.failure("display")
-    if isinstance(failure, ProbeFailure):
-        raise Refusal(f"cannot inspect the display: {failure.error}")
-    ctx = CheckContext(settings, window=True)
-    for check_fn in (display.server, display.renderer):
-        verdict = check_fn(facts, ctx)
-        if verdict.status is Status.FAIL:
-            raise Refusal(f"--window: {verdict.summary}", verdict.fix, verdict.details)
+    checks = doctor.select(doctor.Selection(only=("display.server", "display.window")))
+    ctx = CheckContext(settings, window=True, gpu=gpu)
+    facts = doctor.start(checks, ctx).wait()
+    for finding in doctor.diagnose(facts, checks, ctx):
+        if finding.status is Status.FAIL:
+            raise Refusal(f"--window: {finding.summary}", finding.fix, finding.details)
     return os.environ["DISPLAY"]
 
 
@@ -180,7 +178,7 @@ def start(settings: Settings, opts: StartOptions) -> StartResult:
     refuse_root(opts.backend)
     carla = settings.recipe.carla
     quality = check_quality(carla, opts.quality)
-    display = check_window(settings) if opts.window else None
+    display = check_window(settings, opts.gpu) if opts.window else None
     backend = backend_for(opts.backend, settings)
     notes: list[str] = []
     device_id = img = None

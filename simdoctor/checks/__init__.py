@@ -47,9 +47,11 @@ class CheckContext:
 
     settings: Settings
     window: bool = False  # a visual session on an existing DISPLAY
+    gpu: Optional[int] = 0  # the GPU a window would render on (`carla start --gpu`; None: CARLA's own pick)
     deep: bool = False
     backend: str = "process"  # process or docker
     slurm: Optional[SlurmIntent] = None  # `check --slurm`: the cluster's checks speak
+    viz: bool = False  # `check --viz` / `run --viz`: recording SimLingo's own view
 
 
 CheckFn = Callable[[Facts, CheckContext], Verdict]
@@ -70,7 +72,7 @@ class Check:
 
 CHECKS: list[Check] = []
 # Report order: the machine first, then what runs on it, then what it downloads.
-GROUPS = ("system", "gpu", "vulkan", "display", "carla", "docker", "slurm", "agent", "weights", "network")
+GROUPS = ("system", "gpu", "vulkan", "display", "carla", "docker", "slurm", "agent", "weights", "network", "viz")
 
 
 def check(id: str, title: str, needs: tuple[str, ...], uses: tuple[str, ...] = ()) -> Callable[[CheckFn], CheckFn]:
@@ -95,12 +97,14 @@ def plural(n: int, word: str) -> str:
 from simdoctor.checks import (  # noqa: E402,F401  (registers every check)
     agent,
     carla,
+    checkout,
     display,
     docker,
     gpu,
     network,
     slurm,
     system,
+    viz,
     vulkan,
     weights,
 )

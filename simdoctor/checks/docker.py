@@ -5,21 +5,16 @@ from __future__ import annotations
 
 from simdoctor.checks import CheckContext, check, fail, ok, skip, warn
 from simdoctor.checks.gpu import graphics_fix
+from simdoctor.distro import guide, os_of
 from simdoctor.findings import Fix
 from simdoctor.probes.docker import NVIDIA_HOOK, DockerFacts
 from simdoctor.probes.gpu import GRAPHICS_LIBS, GpuFacts
 from simdoctor.probes.vulkan import VulkanFacts
 from simdoctor.probing import Facts
 
-TOOLKIT_FIX = Fix(
-    "Install the NVIDIA Container Toolkit and register it with Docker (NVIDIA's install guide has the "
-    "repository setup).",
-    [
-        "sudo apt-get install -y nvidia-container-toolkit",
-        "sudo nvidia-ctk runtime configure --runtime=docker",
-        "sudo systemctl restart docker",
-    ],
-)
+
+def _guide(facts: Facts, ctx: CheckContext, topic: str, fallback: str) -> Fix:
+    return guide(ctx.settings.recipe.platform, os_of(facts.get("system")), topic, fallback)
 
 
 @check("docker.sdk", "Docker SDK for Python", needs=("docker",))
@@ -45,7 +40,7 @@ def daemon(facts: Facts, ctx: CheckContext):
         )
     return fail(
         f"no Docker daemon answers on {d.host} ({d.error})",
-        Fix("Install and start Docker.", ["sudo apt-get install -y docker.io", "sudo systemctl start docker"]),
+        _guide(facts, ctx, "docker", "Install and start Docker."),
     )
 
 
@@ -62,7 +57,7 @@ def nvidia(facts: Facts, ctx: CheckContext):
     return fail(
         "no NVIDIA Container Toolkit: a GPU request fails with "
         '`could not select device driver "" with capabilities: [[gpu]]`',
-        TOOLKIT_FIX,
+        _guide(facts, ctx, "container_toolkit", "Install the NVIDIA Container Toolkit and register it with Docker."),
         details,
     )
 
@@ -81,7 +76,7 @@ def graphics(facts: Facts, ctx: CheckContext):
         return fail(
             "the `graphics` capability would give the container no Vulkan driver: the host lacks "
             + ", ".join(missing + ([] if icd else ["nvidia_icd.json"])),
-            graphics_fix(g),
+            graphics_fix(g, facts, ctx),
             details,
         )
     return ok("the host has the files the `graphics` capability mounts (GLX/EGL libraries, Vulkan ICD)", details)

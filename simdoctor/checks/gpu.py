@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from simdoctor.checks import CheckContext, check, fail, gib, ok, plural, skip, warn
+from simdoctor.distro import guide, os_of
 from simdoctor.findings import Fix
 from simdoctor.probes.gpu import GRAPHICS_LIBS, GpuFacts
 from simdoctor.probes.servers import ServersFacts
@@ -13,14 +14,23 @@ def driver_branch(version: str) -> str:
     return version.split(".", 1)[0]
 
 
-def graphics_package(g: GpuFacts) -> str:
-    """The Ubuntu package that carries libGLX_nvidia/libEGL_nvidia and nvidia_icd.json for this driver."""
-    branch = driver_branch(g.driver_version or "")
+def package_branch(g: GpuFacts) -> str:
+    """The driver branch as Ubuntu's package names carry it (`580`, or `580-server` for the server flavour)."""
     server = any(p.endswith("-server") for p in g.driver_packages)
-    return f"libnvidia-gl-{branch}{'-server' if server else ''}"
+    return f"{driver_branch(g.driver_version or '')}{'-server' if server else ''}"
 
 
-def graphics_fix(g: GpuFacts) -> Fix:
+def driver_fix(facts: Facts, ctx: CheckContext) -> Fix:
+    """Install the NVIDIA driver the way this distribution does (the recipe's guide), then reboot."""
+    return guide(
+        ctx.settings.recipe.platform,
+        os_of(facts.get("system")),
+        "nvidia_driver",
+        "Install the NVIDIA driver with its graphics libraries, then reboot.",
+    )
+
+
+def graphics_fix(g: GpuFacts, facts: Facts, ctx: CheckContext) -> Fix:
     """How to get libGLX_nvidia/libEGL_nvidia and nvidia_icd.json matching the running driver."""
     if g.in_container:
         return Fix(
@@ -34,10 +44,9 @@ def graphics_fix(g: GpuFacts) -> Fix:
             "reinstall the same version with its OpenGL/Vulkan libraries (no --no-opengl-files).",
             [f"sudo sh NVIDIA-Linux-x86_64-{g.driver_version}.run --no-kernel-module --silent"],
         )
-    return Fix(
-        f"Install the graphics part of the NVIDIA driver {g.driver_version} (headless and compute-only "
-        "packages leave it out).",
-        [f"sudo apt-get install -y {graphics_package(g)}"],
+    text = f"Install the graphics part of the NVIDIA driver {g.driver_version}."
+    return guide(
+        ctx.settings.recipe.platform, os_of(facts.get("system")), "nvidia_graphics", text, branch=package_branch(g)
     )
 
 
@@ -49,11 +58,7 @@ def driver(facts: Facts, ctx: CheckContext):
             return fail(g.nvml_error, Fix("Install NVML's Python binding.", ["pip install nvidia-ml-py"]))
         return fail(
             f"no usable NVIDIA driver ({g.nvml_error}): CARLA and the agent need an NVIDIA GPU",
-            Fix(
-                "Install the NVIDIA driver with its graphics libraries and reboot (Ubuntu shown); "
-                "on a container, run it with the NVIDIA runtime and --gpus.",
-                ["sudo ubuntu-drivers install", "sudo reboot"],
-            ),
+            driver_fix(facts, ctx),
         )
     return ok(f"driver {g.driver_version}, CUDA {g.cuda_driver_version}")
 
@@ -146,7 +151,7 @@ def graphics_libs(facts: Facts, ctx: CheckContext):
     if missing:
         return fail(
             f"{', '.join(missing)} missing: the driver has no graphics part, so Vulkan cannot use the GPU",
-            graphics_fix(g),
+            graphics_fix(g, facts, ctx),
             details,
         )
     return ok("libGLX_nvidia and libEGL_nvidia present", details)

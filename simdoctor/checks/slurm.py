@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 from simdoctor.checks import CheckContext, check, fail, ok, plural, skip, warn
+from simdoctor.distro import install_commands, os_of
 from simdoctor.findings import Fix
 from simdoctor.probes.slurm import SlurmFacts, SlurmJobFacts
 from simdoctor.probing import Facts
@@ -30,11 +31,12 @@ def tools(facts: Facts, ctx: CheckContext):
     s: SlurmFacts = facts.get("slurm")
     missing = [name for name, path in s.tools.items() if path is None]
     if missing:
+        client = install_commands(ctx.settings.recipe.platform, os_of(facts.get("system")), ["slurm_client"])
         return fail(
             f"not on PATH: {', '.join(missing)}",
             Fix(
                 "Run simdoctor on a login node with Slurm's client tools (or load the site's slurm module).",
-                ["module load slurm", "sudo apt-get install -y slurm-client"],
+                ["module load slurm", *client],
             ),
         )
     return ok(f"{', '.join(s.tools)} found", [f"{k}: {v}" for k, v in s.tools.items()])

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Optional
 
 from simdoctor.checks import CheckContext, check, fail, ok, plural, skip, warn
-from simdoctor.checks.gpu import graphics_fix
+from simdoctor.checks.gpu import driver_fix, graphics_fix
+from simdoctor.distro import install_fix, os_of
 from simdoctor.findings import Fix
 from simdoctor.gpumap import adapter_map
 from simdoctor.probes.gpu import GpuFacts
@@ -44,7 +45,9 @@ def loader(facts: Facts, ctx: CheckContext):
         return ok(f"{LOADER} at {v.loader}")
     return fail(
         f"no Vulkan loader ({LOADER}): CARLA {ctx.settings.recipe.carla.version} renders only through Vulkan",
-        Fix("Install the Vulkan loader.", ["sudo apt-get install -y libvulkan1"]),
+        install_fix(
+            ctx.settings.recipe.platform, os_of(facts.get("system")), ["vulkan_loader"], "Install the Vulkan loader."
+        ),
     )
 
 
@@ -69,13 +72,13 @@ def icd(facts: Facts, ctx: CheckContext):
             return fail("no NVIDIA Vulkan driver manifest among the ones forced on the loader", unforce_fix(v), details)
         return fail(
             "no NVIDIA Vulkan driver manifest (nvidia_icd.json) where the loader looks",
-            graphics_fix(g),
+            graphics_fix(g, facts, ctx),
             details,
         )
     unresolved = [i for i in nvidia if not i.library_resolved]
     if len(unresolved) == len(nvidia):
         i = unresolved[0]
-        fix = graphics_fix(g) if has_driver else Fix("Install the NVIDIA driver's graphics libraries.")
+        fix = graphics_fix(g, facts, ctx) if has_driver else Fix("Install the NVIDIA driver's graphics libraries.")
         return fail(f"{i.path} names {i.library_path}, which the dynamic linker cannot find", fix, details)
     good = next(i for i in nvidia if i.library_resolved)
     return ok(f"{good.path} -> {good.library_resolved}", details)
@@ -108,11 +111,7 @@ def devices(facts: Facts, ctx: CheckContext):
     if v.enumeration is None:
         return skip("no Vulkan loader to ask")
     e = v.enumeration
-    fix_driver = (
-        graphics_fix(g)
-        if g is not None and not g.nvml_error
-        else Fix("Install the NVIDIA driver with its graphics libraries.", ["sudo ubuntu-drivers install"])
-    )
+    fix_driver = graphics_fix(g, facts, ctx) if g is not None and not g.nvml_error else driver_fix(facts, ctx)
     if not e.ok:
         return fail(f"the Vulkan loader could not list devices: {e.error}", fix_driver, e.stderr_tail)
     details = [_device_line(d) for d in e.devices]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import platform
 import pwd
+import shlex
 import shutil
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -24,6 +26,20 @@ class DiskSpace:
 
 
 @dataclass(frozen=True)
+class OsRelease:
+    """The keys of /etc/os-release that pick the package manager (os-release(5))."""
+
+    id: str = ""
+    id_like: list[str] = field(default_factory=list)
+    version_id: str = ""
+    pretty_name: str = ""
+
+    @property
+    def major(self) -> str:
+        return self.version_id.split(".", 1)[0]
+
+
+@dataclass(frozen=True)
 class SystemFacts:
     os_name: str
     kernel: str
@@ -37,16 +53,54 @@ class SystemFacts:
     euid: int
     user: str
     disks: list[DiskSpace]
+    os_release: Optional[OsRelease] = None  # None: no readable os-release (or facts from before it was read)
+    sudo: Optional[str] = None  # sudo on PATH
+    simdoctor: str = "simdoctor"  # how a fix names simdoctor on this machine
 
 
-def _os_name() -> str:
-    try:
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                return line.split("=", 1)[1].strip().strip('"')
-    except OSError:
-        pass
-    return f"{platform.system()} (unknown distribution)"
+OS_RELEASE_FILES = ("/etc/os-release", "/usr/lib/os-release")  # os-release(5): the first that exists
+
+
+def parse_os_release(text: str) -> OsRelease:
+    """Shell-style KEY=value lines (values may be quoted and escaped); comments and junk are ignored."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if not sep or key.startswith("#"):
+            continue
+        try:
+            words = shlex.split(value)
+        except ValueError:
+            continue
+        values[key] = " ".join(words)
+    return OsRelease(
+        id=values.get("ID", "").lower(),
+        id_like=values.get("ID_LIKE", "").lower().split(),
+        version_id=values.get("VERSION_ID", ""),
+        pretty_name=values.get("PRETTY_NAME", ""),
+    )
+
+
+def read_os_release() -> Optional[OsRelease]:
+    for name in OS_RELEASE_FILES:
+        try:
+            return parse_os_release(Path(name).read_text(encoding="utf-8", errors="replace"))
+        except OSError:
+            continue
+    return None
+
+
+def simdoctor_command() -> str:
+    """`simdoctor` when that name on PATH is this program; else its absolute path (or `python -m simdoctor`)."""
+    on_path = shutil.which("simdoctor")
+    me = Path(sys.argv[0]) if sys.argv and Path(sys.argv[0]).name == "simdoctor" else None
+    if me is None:
+        return shlex.join([sys.executable, "-m", "simdoctor"]) if on_path is None else "simdoctor"
+    if "/" not in str(me):
+        return "simdoctor"  # found on PATH by the shell
+    if on_path and Path(on_path).resolve() == me.resolve():
+        return "simdoctor"
+    return shlex.quote(str(me.absolute()))
 
 
 def _cpu_model() -> str:
@@ -91,13 +145,14 @@ def probe_system(ctx: ProbeContext) -> SystemFacts:
     s = ctx.settings
     glibc = os.confstr("CS_GNU_LIBC_VERSION") if "CS_GNU_LIBC_VERSION" in os.confstr_names else None
     mem = _meminfo()
+    release = read_os_release()
     euid = os.geteuid()
     try:
         user = pwd.getpwuid(euid).pw_name
     except KeyError:
         user = str(euid)
     return SystemFacts(
-        os_name=_os_name(),
+        os_name=release.pretty_name if release and release.pretty_name else f"{platform.system()} (unknown)",
         kernel=platform.release(),
         arch=platform.machine(),
         glibc=glibc.split()[-1] if glibc else None,
@@ -109,4 +164,7 @@ def probe_system(ctx: ProbeContext) -> SystemFacts:
         euid=euid,
         user=user,
         disks=[disk_space("carla", s.carla_root), disk_space("weights", Path(s.recipe.weights.local_dir))],
+        os_release=release,
+        sudo=shutil.which("sudo"),
+        simdoctor=simdoctor_command(),
     )

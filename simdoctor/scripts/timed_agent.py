@@ -14,18 +14,33 @@ evaluator passed, "wall": time.time() after the step}; `setup` writes {"kind": "
 The file is truncated by each new agent, so it holds the last attempt. A file that cannot be written
 costs the timing, never the route.
 
+With SIMDOCTOR_VIZ_EVERY=N (`simdoctor run --viz`), SimLingo's own debug drawing is switched on without
+editing its file: the agent module's constant named by SIMDOCTOR_VIZ_FLAG (`DEBUG`, agent_simlingo.py:61,
+read by `setup` to make its images folder and by `run_step` at line 691, `if DEBUG and self.step%5 == 0`) is
+set before `setup` and, before each step, to whether that step is a multiple of N; upstream's own `% 5`
+still applies, so N is a multiple of 5. The model's language answer is a local of run_step (line 686,
+`pred_speed_wps, pred_route, language = self.model(model_input)`), so `self.model` is wrapped after setup in a
+proxy that keeps the last answer. On each drawn step one JSON line goes to SIMDOCTOR_VIZ_FILE (truncated by
+each new agent): {"step", "sim_time", "wall", "frame": the PNG upstream saved (`<save_path_img>/<step>.png`,
+line 763) or null, "answer", "prompt" (`self.prompt`), "speed" (the speedometer, m/s), "progress" (share of
+the route's GPS plan passed, from the GNSS reading)}.
+
 Runs inside the agent's interpreter: standard library only, Python 3.8 compatible, no simdoctor import.
 """
 
 import contextlib
 import importlib
 import json
+import math
 import os
 import sys
 import time
 
 AGENT_FILE_ENV = "SIMDOCTOR_AGENT_FILE"
 STEPS_FILE_ENV = "SIMDOCTOR_STEPS_FILE"
+VIZ_EVERY_ENV = "SIMDOCTOR_VIZ_EVERY"
+VIZ_FILE_ENV = "SIMDOCTOR_VIZ_FILE"
+VIZ_FLAG_ENV = "SIMDOCTOR_VIZ_FLAG"
 
 
 def _load_user_module(path):
@@ -38,6 +53,8 @@ def _load_user_module(path):
 
 
 class _StepLog(object):
+    """One JSON line per entry, line-buffered; a file that cannot be written is given up, with one note."""
+
     def __init__(self, path):
         self.path = path
         self.handle = None
@@ -63,22 +80,147 @@ class _StepLog(object):
             self.handle = None
 
 
+class _Answers(object):
+    """Stands in for the agent's model: calls it and keeps the language answer of its last output
+    (`(speed waypoints, route, language)`, `language[0]` the text, as agent_simlingo.py:686 and 758 use it)."""
+
+    def __init__(self, model):
+        self.__dict__["_simdoctor_model"] = model
+        self.__dict__["_simdoctor_answer"] = None
+
+    def __call__(self, *args, **kwargs):
+        output = self._simdoctor_model(*args, **kwargs)
+        try:
+            language = output[2]
+            text = language[0] if isinstance(language, (list, tuple)) else language
+            self.__dict__["_simdoctor_answer"] = text if isinstance(text, str) else None
+        except (TypeError, IndexError, KeyError):
+            pass
+        return output
+
+    def __getattr__(self, name):
+        return getattr(self._simdoctor_model, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._simdoctor_model, name, value)
+
+
+def _number(value):
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _sensor(input_data, name):
+    """The reading of sensor `name` from the leaderboard's input_data ({id: (frame, data)}), or None."""
+    try:
+        return input_data[name][1]
+    except (TypeError, KeyError, IndexError):
+        return None
+
+
+class _Viz(object):
+    """Switches the agent module's debug drawing on every N-th step and logs each drawn frame."""
+
+    def __init__(self, module, every, flag, path):
+        self.module = module
+        self.every = every
+        self.flag = flag
+        self.log = _StepLog(path)
+        self.route = []  # (lat, lon) of the global plan
+        self.passed = 0
+
+    def arm(self, step):
+        setattr(self.module, self.flag, step % self.every == 0)
+
+    def set_plan(self, plan_gps):
+        route = []
+        for point in plan_gps or []:
+            try:
+                gps = point[0]
+                route.append((float(gps["lat"]), float(gps["lon"])))
+            except (TypeError, KeyError, IndexError, ValueError):
+                return
+        self.route, self.passed = route, 0
+
+    def progress(self, gnss):
+        """The share of the plan's points passed: the nearest point at or after the last one passed, looking
+        a few points ahead only, so a route that crosses itself does not jump (GPS degrees, scaled to metres)."""
+        try:
+            lat, lon = float(gnss[0]), float(gnss[1])
+        except (TypeError, IndexError, ValueError):
+            return None
+        if len(self.route) < 2:
+            return None
+        scale = math.cos(math.radians(lat))
+        window = range(self.passed, min(len(self.route), self.passed + 4))
+        nearest = min(window, key=lambda i: (self.route[i][0] - lat) ** 2 + ((self.route[i][1] - lon) * scale) ** 2)
+        self.passed = max(self.passed, nearest)
+        return self.passed / (len(self.route) - 1)
+
+    def record(self, agent, step, timestamp, input_data):
+        if step % self.every:
+            return
+        images = agent.__dict__.get("save_path_img")
+        frame = os.path.join(str(images), "%d.png" % step) if images else None
+        model = agent.__dict__.get("model")
+        speed = _sensor(input_data, "speed")
+        prompt = agent.__dict__.get("prompt")
+        self.log.write(
+            {
+                "step": step,
+                "sim_time": _number(timestamp),
+                "wall": time.time(),
+                "frame": frame if frame and os.path.exists(frame) else None,
+                "answer": model.__dict__.get("_simdoctor_answer") if isinstance(model, _Answers) else None,
+                "prompt": prompt if isinstance(prompt, str) else None,
+                "speed": _number(speed.get("speed")) if isinstance(speed, dict) else None,
+                "progress": self.progress(_sensor(input_data, "gps")),
+            }
+        )
+
+
+def _viz_for(module):
+    """The viz switch when SIMDOCTOR_VIZ_EVERY asks for it (and the module has the flag), else None."""
+    every = os.environ.get(VIZ_EVERY_ENV)
+    if not every:
+        return None
+    flag = os.environ.get(VIZ_FLAG_ENV) or "DEBUG"
+    if not hasattr(module, flag):
+        sys.stderr.write("simdoctor timed_agent: %s has no %s switch: --viz draws nothing\n" % (module.__name__, flag))
+    return _Viz(module, max(1, int(every)), flag, os.environ.get(VIZ_FILE_ENV))
+
+
 def timed(agent_class):
-    """A subclass of `agent_class` that times setup and run_step into SIMDOCTOR_STEPS_FILE."""
+    """A subclass of `agent_class` that times setup and run_step into SIMDOCTOR_STEPS_FILE (and, with
+    SIMDOCTOR_VIZ_EVERY, switches on the agent's own drawing and logs its frames)."""
+    module = sys.modules.get(agent_class.__module__)
 
     class Timed(agent_class):
+        def set_global_plan(self, global_plan_gps, global_plan_world_coord, *args, **kwargs):
+            self._simdoctor_plan = global_plan_gps
+            return super().set_global_plan(global_plan_gps, global_plan_world_coord, *args, **kwargs)
+
         def setup(self, *args, **kwargs):
             self._simdoctor_steps = _StepLog(os.environ.get(STEPS_FILE_ENV))
+            viz = self._simdoctor_viz = _viz_for(module)
+            if viz is not None:
+                viz.arm(0)  # on while setup runs: it makes the images folder only when the switch is on
+                viz.set_plan(self.__dict__.get("_simdoctor_plan"))
             start = time.perf_counter()
             result = super().setup(*args, **kwargs)
             self._simdoctor_steps.write({"kind": "setup", "setup_s": time.perf_counter() - start})
+            model = self.__dict__.get("model")
+            if viz is not None and model is not None and callable(model) and not isinstance(model, _Answers):
+                self.__dict__["model"] = _Answers(model)
             return result
 
         def run_step(self, *args, **kwargs):
+            log = self.__dict__.get("_simdoctor_steps")
+            viz = self.__dict__.get("_simdoctor_viz")
+            if viz is not None and log is not None:
+                viz.arm(log.step)
             start = time.perf_counter()
             control = super().run_step(*args, **kwargs)
             elapsed = time.perf_counter() - start
-            log = self.__dict__.get("_simdoctor_steps")
             if log is not None:
                 timestamp = args[1] if len(args) > 1 else kwargs.get("timestamp")
                 if not isinstance(timestamp, (int, float)):
@@ -86,6 +228,8 @@ def timed(agent_class):
                 entry = {"kind": "step", "step": log.step, "run_step_s": elapsed, "sim_time": timestamp}
                 entry["wall"] = time.time()
                 log.write(entry)
+                if viz is not None:
+                    viz.record(self, log.step, timestamp, args[0] if args else kwargs.get("input_data"))
                 log.step += 1
             return control
 
@@ -96,6 +240,9 @@ def timed(agent_class):
                 log = self.__dict__.get("_simdoctor_steps")
                 if log is not None:
                     log.close()
+                viz = self.__dict__.get("_simdoctor_viz")
+                if viz is not None:
+                    viz.log.close()
 
     Timed.__name__ = Timed.__qualname__ = "Timed" + agent_class.__name__
     Timed.__module__ = __name__

@@ -2,7 +2,8 @@
 # device_prologue NAME sends everything to $OUT/NAME.log too, checks the machine (GPU, python3 with torch,
 # typer, rich, nvidia-ml-py), unpacks Debian's Vulkan loader from .gl/ when there is none, makes the non-root
 # user CARLA must run as, and copies the code where that user can read it. Sets OUT, REPO, USER_NAME, WORK,
-# HOME_DIR, PYTHON.
+# HOME_DIR, PYTHON. Helpers below it: fail, live_carla, agent_python (an interpreter with the carla client),
+# as_user.
 FAIL=0
 fail() { echo "FAIL: $*"; FAIL=1; }
 # Live CARLA processes of the user; zombies (state Z) have exited and hold nothing: where PID 1 does not
@@ -36,4 +37,29 @@ device_prologue() {
   cp -r "$REPO/tests/standins" "$REPO/tests/device" "$REPO/tests/builders.py" "$WORK/code/tests/"
   HOME_DIR="$WORK/home"
   PYTHON=$(command -v python3)
+}
+
+# agent_python: an interpreter that has torch and the carla client, for the stand-in evaluator (as the agent's).
+# python3 itself when it imports carla; else a venv over python3's packages with the client unpacked into it
+# from a carried wheel (.whl/carla-*.whl matching python3, e.g. `pip download carla==0.9.16 --python-version
+# 3.12 --only-binary=:all: --no-deps --platform manylinux_2_31_x86_64 -d .whl`); else nothing (prints why).
+agent_python() {
+  if python3 -c 'import carla' 2>/dev/null; then command -v python3; return; fi
+  local tag wheel site
+  tag=$(python3 -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+  wheel=$(ls "$REPO"/.whl/carla-*-"$tag"-*.whl 2>/dev/null | head -n 1)
+  [ -n "$wheel" ] || { echo "python3 cannot import carla and .whl/ has no carla wheel for $tag" >&2; return 1; }
+  python3 -m venv --without-pip --system-site-packages "$WORK/agent" || return 1
+  site=$("$WORK/agent/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  python3 -m zipfile -e "$wheel" "$site" && chmod -R a+rX "$WORK/agent" && echo "$WORK/agent/bin/python"
+}
+
+# as_user CMD...: run a command as the user, with a clean environment plus what simdoctor, the stand-in stack
+# under $HOME_DIR (carla/, simlingo/, state/) and the driver need; the agent's interpreter is $AGENT_PY if set.
+as_user() {
+  setpriv --reuid="$USER_NAME" --regid="$USER_NAME" --init-groups -- env -i \
+    HOME="$HOME_DIR" PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 NO_COLOR=1 PYTHONPATH="$WORK/code" \
+    CARLA_ROOT="$HOME_DIR/carla" SIMDOCTOR_WORK_DIR="$HOME_DIR/simlingo" SIMDOCTOR_AGENT_PYTHON="${AGENT_PY:-$PYTHON}" \
+    SIMDOCTOR_STATE_DIR="$HOME_DIR/state" SIMDOCTOR_CONFIG="$HOME_DIR/config.toml" STANDIN_STATE_DIR="$HOME_DIR/state" \
+    LD_LIBRARY_PATH="${LD_LIBRARY_PATH:-}" ${VK_DRIVER_FILES:+VK_DRIVER_FILES=$VK_DRIVER_FILES} "$@"
 }

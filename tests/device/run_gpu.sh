@@ -34,13 +34,6 @@ builders.routes_xml(home / "routes.xml", [
 EOF
 chown -R "$USER_NAME:$USER_NAME" "$HOME_DIR"
 chmod -R a+rX "$WORK/code"
-as_user() {
-  setpriv --reuid="$USER_NAME" --regid="$USER_NAME" --init-groups -- env -i \
-    HOME="$HOME_DIR" PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 NO_COLOR=1 PYTHONPATH="$WORK/code" \
-    CARLA_ROOT="$HOME_DIR/carla" SIMDOCTOR_WORK_DIR="$HOME_DIR/simlingo" SIMDOCTOR_AGENT_PYTHON="$PYTHON" \
-    SIMDOCTOR_STATE_DIR="$HOME_DIR/state" SIMDOCTOR_CONFIG="$HOME_DIR/config.toml" STANDIN_STATE_DIR="$HOME_DIR/state" \
-    LD_LIBRARY_PATH="${LD_LIBRARY_PATH:-}" ${VK_DRIVER_FILES:+VK_DRIVER_FILES=$VK_DRIVER_FILES} "$@"
-}
 
 echo "== 1. the peak sampler on a tree holding GPU memory"
 as_user "$PYTHON" - >"$OUT/sampler.json" <<'EOF'

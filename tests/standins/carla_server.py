@@ -28,9 +28,11 @@ Behaviour the test chooses, as JSON in `<CARLA_ROOT>/standin.json` or in $CARLA_
   crash_after: seconds after the ports are up, then `Signal 11 caught.` and SIGSEGV
   ignore_term: ignore SIGTERM (only KILL ends it)
   escape_child: start a child that leaves the session (setsid), like a detached helper
-  gpu_memory_mib: allocate that much on the CUDA device of the chosen Vulkan device (torch; the
-                  H100 script uses it so that NVML lists this process with memory in use)
+  gpu_memory_mib: allocate that much on the CUDA device of the chosen Vulkan device (torch, shown only
+                  that device by its UUID; the device scripts use it so that NVML lists this process
+                  with memory in use on that GPU and no other)
   answering_file: write time.time() there once the RPC port answers (bench/carla_ready.py)
+  death_file: write time.time() there as a `fail` or crash ends it (bench/carla_dies.py)
 """
 
 from __future__ import annotations
@@ -97,9 +99,14 @@ def flag(args: list[str], prefixes: tuple[str, ...], default: str) -> str:
     return default
 
 
+DEATH_FILE: list[str] = []  # behaviour's death_file, once read
+
+
 def crash(lines: list[str], code: int) -> None:
     for line in lines:
         say(line)
+    for path in DEATH_FILE:
+        Path(path).write_text(f"{time.time()}\n")
     if code < 0:
         os.kill(os.getpid(), -code)
         time.sleep(5)
@@ -142,17 +149,18 @@ def log_vulkan(devices: list[dict], adapter: int) -> dict:
 
 
 def hold_gpu_memory(chosen: dict, mib: int) -> object:
-    """Allocate on the CUDA device that is the chosen Vulkan device (matched by UUID), as CARLA would."""
+    """Allocate on the CUDA device that is the chosen Vulkan device, as CARLA's renderer would. Vulkan
+    ignores CUDA_VISIBLE_DEVICES (the evaluator's, which CARLA inherits), so torch is shown only the chosen
+    device, by its UUID: no other GPU is touched, and a device CUDA does not have (llvmpipe) gets nothing."""
+    uuid = (chosen.get("uuid") or "").lower()
+    os.environ["CUDA_VISIBLE_DEVICES"] = f"GPU-{uuid}" if uuid else "-1"  # read when CUDA starts, below
     import torch
 
-    index = 0
-    wanted = (chosen.get("uuid") or "").replace("-", "").lower()
-    for i in range(torch.cuda.device_count()):
-        uuid = str(getattr(torch.cuda.get_device_properties(i), "uuid", "")).replace("-", "").lower()
-        if wanted and uuid.endswith(wanted):
-            index = i
-    say(f"LogCarla: stand-in: holding {mib} MiB on cuda:{index}")
-    return torch.empty(mib * 2**20, dtype=torch.uint8, device=f"cuda:{index}")
+    if torch.cuda.device_count() != 1:
+        say(f"LogCarla: stand-in: no CUDA device is Vulkan's {chosen['name']} (UUID {uuid or '?'}): holding nothing")
+        return None
+    say(f"LogCarla: stand-in: holding {mib} MiB on GPU-{uuid} (pid {os.getpid()})")
+    return torch.empty(mib * 2**20, dtype=torch.uint8, device="cuda:0")
 
 
 def bind_all(ports: list[int]) -> list[socket.socket]:
@@ -173,6 +181,7 @@ def main() -> None:
     args = sys.argv[1:]
     root = Path(sys.argv[0]).resolve().parents[3]  # argv[0]: <root>/CarlaUE4/Binaries/Linux/<binary>
     b = behaviour(root)
+    DEATH_FILE.extend([b["death_file"]] if b.get("death_file") else [])
     if os.geteuid() == 0:
         crash(FAILURES["root"][0], 1)
     for line in BANNER:

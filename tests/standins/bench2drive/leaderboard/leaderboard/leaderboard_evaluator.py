@@ -2,14 +2,27 @@
 """Stand-in for Bench2Drive's `leaderboard/leaderboard/leaderboard_evaluator.py` as SimLingo ships it
 (RenzKa/simlingo@743b243 Bench2Drive/, = Thinklab-SJTU/Bench2Drive v0.0.3 plus the WORK_DIR weather path).
 
-Contract kept (reference/simlingo-bench2drive.md §1.3, §2.1, §2.3, §2.5):
+Contract kept (reference/upstream-behaviour.md §1-§3; simlingo-bench2drive.md §1.3, §2.1, §2.3, §2.5):
 - the same argparse: flags, defaults and types (`--resume` is `type=bool`);
-- CARLA: `os.environ["CARLA_ROOT"]`, `find_free_port(--port)`, then
+- the same imports, in the same order, through stand-in modules at upstream's paths (lines 29-38: six,
+  agents.navigation, simple_watchdog_timer, py_trees, pexpect, transforms3d, tabulate, numpy, ephem,
+  shapely, networkx, dictor, requests), so a missing one ends it at once with exit 1, a traceback whose
+  last line is `ModuleNotFoundError: No module named '...'`, and no results JSON;
+- CARLA (`_setup_simulation`, lines 203-253): `os.environ["CARLA_ROOT"]`, `find_free_port(--port)`, then
   `$CARLA_ROOT/CarlaUE4.sh -RenderOffScreen -nosound -carla-rpc-port=P -graphicsadapter=G` through
   `/bin/sh -c` in a new session (upstream: `Popen(cmd, shell=True, preexec_fn=os.setsid)`, the same
-  process tree), `atexit.register(os.killpg, pid, SIGKILL)`; the traffic manager's port is taken with
-  find_free_port and held (upstream's TM server lives in this process). Where upstream sleeps 30/60 s
-  and retries, this polls the server's `version` through the real `carla` client;
+  process tree), the command printed with ` None`, `atexit.register(os.killpg, pid, SIGKILL)`; then
+  `time.sleep(60)` unconditionally; up to 20 attempts at the server (a client with `--timeout`, one call:
+  upstream's `get_world().apply_settings`, here `get_server_version`), each failure printing
+  `load_world failed , attempts=N` and the exception, then `sleep(5)`; up to 40 attempts at the traffic
+  manager (`traffic_manager init fail, try_time=N`, the exception, `sleep(5)`); and when none succeeded,
+  `return client, client_timeout, traffic_manager` raises `UnboundLocalError: local variable
+  'traffic_manager' referenced before assignment`: exit 1, no results JSON. Against a dead server the real
+  client blocks for its whole timeout per attempt (measured upstream); the stand-in's does the same (the
+  real `carla` client). How long upstream's get_trafficmanager blocks against a dead server was not
+  measured: here each traffic-manager attempt fails at once (connection refused), so a run's total is a
+  lower bound. STANDIN_EVALUATOR_TIME_SCALE (default 1: the real times) multiplies the 60 s, the 5 s
+  pauses and the client timeout of those attempts, for tests and bench/carla_dies.py;
 - the agent: `sys.path.insert(0, dirname(--agent))`, import by file name, `get_entry_point()`, the
   class's static `get_ros_version()`, `cls(host, port, debug)`, `set_global_plan`,
   `setup(agent_config + '+' + save_name)`, `sensors()` mapped to icons, one `agent()` per 20 Hz tick
@@ -19,9 +32,11 @@ Contract kept (reference/simlingo-bench2drive.md §1.3, §2.1, §2.3, §2.5):
   `json.dump(indent=4)`, truncated at start unless --resume): `_checkpoint{global_record, progress,
   records}`, `entry_status`, `eligible`, `sensors`, `values`, `labels`, the record keys, status strings,
   penalties and global statistics of statistics_manager.py;
-- exit: 0, or `sys.exit(-1)` (255) after a crash, when it first kills every process whose command line
-  has `-graphicsadapter=<gpu-rank>` (upstream: `ps -ef | grep ... | xargs kill -9`, machine-wide; here
-  only command lines under this CARLA_ROOT, so a test never touches other processes of the machine).
+- exit: 0, or `sys.exit(-1)` (255) after a crash, when it first runs upstream's clean-up (line 507)
+  `ps -ef | grep '-graphicsadapter=G' | grep -v grep | awk '{print $2}' | xargs -r kill -9` through
+  /bin/sh, exactly, with its `atexit.register(os.killpg, pid, SIGKILL)`: GNU grep takes the pattern for
+  options (`grep: invalid option -- 'g'`), and the exit's atexit SIGKILLs the pipeline's group anyway, so
+  nothing is killed (upstream-behaviour.md §2).
 
 What a route does (a `<route>` attribute, else the environment variable, else the default):
   standin / STANDIN_MODE: perfect (default), completed, blocked, deviated, timed_out, tick_runtime (driving
@@ -37,7 +52,6 @@ from __future__ import print_function
 
 import argparse
 import atexit
-import contextlib
 import importlib
 import math
 import os
@@ -50,11 +64,21 @@ import traceback
 import xml.etree.ElementTree as ET
 from datetime import datetime
 
+# isort: off
+# upstream's order (lines 26-38): the first missing distribution is the one its traceback names
 import carla
+import srunner.scenariomanager.carla_data_provider
 from srunner.scenariomanager.timer import GameTime
+import srunner.scenariomanager.watchdog  # noqa: F401
 
+import leaderboard.scenarios.scenario_manager
+import leaderboard.scenarios.route_scenario
 from leaderboard.utils.statistics_manager import Stats
+import leaderboard.utils.route_indexer  # noqa: F401
 
+# isort: on
+
+TIME_SCALE = float(os.environ.get("STANDIN_EVALUATOR_TIME_SCALE", "1"))
 FRAME_RATE = 20.0
 TICK_TIMEOUT = 1.0  # upstream waits --timeout for a tick; a dead stand-in server is seen sooner
 SENSORS_TO_ICONS = {
@@ -96,6 +120,17 @@ class AgentError(Exception):
     pass
 
 
+class TrafficManager(object):
+    """The traffic manager's server lives in the evaluator (upstream: client.get_trafficmanager(port)): its
+    port held. It needs the simulator: a refused connection fails it at once."""
+
+    def __init__(self, host, rpc_port, port):
+        socket.create_connection((host, rpc_port), timeout=1.0).close()
+        self.server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.server.bind(("localhost", port))
+        self.server.listen(8)
+
+
 class RouteConfig(object):
     def __init__(self, index, element):
         self.index = index
@@ -119,9 +154,18 @@ def parse_routes(path):
 
 
 class Evaluator(object):
+    client_timeout = 300.0  # upstream's class default, shadowed by --timeout
+
     def __init__(self, args, stats):
         self.stats = stats
         self.sensors = None
+        self.client, self.client_timeout, self.traffic_manager = self._setup_simulation(args)
+        self.client.set_timeout(min(args.timeout, TICK_TIMEOUT))
+        sys.path.insert(0, os.path.dirname(args.agent))
+        self.module_agent = importlib.import_module(os.path.basename(args.agent).split(".")[0])
+
+    def _setup_simulation(self, args):
+        """Upstream's lines 203-253, with its waits multiplied by TIME_SCALE."""
         self.carla_root = os.environ["CARLA_ROOT"]
         args.port = find_free_port(args.port)
         cmd = "{} -RenderOffScreen -nosound -carla-rpc-port={} -graphicsadapter={}".format(
@@ -130,34 +174,35 @@ class Evaluator(object):
         self.server = subprocess.Popen(["/bin/sh", "-c", cmd], preexec_fn=os.setsid)
         print(cmd, self.server.returncode, flush=True)
         atexit.register(os.killpg, self.server.pid, signal.SIGKILL)
-        self.client = self._connect(args)
-        args.traffic_manager_port = find_free_port(args.traffic_manager_port)
-        self.traffic_manager = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.traffic_manager.bind(("localhost", args.traffic_manager_port))
-        self.traffic_manager.listen(8)
-        print("traffic_manager init success, try_time=0", flush=True)
-        sys.path.insert(0, os.path.dirname(args.agent))
-        self.module_agent = importlib.import_module(os.path.basename(args.agent).split(".")[0])
-
-    def _connect(self, args):
-        deadline = time.monotonic() + min(args.timeout, 60.0)
+        time.sleep(60 * TIME_SCALE)
         attempts = 0
-        while True:
+        while attempts < 20:
             try:
                 client = carla.Client(args.host, args.port)
-                client.set_timeout(0.5)
+                if args.timeout:
+                    client_timeout = args.timeout
+                client.set_timeout(client_timeout * TIME_SCALE)
                 client.get_server_version()
-                client.set_timeout(min(args.timeout, TICK_TIMEOUT))
                 print("load_world success , attempts={}".format(attempts), flush=True)
-                return client
-            except RuntimeError as exc:
-                if time.monotonic() > deadline:
-                    print("load_world failed , attempts={}".format(attempts), flush=True)
-                    raise
+                break
+            except Exception as e:
+                print("load_world failed , attempts={}".format(attempts), flush=True)
+                print(e, flush=True)
                 attempts += 1
-                if attempts % 20 == 0:
-                    print("load_world failed , attempts={}: {}".format(attempts, exc), flush=True)
-                time.sleep(0.05)
+                time.sleep(5 * TIME_SCALE)
+        attempts = 0
+        while attempts < 40:
+            try:
+                args.traffic_manager_port = find_free_port(args.traffic_manager_port)
+                traffic_manager = TrafficManager(args.host, args.port, args.traffic_manager_port)
+                print("traffic_manager init success, try_time={}".format(attempts), flush=True)
+                break
+            except Exception as e:
+                print("traffic_manager init fail, try_time={}".format(attempts), flush=True)
+                print(e, flush=True)
+                attempts += 1
+                time.sleep(5 * TIME_SCALE)
+        return client, client_timeout, traffic_manager
 
     def _tick(self, frame):
         self.client.get_server_version()  # raises RuntimeError once the server is gone
@@ -273,7 +318,7 @@ class Evaluator(object):
             self.stats.compute_global_statistics(len(configs))
             self.stats.validate_and_write(crashed)
         else:
-            kill_graphics_adapter(self.carla_root, args.gpu_rank)
+            crash_cleanup(args.gpu_rank)
         return crashed
 
 
@@ -296,21 +341,12 @@ def _attempt(config):
     return count
 
 
-def kill_graphics_adapter(carla_root, gpu_rank):
-    """Upstream kills every process with `-graphicsadapter=<rank>` in its command line; limited here to
-    command lines that also name this CARLA_ROOT."""
-    wanted = "-graphicsadapter={}".format(gpu_rank)
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid():
-            continue
-        try:
-            with open("/proc/{}/cmdline".format(name), "rb") as handle:
-                cmdline = handle.read().replace(b"\0", b" ").decode("utf-8", "replace")
-        except OSError:
-            continue
-        if wanted in cmdline.split() and carla_root in cmdline:
-            with contextlib.suppress(OSError):
-                os.kill(int(name), signal.SIGKILL)
+def crash_cleanup(gpu_rank):
+    """Upstream's line 507, run as it runs it (through /bin/sh, in a new session): GNU grep reads the pattern
+    as options and fails, so it kills nothing (upstream-behaviour.md §2)."""
+    cmd = "ps -ef | grep '-graphicsadapter=" + str(gpu_rank) + "' | grep -v grep | awk '{print $2}' | xargs -r kill -9"
+    server = subprocess.Popen(["/bin/sh", "-c", cmd], preexec_fn=os.setsid)
+    atexit.register(os.killpg, server.pid, signal.SIGKILL)
 
 
 def main():

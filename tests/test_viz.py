@@ -1,0 +1,116 @@
+"""`simdoctor run --viz` end to end on the stand-in stack (the stand-in SimLingo agent draws as upstream's debug
+mode does, loading `arial.ttf` by name), the videos checked with the same ffmpeg a user has; `check --viz`."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import builders
+import pytest
+
+from simdoctor.viz import video
+from tests.conftest import Stack
+from tests.test_run import simdoctor_run
+
+LIBERATION = "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf"  # tests/setup.sh: fonts-liberation
+
+
+def route(route_id: str, mode: str = "perfect", sim_s: str = "3", **attrs: str) -> dict:
+    return builders.standin_route(route_id, mode, **{"standin_sim_s": sim_s, **attrs})
+
+
+def stream_info(mp4: Path) -> dict:
+    """Codec, size, frame rate, duration and decoded frame count of a video, as ffmpeg itself reads it."""
+    encoder = video.find_encoder()
+    done = subprocess.run([encoder.path, "-hide_banner", "-i", str(mp4), "-map", "0:v", "-f", "null", "-"],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    text = done.stderr
+    stream = re.search(r"Video: (\w+).*?, (\d+)x(\d+).*?, ([\d.]+) fps", text)
+    duration = re.search(r"Duration: (\d+):(\d+):([\d.]+)", text)
+    frames = re.findall(r"frame=\s*(\d+)", text)
+    h, m, s = duration.groups()
+    return {
+        "codec": stream.group(1), "size": (int(stream.group(2)), int(stream.group(3))), "fps": float(stream.group(4)),
+        "duration": int(h) * 3600 + int(m) * 60 + float(s), "frames": int(frames[-1]),
+    }  # fmt: skip
+
+
+def pngs(stack: Stack, route_id: str) -> list[Path]:
+    return sorted((stack.home / "out" / "viz" / route_id).glob("**/images/*.png"))
+
+
+def test_run_viz_records_simlingos_view_per_route(standin_stack: Stack) -> None:
+    specs = [route("1"), route("2", "sim_crash", standin_failing_attempts="1")]  # 2: crashes once, then drives
+    done = simdoctor_run(standin_stack, specs, "--viz")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = standin_stack.home / "out"
+    for route_id in ("1", "2"):
+        mp4 = out / "video" / f"{route_id}.mp4"
+        assert mp4.is_file(), done.stdout + done.stderr
+        info = stream_info(mp4)
+        # 3 simulated seconds at 20 Hz; SimLingo draws steps 5, 10, ..., 55 (step 0 only initializes): 11 frames
+        # at 20/5 = 4 frames per second, i.e. real time.
+        assert info["codec"] == "h264" and info["size"] == (1024, 912) and info["fps"] == 4
+        assert info["frames"] == 11 and info["duration"] == pytest.approx(11 / 4, abs=0.05)
+        assert (out / "video" / f"{route_id}.jpg").read_bytes()[:3] == b"\xff\xd8\xff"  # the poster, a JPEG
+        lines = (out / "video" / f"{route_id}.commentary.jsonl").read_text().splitlines()
+        timeline = [json.loads(line) for line in lines]
+        assert [e["step"] for e in timeline] == list(range(5, 60, 5))
+        assert [e["sim_time"] for e in timeline] == pytest.approx([(s + 1) / 20 for s in range(5, 60, 5)])
+        assert [e["video_time"] for e in timeline] == pytest.approx([k / 4 for k in range(11)])
+        assert timeline[0]["answer"] == "Accelerate to reach the target speed."
+        captions = (out / "video" / f"{route_id}.vtt").read_text()
+        # The answer changes at steps 20 and 40 (the stand-in model's), so three cues up to the end, 2.75 s.
+        assert captions.startswith("WEBVTT\n\n00:00:00.000 --> 00:00:00.750\nAccelerate to reach the target speed.\n")
+        last = "00:00:01.750 --> 00:00:02.750\nSlow down for the vehicle ahead that is braking.\n\n"
+        assert captions.count(" --> ") == 3 and captions.endswith(last)
+        assert pngs(standin_stack, route_id) == []  # removed, the crashed attempt's too
+    said = done.stdout + done.stderr
+    assert "route 1: video" in said and "(11 frames, 2.8 s at real time, encoded in" in said
+    # The font SimLingo loads by name, found where simdoctor put it for the agent.
+    assert (out / "viz-share" / "fonts" / "arial.ttf").read_bytes() == Path(LIBERATION).read_bytes()
+    assert not list(out.glob("video/.*.tmp*"))  # nothing half-written left
+
+
+def test_keep_frames_and_every_tenth_step(standin_stack: Stack) -> None:
+    done = simdoctor_run(standin_stack, [route("1", sim_s="2")], "--viz-every", "10", "--keep-frames")
+    assert done.returncode == 0, done.stdout + done.stderr
+    info = stream_info(standin_stack.home / "out" / "video" / "1.mp4")
+    assert info["fps"] == 2 and info["frames"] == 3  # steps 10, 20 and 30 of 40
+    assert [p.name for p in pngs(standin_stack, "1")] == ["10.png", "20.png", "30.png"]
+
+
+def test_viz_every_must_be_a_multiple_of_five(standin_stack: Stack) -> None:
+    done = simdoctor_run(standin_stack, [route("1")], "--viz-every", "3")
+    assert done.returncode == 2 and "--viz-every 3: give a multiple of 5" in done.stderr
+
+
+def test_check_viz_flags_a_missing_font_and_its_fix_works(simdoctor, tmp_path) -> None:
+    source = Path(__file__).resolve().parents[1] / "recipes" / "simlingo-bench2drive.toml"
+    recipe = tmp_path / "nofont.toml"
+    recipe.write_text(source.read_text().replace(LIBERATION, "/nonexistent/LiberationSans-Regular.ttf"))
+    recipe.write_text(re.sub(r'"/usr/share/fonts/[^"]+",', "", recipe.read_text()))
+    env = {"SIMDOCTOR_WORK_DIR": str(tmp_path), "XDG_DATA_DIRS": str(tmp_path)}
+    done = simdoctor("check", "--viz", "--only", "viz.font", "--json", "--recipe", str(recipe), env=env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    finding = json.loads(done.stdout)["results"][0]
+    assert finding["status"] == "fail" and "OSError: cannot open resource" in finding["summary"]
+    command = finding["fix"]["commands"]
+    assert command == ["apt-get install -y fonts-liberation"]  # root here: no sudo
+    # The fix: its package holds the recipe's font, the command runs as printed, and the check then passes.
+    assert LIBERATION in subprocess.run(["dpkg", "-L", "fonts-liberation"], capture_output=True, text=True).stdout
+    assert subprocess.run(command[0].split(), capture_output=True, timeout=300).returncode == 0
+    done = simdoctor("check", "--viz", "--only", "viz.font", "--json", env=env)
+    assert done.returncode == 0 and json.loads(done.stdout)["results"][0]["summary"].startswith("arial.ttf: run --viz")
+
+
+def test_check_viz_sees_an_arial_the_agent_already_finds(simdoctor, tmp_path) -> None:
+    (tmp_path / "fonts" / "x").mkdir(parents=True)
+    (tmp_path / "fonts" / "x" / "arial.ttf").write_bytes(b"")
+    done = simdoctor("check", "--viz", "--only", "viz.font", "--json",
+                     env={"SIMDOCTOR_WORK_DIR": str(tmp_path), "XDG_DATA_DIRS": str(tmp_path)})  # fmt: skip
+    summary = json.loads(done.stdout)["results"][0]["summary"]
+    assert summary == f"arial.ttf: the agent's Pillow opens {tmp_path}/fonts/x/arial.ttf"
