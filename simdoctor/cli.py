@@ -309,17 +309,34 @@ def setup(
         bool, typer.Option("--dry-run", help="Print the plan with every command; change nothing.")
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Run without asking.")] = False,
-    only: Annotated[Optional[str], typer.Option("--only", help="Run this one step.")] = None,
+    only: Annotated[
+        Optional[list[str]], typer.Option("--only", help="Only these steps; repeatable, comma-separated.")
+    ] = None,
+    user: Annotated[
+        Optional[str], typer.Option("--user", help="As root: the normal user the stack goes to (default carla).")
+    ] = None,
+    no_torch: Annotated[
+        bool, typer.Option("--no-torch", help="Resolve torch for the agent env, install neither it nor what needs it.")
+    ] = False,
+    flash_attn: Annotated[bool, typer.Option("--flash-attn", help="Also install flash-attn (optional).")] = False,
     recipe: RecipeOpt = None,
     carla_root: CarlaRootOpt = None,
     work_dir: WorkDirOpt = None,
     agent_python: AgentPythonOpt = None,
 ) -> None:
-    """Fix what `check` finds and can be fixed: CARLA, its maps, the client, the weights, the env file."""
+    """Provision from bare: system packages, the SimLingo checkout and its Python 3.8 env, CARLA and its maps,
+    the weights, the env file; as root, for a normal user."""
+    from simdoctor import agentbuild
     from simdoctor import setup as provision
 
     settings = settings_from(recipe, carla_root=carla_root, work_dir=work_dir, agent_python=agent_python)
-    raise typer.Exit(provision.run(settings, dry_run=dry_run, yes=yes, only=only))
+    given = {"--recipe": recipe, "--carla-root": carla_root, "--work-dir": work_dir, "--agent-python": agent_python}
+    options = provision.Options(
+        dry_run=dry_run, yes=yes, only=_split(only), user=user,
+        build=agentbuild.Options(no_torch=no_torch, flash_attn=flash_attn),
+        forwarded=tuple(f"{flag}={value}" for flag, value in given.items() if value is not None),
+    )  # fmt: skip
+    raise typer.Exit(provision.run(settings, options))
 
 
 @app.command()

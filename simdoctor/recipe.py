@@ -79,6 +79,22 @@ class CarlaRecipe:
 
 
 @dataclass(frozen=True)
+class AgentBuild:
+    """How `setup` makes the agent env (simdoctor.agentbuild)."""
+
+    environment_file: str
+    env_name: str
+    conda: list[str]
+    venv: str
+    pythons: list[str]
+    uv: str
+    torch_packages: list[str]
+    needs_torch: list[str]
+    flash_attn: str
+    timeout_s: float
+
+
+@dataclass(frozen=True)
 class AgentRecipe:
     repo_url: str
     commit: str
@@ -96,6 +112,7 @@ class AgentRecipe:
     modules: dict[str, str]
     packages: dict[str, str]
     torch_index: dict[str, str]
+    build: AgentBuild
 
 
 @dataclass(frozen=True)
@@ -173,6 +190,7 @@ class VizRecipe:
 class DiskRecipe:
     carla_gib: float
     weights_gib: float
+    steps: dict[str, list[float]]
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@ Whether a step is needed is read from the findings of the checks it fixes (the s
 checks `check` runs), never guessed again here; so a second `setup` finds nothing to do. Each step
 is a list of actions, each either an exact command (shown as such by --dry-run) or a named
 operation of simdoctor's own (a verified download, an extraction through a temporary folder).
+As root, `setup` installs the system packages, then hands the stack to a normal user (CARLA refuses
+root) and runs the rest as that user (simdoctor.handoff).
 """
 
 from __future__ import annotations
@@ -13,59 +15,57 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
-from simdoctor import doctor, manifest
+from simdoctor import agentbuild, distro, doctor, handoff, manifest
 from simdoctor.checks import CheckContext
+from simdoctor.checks.checkout import is_foreign, way_out
 from simdoctor.download import DownloadError, archive
 from simdoctor.download import command as download
 from simdoctor.findings import Finding, Status
 from simdoctor.probes.agent import AgentFacts
 from simdoctor.probes.carla import CarlaInstallFacts
+from simdoctor.probes.checkout import CheckoutFacts
+from simdoctor.probes.gpu import GpuFacts
+from simdoctor.probes.packages import wanted
+from simdoctor.probes.system import SystemFacts, disk_space
 from simdoctor.probing import Facts
 from simdoctor.recipe import ConfigError
 from simdoctor.settings import Settings
-from simdoctor.subproc import run_bounded
+from simdoctor.steps import Action, Planned, StepError, command, say, streamed
 
 PIP_TIMEOUT = 1800.0
 IMPORT_TIMEOUT = 3600.0
+GIT_TIMEOUT = 1800.0
+PACKAGES_TIMEOUT = 1800.0
 ENV_FILES = {"env.sh": "bash", "env.fish": "fish"}
 # Step name -> the checks whose failure it fixes, in the order the steps must run.
 STEPS: dict[str, tuple[str, ...]] = {
+    "packages": ("system.packages",),
+    "user": ("system.user",),
+    "checkout": ("agent.checkout",),
+    "agent_env": ("agent.python",),
+    "client": ("agent.carla_client",),
     "carla": ("carla.root", "carla.binaries", "carla.version"),
     "maps": ("carla.maps",),
-    "client": ("agent.carla_client",),
     "weights": ("weights.checkpoint", "weights.config"),
     "base_model": ("weights.base_model",),
     "env": (),
 }
-AFTER = {"maps": "carla"}  # a step that cannot run when this one failed
-
-
-class StepError(Exception):
-    """A step that failed; one line for the user."""
+ROOT_STEPS = ("packages", "user")  # what root does itself; the rest runs as the user it hands over to
+AFTER = {"maps": "carla", "client": "agent_env", "weights": "checkout", "base_model": "checkout"}
 
 
 @dataclass(frozen=True)
-class Action:
-    text: str  # what it does, in words
-    run: Callable[[], None]
-    command: Optional[list[str]] = None  # the exact command line, when the action is one
-    cwd: Optional[Path] = None  # where the command runs
+class Options:
+    """What the user asked of this `setup`."""
 
-    def show(self) -> str:
-        if self.command is None:
-            return self.text
-        where = f"cd {shlex.quote(str(self.cwd))} && " if self.cwd else ""
-        return f"$ {where}{shlex.join(self.command)}"
-
-
-@dataclass
-class Planned:
-    step: str
-    reason: str
-    actions: list[Action] = field(default_factory=list)
-    blocked: Optional[str] = None
+    dry_run: bool = False
+    yes: bool = False
+    only: tuple[str, ...] = ()
+    user: Optional[str] = None  # as root: the user to hand the stack to (default: the recipe's)
+    build: agentbuild.Options = field(default_factory=agentbuild.Options)
+    forwarded: tuple[str, ...] = ()  # settings flags given on the command line, passed on to the user's setup
 
 
 @dataclass(frozen=True)
@@ -83,21 +83,20 @@ class State:
     def first_problem(self, ids: tuple[str, ...], statuses: tuple[Status, ...]) -> Optional[Finding]:
         return next((self.findings[i] for i in ids if i in self.findings and self.findings[i].status in statuses), None)
 
+    @property
+    def machine(self) -> distro.Machine:
+        return distro.Machine.of(self.facts.get("system"))
+
 
 def gather(settings: Settings) -> State:
-    ids = (*(i for ids in STEPS.values() for i in ids), "agent.python")
+    ids = (*(i for ids in STEPS.values() for i in ids), "gpu.driver")
     checks = doctor.select(doctor.Selection(only=ids))
     ctx = CheckContext(settings)
-    facts = doctor.start(checks, ctx).wait()
+    facts = doctor.start([*checks], ctx).wait()
     return State(settings, facts, {f.id: f for f in doctor.diagnose(facts, checks, ctx)})
 
 
 # -- the steps -----------------------------------------------------------------------------------
-
-
-def _say(text: str) -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
 
 
 def _fetch(settings: Settings, source: str, local_dir: Path, revision: Optional[str] = None) -> Action:
@@ -117,7 +116,7 @@ def _fetch(settings: Settings, source: str, local_dir: Path, revision: Optional[
         else:
             report = download.execute(settings, request)
         for line in report.lines():
-            _say(f"   {line}")
+            say(f"   {line}")
         if report.exit_code:
             raise StepError(f"download of {source} did not complete")
 
@@ -140,15 +139,6 @@ def _drop_archive(download_dir: Path, name: str) -> Action:
         _forget(download_dir, name)
 
     return Action(f"remove {download_dir / name} (installed; no longer needed)", run)
-
-
-def _command(args: list[str], cwd: Optional[Path], timeout: float, what: str) -> Action:
-    def run() -> None:
-        outcome = run_bounded(args, timeout=timeout, cwd=str(cwd) if cwd else None)
-        if not outcome.ok:
-            raise StepError(f"{what} failed: {outcome.describe()}")
-
-    return Action(what, run, args, cwd)
 
 
 def plan_carla(state: State) -> Optional[Planned]:
@@ -202,7 +192,7 @@ def plan_maps(state: State, carla_planned: bool) -> Optional[Planned]:
         pending = [name]
     else:
         pending = list(c.import_pending)
-    planned.actions.append(_command(["bash", r.import_script], root, IMPORT_TIMEOUT, f"import {', '.join(pending)}"))
+    planned.actions.append(command(["bash", r.import_script], root, IMPORT_TIMEOUT, f"import {', '.join(pending)}"))
 
     def clean() -> None:
         for name in pending:
@@ -212,10 +202,108 @@ def plan_maps(state: State, carla_planned: bool) -> Optional[Planned]:
     return planned
 
 
-def plan_client(state: State) -> Optional[Planned]:
-    status = state.status("agent.carla_client")
-    if status in (None, Status.OK):
+def plan_packages(state: State) -> Optional[Planned]:
+    """The recipe's host packages and the checkout's tools, with this distribution's package manager."""
+    problem = state.first_problem(STEPS["packages"], (Status.FAIL, Status.WARN))
+    if problem is None:
         return None
+    s = state.settings
+    system: Optional[SystemFacts] = state.facts.get("system")
+    os = distro.os_of(system)
+    platform = s.recipe.platform
+    commands = distro.install_commands(platform, os, wanted(s.recipe))
+    planned = Planned("packages", problem.summary)
+    if not commands:
+        planned.blocked = (problem.fix.text if problem.fix else "no package manager known here") + "; then rerun"
+        return planned
+    machine = state.machine
+    if machine.without_privileges:
+        shown = "; ".join(distro.localize_command(c, machine) for c in commands)
+        planned.blocked = f"installing packages needs root and this machine has no sudo: as root, run {shown}"
+        return planned
+    fam = distro.family(platform, os)
+    if fam is not None and fam.refresh:
+        commands = [fam.refresh, *commands]
+    env = {"DEBIAN_FRONTEND": "noninteractive"} if fam is not None and fam.name == "debian" else None
+    for c in commands:
+        args = shlex.split(distro.localize_command(c, machine))
+        planned.actions.append(streamed(args, PACKAGES_TIMEOUT, shlex.join(args), env))
+    return planned
+
+
+def plan_checkout(state: State) -> Optional[Planned]:
+    """SimLingo at the pinned commit, by init + fetch + checkout: a rerun carries on where a killed one stopped."""
+    if state.status("agent.checkout") is not Status.FAIL:
+        return None
+    s = state.settings
+    c: CheckoutFacts = state.facts.get("checkout")
+    r = s.recipe.agent
+    planned = Planned("checkout", state.findings["agent.checkout"].summary)
+    if is_foreign(c, s):
+        planned.blocked = f"{c.path} is not a SimLingo checkout; move it away first: {' && '.join(way_out(c.path))}"
+        return planned
+    work = s.work_dir
+    git = ["git", "-C", str(work)]
+    if not c.git:
+        planned.actions.append(
+            command(
+                ["git", "-c", "init.defaultBranch=main", "init", "-q", str(work)],
+                None,
+                GIT_TIMEOUT,
+                f"make {work} a git repository",
+            )
+        )
+    if c.origin is None:
+        planned.actions.append(
+            command([*git, "remote", "add", "origin", r.repo_url], None, GIT_TIMEOUT, f"name {r.repo_url} its origin")
+        )
+    planned.actions += [
+        streamed([*git, "fetch", "--depth", "1", "origin", r.commit], GIT_TIMEOUT, f"fetch {r.commit[:7]}"),
+        streamed(
+            [*git, "checkout", "-q", "--detach", r.commit],
+            GIT_TIMEOUT,
+            f"check out {r.commit[:7]}",
+            {"GIT_LFS_SKIP_SMUDGE": "1"},
+        ),  # the weights come verified from the hub, not through LFS
+    ]
+    return planned
+
+
+def plan_agent_env(state: State, options: agentbuild.Options) -> Optional[Planned]:
+    """SimLingo's Python 3.8 env: conda/mamba/micromamba with environment.yaml, else uv with the recipe's pins."""
+    if state.status("agent.python") is not Status.FAIL:
+        return None
+    s = state.settings
+    a: Optional[AgentFacts] = state.facts.get("agent")
+    if a is not None and a.python:
+        return None  # an interpreter that exists but fails its probe is the user's to look at, not ours to replace
+    r = s.recipe.agent
+    g: Optional[GpuFacts] = state.facts.get("gpu")
+    driver_cuda = g.cuda_driver_version if g is not None and not g.nvml_error else None
+    index = agentbuild.torch_index(r, driver_cuda)
+    planned = Planned("agent_env", state.findings["agent.python"].summary)
+    cuda = f"the driver's CUDA {driver_cuda}" if driver_cuda else "no NVIDIA driver here: the newest CUDA"
+    conda = agentbuild.find_conda(r)
+    if conda is not None:
+        planned.notes.append(f"with {conda} and {r.build.environment_file}; torch for {cuda} ({index})")
+        planned.actions = agentbuild.conda_actions(r, conda, index, options)
+        return planned
+    python = agentbuild.find_python(r)
+    uv = agentbuild.find_uv()
+    found = f"Python {python}" if python else f"a Python {r.python_version} uv downloads"
+    planned.notes.append(f"no conda here: uv ({uv or r.build.uv + ' from PyPI'}) with {found}; torch for {cuda}")
+    if options.no_torch:
+        planned.notes.append(
+            f"--no-torch: torch is resolved, not installed; left out: {', '.join(r.build.needs_torch)}"
+        )
+    planned.actions = agentbuild.uv_actions(r, uv, python, index, options)
+    return planned
+
+
+def plan_client(state: State, env_planned: bool) -> Optional[Planned]:
+    status = state.status("agent.carla_client")
+    if status in (None, Status.OK) or env_planned:
+        return None  # a new env gets the pinned client with the other pins
     s = state.settings
     a: Optional[AgentFacts] = state.facts.get("agent")
     if status is Status.SKIP or a is None or not a.python:
@@ -224,7 +312,7 @@ def plan_client(state: State) -> Optional[Planned]:
     version = s.recipe.agent.packages["carla"]
     args = [a.python, "-m", "pip", "install", f"carla=={version}"]
     planned = Planned("client", state.findings["agent.carla_client"].summary)
-    planned.actions.append(_command(args, None, PIP_TIMEOUT, f"install carla {version} into {a.python}"))
+    planned.actions.append(command(args, None, PIP_TIMEOUT, f"install carla {version} into {a.python}"))
     return planned
 
 
@@ -258,7 +346,7 @@ def plan_env(state: State) -> Optional[Planned]:
             tmp.write_text(text, encoding="utf-8")
             tmp.replace(path)
         sh, fish = wanted
-        _say(f"   load it in each new shell: `. {sh}` (bash, zsh) or `source {fish}` (fish)")
+        say(f"   load it in each new shell: `. {sh}` (bash, zsh) or `source {fish}` (fish)")
 
     first = next(iter(wanted))
     return Planned(
@@ -268,78 +356,199 @@ def plan_env(state: State) -> Optional[Planned]:
     )
 
 
-def plan(state: State) -> list[Planned]:
+def step_sizes(planned: Planned, settings: Settings) -> None:
+    """The recipe's estimates of what the step downloads and holds, and the folder whose disk it fills."""
+    sizes = settings.recipe.disk.steps.get(planned.step)
+    if sizes:
+        planned.download_gib, planned.disk_gib = sizes[0], sizes[1]
+    where = {
+        "packages": Path("/"),
+        "agent_env": Path(settings.recipe.agent.build.venv),
+        "carla": settings.carla_root,
+        "maps": settings.carla_root,
+    }
+    planned.disk_at = where.get(planned.step, settings.work_dir)
+
+
+def plan(state: State, options: Options) -> list[Planned]:
     r = state.settings.recipe
+    env = plan_agent_env(state, options.build)
     carla = plan_carla(state)
     steps = [
+        plan_packages(state),
+        plan_checkout(state),
+        env,
+        plan_client(state, env is not None),
         carla,
         plan_maps(state, carla is not None),
-        plan_client(state),
         plan_weights(state, "weights", r.weights.repo, r.weights.revision, r.weights.local_dir),
         plan_weights(state, "base_model", r.base_model.repo, r.base_model.revision, r.base_model.local_dir),
         plan_env(state),
     ]
-    return [p for p in steps if p is not None]
+    planned = [p for p in steps if p is not None and (not options.only or p.step in options.only)]
+    for p in planned:
+        step_sizes(p, state.settings)
+    return planned
 
 
 # -- the command ---------------------------------------------------------------------------------
 
 
+def totals(planned: list[Planned]) -> list[str]:
+    """The plan's download and disk size, and a warning for each filesystem they would overfill."""
+    download = sum(p.download_gib for p in planned)
+    disk = sum(p.disk_gib for p in planned)
+    if not download and not disk:
+        return []
+    lines = [f"about {download:.1f} GiB to download, {disk:.1f} GiB on disk (the recipe's estimates)"]
+    by_device: dict[int, tuple[str, int, float]] = {}
+    for p in planned:
+        if p.disk_gib and p.disk_at is not None:
+            d = disk_space(p.step, p.disk_at)
+            where, free, need = by_device.get(d.device, (d.measured_at, d.free_bytes, 0.0))
+            by_device[d.device] = (where, free, need + p.disk_gib)
+    for where, free, need in by_device.values():
+        if need * 2**30 > free:
+            lines.append(
+                f"warning: {need:.1f} GiB are needed on the filesystem of {where}, "
+                f"which has {free / 2**30:.1f} GiB free: free space first or the steps will fail"
+            )
+    return lines
+
+
 def show(planned: list[Planned]) -> None:
     for n, p in enumerate(planned, 1):
         fixes = f"  [fixes {', '.join(STEPS[p.step])}]" if STEPS[p.step] else ""
-        _say(f"{n}. {p.step}: {p.reason}{fixes}")
+        size = f"  (about {p.download_gib:g} GiB to download)" if p.download_gib >= 0.1 else ""
+        say(f"{n}. {p.step}: {p.reason}{fixes}{size}")
+        for note in p.notes:
+            say(f"   {note}")
         if p.blocked:
-            _say(f"   cannot run: {p.blocked}")
+            say(f"   cannot run: {p.blocked}")
         for action in p.actions:
-            _say(f"   {action.show()}")
+            say(f"   {action.show()}")
+    for line in totals(planned):
+        say(line)
 
 
 def execute(planned: list[Planned]) -> list[str]:
-    """Run the steps in order; returns the names of those that failed."""
+    """Run the steps in order, each timed; returns the names of those that failed."""
+    import time
+
     failed: list[str] = []
     for p in planned:
-        _say(f"-> {p.step}")
+        say(f"-> {p.step}")
         if p.blocked or AFTER.get(p.step) in failed:
-            _say(f"   not run: {p.blocked or AFTER[p.step] + ' failed'}")
+            say(f"   not run: {p.blocked or AFTER[p.step] + ' failed'}")
             failed.append(p.step)
             continue
+        began = time.monotonic()
         try:
             for action in p.actions:
-                _say(f"   {action.show()}")
+                say(f"   {action.show()}")
                 action.run()
         except (StepError, DownloadError, OSError) as exc:
-            _say(f"   failed: {exc}")
+            say(f"   failed: {exc}")
             failed.append(p.step)
+        say(f"   ({p.step}: {time.monotonic() - began:.1f} s)")
     return failed
 
 
-def run(settings: Settings, dry_run: bool = False, yes: bool = False, only: Optional[str] = None) -> int:
+def _confirm(count: int, options: Options) -> bool:
+    if options.yes:
+        return True
+    if not sys.stdin.isatty():
+        raise ConfigError("setup changes this machine: pass --yes to run it without a terminal")
+    import typer
+
+    return typer.confirm(f"Run these {count} step(s)?", default=False)
+
+
+def user_args(options: Options) -> list[str]:
+    """The user's setup: the same choices, less what root did itself."""
+    only = [o for o in options.only if o not in ROOT_STEPS]
+    args = ["--dry-run"] if options.dry_run else ["--yes"]
+    args += [f"--only={','.join(only)}"] if only else []
+    args += ["--no-torch"] if options.build.no_torch else []
+    args += ["--flash-attn"] if options.build.flash_attn else []
+    return [*args, *options.forwarded]
+
+
+def run_as_root(state: State, options: Options) -> int:
+    """Root installs the system packages, hands the stack to a normal user and runs the rest as them."""
+    settings = state.settings
+    setup = settings.recipe.platform.setup
+    user = handoff.checked_user(options.user or setup.user)
+    planned = [p for p in [plan_packages(state)] if p is not None and (not options.only or "packages" in options.only)]
+    user_side = not options.only or any(o not in ROOT_STEPS for o in options.only)
+    install = handoff.install_actions(setup, user) if user_side or "user" in options.only else []
+    if install:
+        planned.append(
+            Planned("user", f"CARLA refuses root: the stack goes to {user}, in {handoff.home_of(user)}", install)
+        )
+    for p in planned:
+        step_sizes(p, settings)
+    args = user_args(options)
+    say(
+        f"simdoctor setup · recipe {settings.recipe.name} · as root: {len(planned)} step(s) here"
+        + (f", then the rest as {user}" if user_side else "")
+    )
+    show(planned)
+    if user_side:
+        say(f"{len(planned) + 1}. as {user}: $ {shlex.join(handoff.user_setup(settings, user, args))}")
+    if options.dry_run:
+        if user_side and handoff.user_simdoctor(setup, user).exists():
+            say(f"   {user}'s own plan:")
+            handoff.run_user_setup(settings, user, args)
+        return 0
+    if not _confirm(len(planned) + int(user_side), options):
+        say("cancelled; nothing was changed")
+        return 1
+    failed = execute(planned)
+    if "user" in failed or (user_side and not handoff.user_simdoctor(setup, user).exists()):
+        say(f"setup: stopped before handing over to {user}: failed: {', '.join(failed)}")
+        return 1
+    code = 0
+    if user_side:
+        say(f"-> as {user}")
+        code = handoff.run_user_setup(settings, user, args)
+    say(
+        f"setup as root: {len(planned) - len(failed)} step(s) done"
+        + (f", failed: {', '.join(failed)}" if failed else "")
+    )
+    say(f"continue as {user}: {handoff.continue_command(setup, user)}")
+    return 1 if failed else code
+
+
+def run(settings: Settings, options: Options) -> int:
     """`simdoctor setup`: plan from the findings, confirm once, run the steps, end with `check`."""
-    if only is not None and only not in STEPS:
-        raise ConfigError(f"unknown step {only!r}; the steps are {', '.join(STEPS)}")
-    planned = plan(gather(settings))
-    if only is not None:
-        planned = [p for p in planned if p.step == only]
+    unknown = [o for o in options.only if o not in STEPS]
+    if unknown:
+        raise ConfigError(f"unknown step {unknown[0]!r}; the steps are {', '.join(STEPS)}")
+    state = gather(settings)
+    if state.machine.root:
+        return run_as_root(state, options)
+    if options.user is not None:
+        raise ConfigError("--user is for root: it names the normal user root hands the stack to")
+    planned = plan(state, options)
+    what = "step" + ("s " if len(options.only) > 1 else " ") + ", ".join(options.only) if options.only else None
     if not planned:
-        _say(f"nothing to do: {'step ' + only if only else 'every step'} is already done")
+        say(
+            f"nothing to do: {what + (' is' if len(options.only) == 1 else ' are') if what else 'every step is'} "
+            "already done"
+        )
     else:
-        _say(f"simdoctor setup · recipe {settings.recipe.name}: {len(planned)} step(s) to run")
+        say(f"simdoctor setup · recipe {settings.recipe.name}: {len(planned)} step(s) to run")
         show(planned)
-    if dry_run:
+    if options.dry_run:
         return 0
     failed: list[str] = []
     if planned:
-        if not yes:
-            if not sys.stdin.isatty():
-                raise ConfigError("setup changes this machine: pass --yes to run it without a terminal")
-            import typer
-
-            if not typer.confirm(f"Run these {len(planned)} step(s)?", default=False):
-                _say("cancelled; nothing was changed")
-                return 1
+        if not _confirm(len(planned), options):
+            say("cancelled; nothing was changed")
+            return 1
         failed = execute(planned)
-        _say(f"setup: {len(planned) - len(failed)} step(s) done" + (f", failed: {', '.join(failed)}" if failed else ""))
-    _say("")
+        say(f"setup: {len(planned) - len(failed)} step(s) done" + (f", failed: {', '.join(failed)}" if failed else ""))
+    say("")
     code = doctor.run(settings)
     return 1 if failed else code

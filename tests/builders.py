@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import stat
 import subprocess
@@ -317,6 +318,57 @@ def carla_archives(tmp: Path, recipe: Recipe) -> tuple[Path, Path]:
         tar_gz_of(package, tmp / f"CARLA_{c.version}.tar.gz"),
         tar_gz_of(maps, tmp / f"AdditionalMaps_{c.version}.tar.gz"),
     )
+
+
+# environment.yaml as SimLingo writes it (simlingo@743b243), its pip list cut to one small pin.
+ENVIRONMENT_YAML = """name: simlingo
+channels:
+  - conda-forge
+  - defaults
+dependencies:
+  - pip=23.3.1=py38h06a4308_0
+  - python=3.8.18=h955ad1f_0
+  - pip:
+    - six==1.16.0
+"""
+
+
+def _git(*args: str, cwd: Path) -> str:
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+           "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(cwd), "PATH": "/usr/bin:/bin"}  # fmt: skip
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def simlingo_remote(dest: Path, towns: Iterable[str] = BENCH2DRIVE_TOWNS) -> tuple[str, str]:
+    """A bare git repository standing in for github.com/RenzKa/simlingo: the checkout's layout (the stand-in
+    evaluator and agent, the routes, environment.yaml, its .gitignore of outputs/ and pretrained/) in a
+    commit, then a later commit on top, so that only pinning gets the first. Returns its URL and that commit."""
+    src = dest / "src"
+    simlingo_checkout(src, towns=towns)
+    bench2drive_standin(src)
+    (src / "environment.yaml").write_text(ENVIRONMENT_YAML)
+    (src / ".gitignore").write_text("outputs/\npretrained/\n")
+    _git("init", "-q", "-b", "main", ".", cwd=src)
+    _git("add", "-A", cwd=src)
+    _git("commit", "-q", "-m", "carla eval, agent files and model", cwd=src)
+    pinned = _git("rev-parse", "HEAD", cwd=src)
+    (src / "README.md").write_text("later upstream work\n")
+    _git("add", "-A", cwd=src)
+    _git("commit", "-q", "-m", "later", cwd=src)
+    bare = dest / "simlingo.git"
+    _git("clone", "-q", "--bare", str(src), str(bare), cwd=dest)
+    shutil.rmtree(src)
+    return f"file://{bare}", pinned
+
+
+def pointed_recipe(recipe_text: str, replacements: dict[str, str], pins: dict[str, str]) -> str:
+    """The bundled recipe with its URLs and tool places pointed at the test's stand-ins (line by line)."""
+    text = recipe_text
+    for old, new in replacements.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    block = "".join(f'{k} = "{v}"\n' for k, v in pins.items())
+    return re.sub(r"(?ms)^\[agent\.packages\]\n.*?(?=^\[agent\.torch_index\])", f"[agent.packages]\n{block}\n", text)
 
 
 def _distribution_key(name: str) -> str:

@@ -18,14 +18,17 @@ from pathlib import Path
 import pytest
 from builders import BENCH2DRIVE_TOWNS
 
+from simdoctor import distro
 from simdoctor.agentenv import pythonpath
 from simdoctor.checks import CheckContext
 from simdoctor.probes.agent import AgentFacts, CarlaImport, ModuleState, NodeFacts, TorchBuild
 from simdoctor.probes.carla import CarlaInstallFacts, FileState
+from simdoctor.probes.checkout import CheckoutFacts
 from simdoctor.probes.display import DisplayFacts
 from simdoctor.probes.docker import DockerFacts
 from simdoctor.probes.gpu import GRAPHICS_LIBS, GpuDevice, GpuFacts
 from simdoctor.probes.network import NetworkFacts
+from simdoctor.probes.packages import PackagesFacts, wanted
 from simdoctor.probes.ports import PortsFacts, PortState, carla_ports
 from simdoctor.probes.server import ServerFacts
 from simdoctor.probes.servers import ServersFacts
@@ -331,6 +334,23 @@ def slurm_job(settings: Settings) -> SlurmJobFacts:
     return SlurmJobFacts("4242", "COMPLETED", "None", None, 3.2, replace(a, node=node))
 
 
+def packages(settings: Settings) -> PackagesFacts:
+    """Every package `setup` installs, installed (dpkg on Ubuntu)."""
+    platform = settings.recipe.platform
+    names = distro.package_names(
+        platform, distro.family(platform, system(settings).os_release), wanted(settings.recipe)
+    )
+    return PackagesFacts("debian", "dpkg-query", dict.fromkeys(names, True))
+
+
+def checkout(settings: Settings) -> CheckoutFacts:
+    """SimLingo at the recipe's commit, cloned from upstream, its downloads inside."""
+    return CheckoutFacts(
+        str(settings.work_dir), True, [".git", "Bench2Drive", "outputs", "pretrained", "team_code"], True,
+        settings.recipe.agent.commit, settings.recipe.agent.repo_url,
+    )  # fmt: skip
+
+
 def viz(settings: Settings) -> VizFacts:
     """`check --viz`: no arial.ttf anywhere (a plain Ubuntu), Liberation Sans installed, imageio-ffmpeg's ffmpeg."""
     return VizFacts(
@@ -361,6 +381,8 @@ def healthy_facts(settings: Settings) -> Facts:
             "carla_servers": carla_servers(),
             "slurm": slurm(settings),
             "slurm_job": slurm_job(settings),
+            "packages": packages(settings),
+            "checkout": checkout(settings),
             "viz": viz(settings),
             "window": WindowFacts(None, []),  # DISPLAY unset: nothing to present to
         }

@@ -15,6 +15,9 @@ APT_PACKAGES=(
   python3 python3-venv                 # Debian's Python: the interpreter of the non-root test user
   fish                                 # sources `simdoctor env --format fish` in the env tests
   patchelf                             # the test user's copy of the agent's Python finds its libpython
+  git git-lfs                          # `setup` clones the SimLingo stand-in repository
+  libsdl2-2.0-0 libomp5 xdg-user-dirs  # CARLA's runtime libraries: `setup`'s packages step finds them here
+  debootstrap                          # the bare Debian 12 root filesystem of tests/test_setup_bare.py
   fonts-liberation                     # Liberation Sans: run --viz gives it to SimLingo's drawing as arial.ttf
   chromium                             # a real headless browser: the watch and report --html pages
 )
@@ -34,6 +37,9 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
+# uv, which `setup` makes the agent env with when no conda is here (the recipe's [agent.build] uv).
+UV=uv==0.9.5
+.venv/bin/python -m pip install -q "$UV"
 
 # The agent's interpreter: Python 3.8 where one exists (pyenv or PATH), as SimLingo pins; else python3.
 if [ ! -x .venv-agent/bin/python ]; then
@@ -75,7 +81,7 @@ if [ ! -x "$USER_VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT
   $SUDO rm -rf "$USER_VENV"
   $SUDO /usr/bin/python3 -m venv "$USER_VENV"
   $SUDO "$USER_VENV/bin/python" -m pip install -q --upgrade pip
-  $SUDO "$USER_VENV/bin/python" -m pip install -q '.[carla,docker,viz]'
+  $SUDO "$USER_VENV/bin/python" -m pip install -q '.[carla,docker,viz]' "$UV"
   $SUDO "$USER_VENV/bin/python" -m pip uninstall -q -y simdoctor
   echo "$WANT" | $SUDO tee "$STAMP" >/dev/null
 fi

@@ -1,31 +1,90 @@
-"""`simdoctor setup` on a machine state built by the test: CARLA and AdditionalMaps archives and the
-two Hub repos served on loopback, a recipe pointing there, a real venv as the agent's interpreter."""
+"""`simdoctor setup` as the non-root test user, on a machine state built by the test: CARLA and AdditionalMaps
+archives and the two Hub repos served on loopback, a bare git repository standing in for RenzKa/simlingo, a
+recipe pointing there, uv with a local Python 3.8 for the agent env (its pins installed for real from PyPI,
+torch only resolved: --no-torch), or a stand-in conda (tests/standins/conda) keeping conda's command line.
+
+The root path (packages, the user, the hand-off) runs for real in tests/test_setup_bare.py, in a bare Debian
+12 root filesystem; here root only plans it (a real user on the test machine is not ours to create)."""
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import builders
 import pytest
+from conftest import USER_AGENT_PYTHON, UserRuntime
 from standins.hf_hub import Hub, Pattern
 
 from simdoctor import manifest
 from simdoctor.recipe import bundled_recipe_dirs, load_recipe
 
 RECIPE = next(p for d in bundled_recipe_dirs() if (p := d / "simlingo-bench2drive.toml").is_file())
+STANDINS = Path(__file__).parent / "standins"
+# The test recipe's pins: the client, one small pin, transformers (real, from PyPI), torch and torchvision
+# (resolved only, with --no-torch) and accelerate (needs torch: left out with --no-torch).
+PINS = {"carla": "0.9.15", "six": "1.16.0", "transformers": "4.46.3", "torch": "2.2.0", "torchvision": "0.17.0",
+        "accelerate": "1.0.1"}  # fmt: skip
+
+
+def network_env() -> dict[str, str]:
+    """This machine's way out to PyPI (its CA bundle, proxies), which uv and pip need as any user."""
+    names = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "PIP_CERT", "GIT_SSL_CAINFO", "HTTPS_PROXY",
+             "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy")  # fmt: skip
+    return {k: os.environ[k] for k in names if k in os.environ}
+
+
+@dataclass
+class Machine:
+    rt: UserRuntime
+    home: Path
+    recipe_file: Path
+    carla_root: Path
+    work_dir: Path
+    venv: Path
+    commit: str
+    hub: Hub
+
+    def run(self, *args: str, timeout: float = 600, **env: str) -> subprocess.CompletedProcess:
+        """The real CLI as the test user, with this machine's settings."""
+        flags = [
+            "--recipe",
+            str(self.recipe_file),
+            "--carla-root",
+            str(self.carla_root),
+            "--work-dir",
+            str(self.work_dir),
+        ]
+        full = self.rt.env(self.home, HF_ENDPOINT=self.hub.endpoint, **network_env(), **env)
+        command = self.rt.simdoctor(*args, *flags)
+        return subprocess.run(command, env=full, capture_output=True, text=True, timeout=timeout, cwd="/")
 
 
 @pytest.fixture
-def machine(tmp_path: Path, hub: Hub, home: Path) -> dict[str, object]:
+def machine(tmp_path: Path, hub: Hub, user_runtime: UserRuntime) -> Machine:
+    rt = user_runtime
+    home = rt.mkdir("setup")
     recipe = load_recipe(RECIPE)
     carla_tar, maps_tar = builders.carla_archives(tmp_path / "build", recipe)
-    carla_url = hub.add_url(f"/Linux/{carla_tar.name}", carla_tar.read_bytes())
-    maps_url = hub.add_url(f"/Linux/{maps_tar.name}", maps_tar.read_bytes())
-    text = RECIPE.read_text()
-    text = text.replace(recipe.carla.url, carla_url).replace(recipe.carla.additional_maps_url, maps_url)
-    recipe_file = tmp_path / "recipe.toml"
+    url, commit = builders.simlingo_remote(home / "remote", towns=("Town01", "Town12", "Town13"))
+    text = builders.pointed_recipe(
+        RECIPE.read_text(),
+        {
+            recipe.carla.url: hub.add_url(f"/Linux/{carla_tar.name}", carla_tar.read_bytes()),
+            recipe.carla.additional_maps_url: hub.add_url(f"/Linux/{maps_tar.name}", maps_tar.read_bytes()),
+            f'repo_url = "{recipe.agent.repo_url}"': f'repo_url = "{url}"',
+            f'commit = "{recipe.agent.commit}"': f'commit = "{commit}"',
+            '"12" = "https://download.pytorch.org/whl/cu121"': '"12" = "https://pypi.org/simple"',
+            'pythons = ["{home}/.pyenv/versions/3.8*/bin/python3.8", "python3.8", "/usr/bin/python3.8"]':
+                f'pythons = ["{USER_AGENT_PYTHON}"]',
+        },
+        PINS,
+    )  # fmt: skip
+    recipe_file = home / "recipe.toml"
     recipe_file.write_text(text)
     hub.add_repo(
         recipe.weights.repo,
@@ -34,102 +93,163 @@ def machine(tmp_path: Path, hub: Hub, home: Path) -> dict[str, object]:
     base = {name: f"{name} of InternVL2-1B\n".encode() for name in recipe.base_model.required}
     base["model.safetensors"] = Pattern(2 << 20, seed=6)
     hub.add_repo(recipe.base_model.repo, base)
-    work_dir = builders.simlingo_checkout(tmp_path / "simlingo", towns=("Town01", "Town12", "Town13"))
-    return {
-        "flags": [
-            "--recipe",
-            str(recipe_file),
-            "--carla-root",
-            str(tmp_path / "carla0915"),
-            "--work-dir",
-            str(work_dir),
-        ],
-        "env": {"HF_ENDPOINT": hub.endpoint},
-        "carla_root": tmp_path / "carla0915",
-        "work_dir": work_dir,
-        "recipe": recipe,
-    }
+    rt.chown_tree(home)
+    return Machine(
+        rt, home, recipe_file, home / "carla0915", home / "simlingo",
+        home / ".local/share/simdoctor/agent-env", commit, hub,
+    )  # fmt: skip
 
 
-def bare_venv(tmp_path: Path, agent_python: str) -> str:
-    """A Python 3.8 venv with nothing installed: the carla client is missing."""
-    base = subprocess.run(
-        [agent_python, "-c", "import sys; print(sys._base_executable)"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    subprocess.run([base, "-m", "venv", "--without-pip", str(tmp_path / "agent")], check=True)
-    return str(tmp_path / "agent" / "bin" / "python")
-
-
-def test_dry_run_prints_the_plan_with_every_command_and_changes_nothing(
-    simdoctor, machine, hub: Hub, tmp_path: Path, agent_python: str
-) -> None:
-    python = bare_venv(tmp_path, agent_python)
-    result = simdoctor("setup", "--dry-run", *machine["flags"], "--agent-python", python, env=machine["env"])
+def test_dry_run_prints_every_step_with_its_commands_and_sizes_and_changes_nothing(machine: Machine) -> None:
+    result = machine.run("setup", "--dry-run", "--no-torch")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    root, work = machine["carla_root"], machine["work_dir"]
+    root, work, venv = machine.carla_root, machine.work_dir, machine.venv
     downloads = f"{root}.downloads"
-    r = machine["recipe"]
+    uv = "/opt/simdoctor-test/venv/bin/uv"
     for line in [
-        "1. carla: ",
-        f"   $ simdoctor download {hub.cdn_url}/Linux/CARLA_0.9.15.tar.gz --local-dir {downloads}",
-        f"   extract {downloads}/CARLA_0.9.15.tar.gz into {root} (through a temporary folder beside it, then renamed)",
-        "2. maps: a fresh CARLA has no AdditionalMaps  [fixes carla.maps]",
-        f"   $ simdoctor download {hub.cdn_url}/Linux/AdditionalMaps_0.9.15.tar.gz --local-dir {downloads}",
+        "1. checkout: no SimLingo checkout at ",
+        f"   $ git -c init.defaultBranch=main init -q {work}",
+        f"   $ git -C {work} fetch --depth 1 origin {machine.commit}",
+        f"   $ env GIT_LFS_SKIP_SMUDGE=1 git -C {work} checkout -q --detach {machine.commit}",
+        "2. agent_env: no agent interpreter: ",
+        f"   $ env UV_PYTHON_DOWNLOADS=never {uv} venv --python {USER_AGENT_PYTHON} {venv}",
+        f"   $ {uv} pip install --dry-run --python {venv}/bin/python --index-url https://pypi.org/simple "
+        "torch==2.2.0 torchvision==0.17.0",
+        f"   $ {uv} pip install --python {venv}/bin/python -r {venv}/simdoctor-requirements.txt",
+        "   --no-torch: torch is resolved, not installed; left out: accelerate, peft, timm, pytorch-lightning",
+        "3. carla: ",
+        f"download {machine.hub.cdn_url}/Linux/CARLA_0.9.15.tar.gz --local-dir {downloads}",
+        "(about 7.81 GiB to download)",
+        "4. maps: a fresh CARLA has no AdditionalMaps  [fixes carla.maps]",
         f"   $ cd {root} && bash ImportAssets.sh",
-        "3. client: ",
-        f"   $ {python} -m pip install carla==0.9.15",
-        f"   $ simdoctor download {r.weights.repo} --revision main --local-dir {work}/outputs",
-        f"   $ simdoctor download {r.base_model.repo} --revision main --local-dir {work}/pretrained/InternVL2-1B",
-        "6. env: ",
+        f"download RenzKa/simlingo --revision main --local-dir {work}/outputs",
+        f"download OpenGVLab/InternVL2-1B --revision main --local-dir {work}/pretrained/InternVL2-1B",
+        "7. env: ",
+        "about 29.1 GiB to download, ",
     ]:
         assert line in out, line
-    assert not root.exists() and not Path(downloads).exists() and not (work / "outputs").exists()
-    assert not [r for r in hub.log if r.server == "cdn" or "/resolve/" in r.path]
+    assert "client" not in out  # the new env gets the pinned client with the other pins
+    assert not root.exists() and not Path(downloads).exists() and not work.exists() and not venv.exists()
+    assert not [r for r in machine.hub.log if r.server == "cdn" or "/resolve/" in r.path]
 
 
-def test_setup_provisions_everything_and_a_second_run_does_nothing(
-    simdoctor, machine, hub: Hub, agent_python: str
-) -> None:
-    flags = [*machine["flags"], "--agent-python", agent_python]
-    first = simdoctor("setup", "--yes", *flags, env=machine["env"], timeout=300)
+def test_setup_provisions_everything_and_a_second_run_does_nothing(machine: Machine) -> None:
+    first = machine.run("setup", "--yes", "--no-torch")
     out = first.stdout
-    assert "setup: 5 step(s) done" in out, out + first.stderr
-    root, work, r = machine["carla_root"], machine["work_dir"], machine["recipe"]
-    # CARLA unpacked (no top-level folder in the archive), AdditionalMaps imported, archives gone
+    assert "setup: 7 step(s) done" in out, out + first.stderr
+    root, work, r = machine.carla_root, machine.work_dir, load_recipe(machine.recipe_file)
+    # the checkout at the pinned commit, not the remote's tip; the weights inside it, ignored by git
+    git = ["git", "-c", "safe.directory=*", "-C", str(work)]
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    assert head.strip() == machine.commit and not (work / "README.md").exists()
+    assert (work / "Bench2Drive/leaderboard/leaderboard/leaderboard_evaluator.py").is_file()
+    # the agent env: the pins installed for real, torch resolved only
+    python = machine.venv / "bin" / "python"
+    versions = subprocess.run(
+        [str(python), "-c", "import carla, six, transformers; print(six.__version__, transformers.__version__)"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert versions.stdout.split() == ["1.16.0", "4.46.3"], versions.stderr
+    assert subprocess.run([str(python), "-c", "import torch"], capture_output=True).returncode != 0
+    assert "Would install" in first.stderr or "Would install" in out  # uv's dry run of torch
+    # CARLA unpacked, AdditionalMaps imported, archives gone
     assert (root / r.carla.launcher).is_file() and (root / r.carla.version_file).read_text().strip() == "0.9.15"
     assert {p.stem for p in (root / r.carla.maps_dir).glob("*.xodr")} >= {"Town01", "Town12", "Town13"}
-    assert not list((root / r.carla.import_dir).iterdir())
     assert not Path(f"{root}.downloads").exists()
-    assert not [p for p in root.parent.iterdir() if ".extracting-" in p.name]
-    # weights and the base model downloaded and verified
     for local_dir, rel in [(work / "outputs", r.weights.checkpoint), (work / "pretrained/InternVL2-1B", "config.json")]:
         record = manifest.read(local_dir)
         assert record is not None and manifest.still_verified(local_dir / rel, record.files[rel])
-    # the env file holds exactly what `simdoctor env` prints
-    env_out = simdoctor("env", *machine["flags"]).stdout
-    assert (Path(os.environ["SIMDOCTOR_CONFIG"]).parent / "env.sh").read_text() == env_out
-    # setup ended with check: the groups it provisions pass
-    titles = ["CARLA_ROOT", "CARLA version", "Maps for the routes", "SimLingo checkpoint", "Hydra config"]
-    for title in [*titles, "InternVL2-1B"]:
+    status = subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True)
+    assert (
+        status.returncode == 0 and status.stdout == ""
+    )  # outputs/ and pretrained/ are the checkout's own ignored folders
+    # each step's wall time, and the check it ended with
+    assert re.search(r"\(agent_env: [0-9.]+ s\)", out)
+    for title in ["SimLingo checkout", "Agent interpreter", "CARLA version", "SimLingo checkpoint", "InternVL2-1B"]:
         assert f"✓ {title}" in out, title
 
-    before = len(hub.log)
-    second = simdoctor("setup", "--yes", *flags, env=machine["env"], timeout=120)
-    assert second.stdout.startswith("nothing to do: every step is already done")
-    assert len(hub.log) == before  # not even a metadata call
-    check = simdoctor("check", *flags, env=machine["env"])
-    assert second.returncode == check.returncode
+    before = len(machine.hub.log)
+    second = machine.run("setup", "--yes", "--no-torch")
+    assert second.stdout.startswith("nothing to do: every step is already done"), second.stdout
+    assert len(machine.hub.log) == before
 
 
-def test_only_one_step_and_usage_errors(simdoctor, machine, hub: Hub, agent_python: str) -> None:
-    flags = [*machine["flags"], "--agent-python", agent_python]
-    only = simdoctor("setup", "--yes", "--only", "env", *flags, env=machine["env"])
-    assert "setup: 1 step(s) done" in only.stdout
-    assert not machine["carla_root"].exists()
-    again = simdoctor("setup", "--yes", "--only", "env", *flags, env=machine["env"])
-    assert again.stdout.startswith("nothing to do: step env is already done")
-    unknown = simdoctor("setup", "--only", "gpu", *flags, env=machine["env"])
+def test_an_interrupted_clone_carries_on(machine: Machine) -> None:
+    work = machine.work_dir
+    url = load_recipe(machine.recipe_file).agent.repo_url
+    # what a killed first run leaves: the repository made and named, nothing fetched or checked out
+    for args in (["init", "-q", str(work)], ["-C", str(work), "remote", "add", "origin", url]):
+        subprocess.run(machine.rt.command(["git", *args]), check=True, env=machine.rt.env(machine.home))
+    check = machine.run("check", "--only", "agent.checkout")
+    assert "unfinished clone" in check.stdout
+    plan = machine.run("setup", "--dry-run", "--only", "checkout")
+    assert " init " not in plan.stdout and "remote add" not in plan.stdout and "fetch --depth 1" in plan.stdout
+    done = machine.run("setup", "--yes", "--only", "checkout")
+    assert "setup: 1 step(s) done" in done.stdout, done.stdout + done.stderr
+    assert "✓ SimLingo checkout" in machine.run("check", "--only", "agent.checkout").stdout
+
+
+def test_a_foreign_folder_is_refused_with_the_way_out(machine: Machine) -> None:
+    work = machine.work_dir
+    work.mkdir()
+    (work / "notes.txt").write_text("mine\n")
+    machine.rt.chown_tree(work)
+    done = machine.run("setup", "--yes", "--only", "checkout,weights")
+    assert done.returncode == 1
+    assert f"cannot run: {work} is not a SimLingo checkout; move it away first: mv {work} {work}.old" in done.stdout
+    assert "weights" in done.stdout and "not run: checkout failed" in done.stdout
+    assert sorted(p.name for p in work.iterdir()) == ["notes.txt"]  # nothing written into it
+
+
+def test_the_conda_path_creates_the_env_from_environment_yaml(machine: Machine) -> None:
+    conda = machine.home / "miniconda3" / "bin" / "conda"
+    conda.parent.mkdir(parents=True)
+    shutil.copy(STANDINS / "conda", conda)
+    machine.rt.chown_tree(machine.home / "miniconda3")
+    plan = machine.run("setup", "--dry-run", "--only", "checkout", "--only", "agent_env")
+    assert f"   $ {conda} env create -f {machine.work_dir}/environment.yaml" in plan.stdout, plan.stdout
+    base = subprocess.run([USER_AGENT_PYTHON, "-c", "import sys; print(sys._base_executable)"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    done = machine.run("setup", "--yes", "--only=checkout,agent_env", STANDIN_CONDA_PYTHON=base)
+    assert "setup: 2 step(s) done" in done.stdout, done.stdout + done.stderr
+    python = machine.home / "miniconda3" / "envs" / "simlingo" / "bin" / "python"
+    six = subprocess.run([str(python), "-c", "import six; print(six.__version__)"], capture_output=True, text=True)
+    assert six.stdout.strip() == "1.16.0"
+    assert "✓ Agent interpreter" in done.stdout and str(python) in done.stdout
+
+
+def test_only_takes_several_steps_and_usage_errors(machine: Machine) -> None:
+    only = machine.run("setup", "--yes", "--only", "env,checkout")
+    assert "setup: 2 step(s) done" in only.stdout, only.stdout + only.stderr
+    assert not machine.carla_root.exists()
+    again = machine.run("setup", "--yes", "--only", "env", "--only", "checkout")
+    assert again.stdout.startswith("nothing to do: steps env, checkout are already done"), again.stdout
+    unknown = machine.run("setup", "--only", "env,gpu")
     assert unknown.returncode == 2 and "unknown step 'gpu'" in unknown.stderr
-    no_terminal = simdoctor("setup", *flags, env=machine["env"])
+    no_terminal = machine.run("setup")
     assert no_terminal.returncode == 2 and "pass --yes" in no_terminal.stderr
+    not_root = machine.run("setup", "--user", "carla", "--dry-run")
+    assert not_root.returncode == 2 and "--user is for root" in not_root.stderr
+
+
+def test_the_plan_warns_before_the_disk_runs_out(machine: Machine) -> None:
+    out = machine.run("setup", "--dry-run", "--only", "carla,maps").stdout
+    free = shutil.disk_usage(machine.home).free / 2**30
+    if free > 34.87:
+        assert "warning" not in out
+    else:
+        assert "warning: 34.0 GiB are needed on the filesystem of " in out and "free space first" in out
+
+
+def test_root_plans_the_hand_over_to_a_normal_user(simdoctor) -> None:
+    assert os.geteuid() == 0, "CI runs as root"
+    out = simdoctor("setup", "--dry-run", "--user", "sd-nobody-here").stdout
+    assert "as root: " in out and "then the rest as sd-nobody-here" in out
+    assert "$ useradd --create-home --shell /bin/bash sd-nobody-here" in out
+    home = "/home/sd-nobody-here"
+    assert f"ln -sfn {home}/.local/share/simdoctor/venv/bin/simdoctor {home}/.local/bin/simdoctor" in out
+    assert f"as sd-nobody-here: $ runuser -u sd-nobody-here -- {home}/.local/bin/simdoctor setup --dry-run" in out
+    assert not Path(home).exists()
+    bad = simdoctor("setup", "--dry-run", "--user", "root")
+    assert bad.returncode == 2 and "give the name of a normal user" in bad.stderr

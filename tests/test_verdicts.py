@@ -37,6 +37,7 @@ from simdoctor.probes.display import Glx, XServer
 from simdoctor.probes.gpu import GpuProcess
 from simdoctor.probes.servers import RecordedServer
 from simdoctor.probes.slurm import SlurmIntent
+from simdoctor.probes.system import OsRelease
 from simdoctor.probes.vulkan import Enumeration
 from simdoctor.probes.window import Presentation, WindowFacts
 from simdoctor.probing import (
@@ -884,14 +885,64 @@ def test_carla_client_version_source_build_server(facts: Facts, settings: Settin
     ]
 
 
+def test_system_packages_missing_fails_with_the_install_of_only_those(facts: Facts, ctx: CheckContext) -> None:
+    p = facts.get("packages")
+    broken = breaking(facts, "packages", installed={**p.installed, "libomp5": False, "git-lfs": False})
+    f = verdict("system.packages", broken, ctx)
+    assert f.status is Status.FAIL
+    named(f, "libomp5", "git-lfs")
+    assert commands(f) == ["sudo apt-get install -y libomp5 git-lfs"]
+
+
+def test_system_packages_unknown_distribution_warns_with_the_names(facts: Facts, ctx: CheckContext) -> None:
+    broken = breaking(breaking(facts, "packages", family=None, database=None, installed={}), "system",
+                      os_release=OsRelease("arch", [], "", "Arch Linux"))  # fmt: skip
+    f = verdict("system.packages", broken, ctx)
+    assert f.status is Status.WARN
+    assert commands(f) == [] and "libsdl2-2.0-0 / SDL2" in f.fix.text
+
+
+def test_agent_checkout_missing_fails_with_setup(facts: Facts, ctx: CheckContext) -> None:
+    c = facts.get("checkout")
+    f = verdict("agent.checkout", breaking(facts, "checkout", exists=False, entries=[], git=False, head=None), ctx)
+    assert f.status is Status.FAIL
+    named(f, f"no SimLingo checkout at {c.path}")
+    assert commands(f) == ["simdoctor setup --only checkout"]
+
+
+def test_agent_checkout_foreign_folder_fails_with_the_way_out(facts: Facts, ctx: CheckContext) -> None:
+    c = facts.get("checkout")
+    f = verdict("agent.checkout", breaking(facts, "checkout", entries=["notes.txt"], git=False, head=None), ctx)
+    assert f.status is Status.FAIL
+    named(f, "is not a git checkout of SimLingo")
+    assert commands(f) == [f"mv {c.path} {c.path}.old", "simdoctor setup --only checkout"]
+
+
+def test_agent_checkout_only_downloads_inside_fails_with_setup(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("agent.checkout", breaking(facts, "checkout", entries=["outputs"], git=False, head=None), ctx)
+    assert f.status is Status.FAIL
+    named(f, "holds only downloads")
+    assert commands(f) == ["simdoctor setup --only checkout"]
+
+
+def test_agent_checkout_interrupted_clone_fails_with_setup(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("agent.checkout", breaking(facts, "checkout", head=None), ctx)
+    assert f.status is Status.FAIL
+    named(f, "unfinished clone")
+
+
+def test_agent_checkout_other_commit_warns_and_is_left_alone(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("agent.checkout", breaking(facts, "checkout", head="0" * 40), ctx)
+    assert f.status is Status.WARN
+    named(f, "is at 0000000", "743b243")
+    assert commands(f)[1].endswith(f"checkout --detach {ctx.settings.recipe.agent.commit}")
+
+
 # ---------------------------------------------------------------- agent
 
 
 def env_commands(settings: Settings) -> list[str]:
-    return [
-        f"cd {settings.work_dir} && conda env create -f environment.yaml",
-        "export SIMDOCTOR_AGENT_PYTHON=$(conda run -n simlingo which python)",
-    ]
+    return ["simdoctor setup --only checkout,agent_env"]
 
 
 AGENT_CHECKS = ("agent.carla_client", "agent.imports", "agent.module", "agent.torch", "agent.transformers")

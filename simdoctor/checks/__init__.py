@@ -97,6 +97,7 @@ def plural(n: int, word: str) -> str:
 from simdoctor.checks import (  # noqa: E402,F401  (registers every check)
     agent,
     carla,
+    checkout,
     display,
     docker,
     gpu,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from simdoctor.agentbuild import torch_index
 from simdoctor.checks import CheckContext, check, fail, ok, skip, warn
 from simdoctor.checks.gpu import driver_fix
 from simdoctor.findings import Fix
@@ -29,12 +30,9 @@ def _no_interpreter(a: AgentFacts) -> Optional[str]:
 def env_fix(ctx: CheckContext) -> Fix:
     r = ctx.settings.recipe.agent
     return Fix(
-        f"Create SimLingo's Python {r.python_version} environment (environment.yaml), or point "
-        "simdoctor at it with --agent-python / SIMDOCTOR_AGENT_PYTHON.",
-        [
-            f"cd {ctx.settings.work_dir} && conda env create -f environment.yaml",
-            "export SIMDOCTOR_AGENT_PYTHON=$(conda run -n simlingo which python)",
-        ],
+        f"Create SimLingo's Python {r.python_version} environment (`setup` clones SimLingo when needed, then uses "
+        "conda with its environment.yaml, or uv with the pins), or point simdoctor at one with --agent-python.",
+        ["simdoctor setup --only checkout,agent_env"],
     )
 
 
@@ -42,8 +40,7 @@ def torch_fix(a: AgentFacts, ctx: CheckContext, driver_cuda: Optional[str]) -> F
     """Replace torch by the pinned version built for the driver's CUDA; a plain `pip install torch==2.2.0`
     would do nothing, since `2.2.0+cpu` or `2.2.0+cu121` already satisfies `==2.2.0`."""
     r = ctx.settings.recipe.agent
-    major = (driver_cuda or "").split(".")[0]
-    index = r.torch_index.get(major) or r.torch_index[max(r.torch_index, key=int)]
+    index = torch_index(r, driver_cuda)
     return Fix(
         f"Reinstall torch {r.packages['torch']} built for the driver's CUDA {driver_cuda or ''}".rstrip() + ".",
         [f"{a.python} -m pip install --force-reinstall torch=={r.packages['torch']} --index-url {index}"],

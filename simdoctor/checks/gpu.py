@@ -22,8 +22,12 @@ def package_branch(g: GpuFacts) -> str:
 
 def driver_fix(facts: Facts, ctx: CheckContext) -> Fix:
     """Install the NVIDIA driver the way this distribution does (the recipe's guide), then reboot."""
-    return guide(ctx.settings.recipe.platform, os_of(facts.get("system")), "nvidia_driver",
-                 "Install the NVIDIA driver with its graphics libraries, then reboot.")  # fmt: skip
+    return guide(
+        ctx.settings.recipe.platform,
+        os_of(facts.get("system")),
+        "nvidia_driver",
+        "Install the NVIDIA driver with its graphics libraries, then reboot.",
+    )
 
 
 def graphics_fix(g: GpuFacts, facts: Facts, ctx: CheckContext) -> Fix:
@@ -41,8 +45,9 @@ def graphics_fix(g: GpuFacts, facts: Facts, ctx: CheckContext) -> Fix:
             [f"sudo sh NVIDIA-Linux-x86_64-{g.driver_version}.run --no-kernel-module --silent"],
         )
     text = f"Install the graphics part of the NVIDIA driver {g.driver_version}."
-    return guide(ctx.settings.recipe.platform, os_of(facts.get("system")), "nvidia_graphics", text,
-                 branch=package_branch(g))  # fmt: skip
+    return guide(
+        ctx.settings.recipe.platform, os_of(facts.get("system")), "nvidia_graphics", text, branch=package_branch(g)
+    )
 
 
 @check("gpu.driver", "NVIDIA driver", needs=("gpu",))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from simdoctor import handoff
+from simdoctor import distro, handoff
 from simdoctor.checks import CheckContext, check, fail, gib, ok, warn
 from simdoctor.findings import Fix
 from simdoctor.probes.carla import CarlaInstallFacts
+from simdoctor.probes.packages import PackagesFacts, wanted
 from simdoctor.probes.system import SystemFacts
 from simdoctor.probes.weights import WeightsFacts
 from simdoctor.probing import Facts
@@ -114,3 +115,23 @@ def user(facts: Facts, ctx: CheckContext):
             handoff.root_fix_commands(setup, setup.user),
         ),
     )
+
+
+@check("system.packages", "System packages", needs=("packages",), uses=("system",))
+def packages(facts: Facts, ctx: CheckContext):
+    p: PackagesFacts = facts.get("packages")
+    platform = ctx.settings.recipe.platform
+    wanted_names = wanted(ctx.settings.recipe)
+    text = "Install the libraries CARLA needs and the checkout's tools."
+    if p.family is None:
+        return warn("this distribution is none the recipe knows: its packages were not checked",
+                    distro.install_fix(platform, distro.os_of(facts.get("system")), wanted_names, text))  # fmt: skip
+    if p.database is None:
+        return warn(f"cannot tell which packages are installed: {p.error}")
+    missing = [n for n, there in p.installed.items() if not there]
+    if missing:
+        fam = distro.family(platform, distro.os_of(facts.get("system")))
+        to_install = [n for n in wanted_names if distro.package_names(platform, fam, [n])[0] in missing]
+        fix = distro.install_fix(platform, distro.os_of(facts.get("system")), to_install or wanted_names, text)
+        return fail(f"not installed: {', '.join(missing)}", fix)
+    return ok(f"{', '.join(p.installed)} installed")

@@ -3,10 +3,12 @@
 from simdoctor.probes import (  # noqa: F401
     agent,
     carla,
+    checkout,
     display,
     docker,
     gpu,
     network,
+    packages,
     ports,
     server,
     servers,

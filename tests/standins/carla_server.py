@@ -32,6 +32,7 @@ Behaviour the test chooses, as JSON in `<CARLA_ROOT>/standin.json` or in $CARLA_
                   that device by its UUID; the device scripts use it so that NVML lists this process
                   with memory in use on that GPU and no other)
   answering_file: write time.time() there once the RPC port answers (bench/carla_ready.py)
+  death_file: write time.time() there as a `fail` or crash ends it (bench/carla_dies.py)
 """
 
 from __future__ import annotations
@@ -98,9 +99,14 @@ def flag(args: list[str], prefixes: tuple[str, ...], default: str) -> str:
     return default
 
 
+DEATH_FILE: list[str] = []  # behaviour's death_file, once read
+
+
 def crash(lines: list[str], code: int) -> None:
     for line in lines:
         say(line)
+    for path in DEATH_FILE:
+        Path(path).write_text(f"{time.time()}\n")
     if code < 0:
         os.kill(os.getpid(), -code)
         time.sleep(5)
@@ -175,6 +181,7 @@ def main() -> None:
     args = sys.argv[1:]
     root = Path(sys.argv[0]).resolve().parents[3]  # argv[0]: <root>/CarlaUE4/Binaries/Linux/<binary>
     b = behaviour(root)
+    DEATH_FILE.extend([b["death_file"]] if b.get("death_file") else [])
     if os.geteuid() == 0:
         crash(FAILURES["root"][0], 1)
     for line in BANNER:

@@ -1,0 +1,136 @@
+"""The agent env `setup` makes: SimLingo's Python 3.8 environment, by conda/mamba/micromamba from its
+environment.yaml when one of them is here, else by uv from the recipe's pins (SimLingo's environment.yaml
+pins of what the evaluator and agent import), with torch from the index matching the driver's CUDA."""
+
+from __future__ import annotations
+
+import glob
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from simdoctor.recipe import AgentRecipe
+from simdoctor.steps import Action, streamed
+
+
+@dataclass(frozen=True)
+class Options:
+    no_torch: bool = False  # resolve torch and torchvision, install neither (nor the pins that need torch)
+    flash_attn: bool = False
+
+
+def torch_index(agent: AgentRecipe, driver_cuda: Optional[str]) -> str:
+    """The index of the driver's CUDA major; with no driver (or an unknown major), the newest one."""
+    major = (driver_cuda or "").split(".")[0]
+    return agent.torch_index.get(major) or agent.torch_index[max(agent.torch_index, key=int)]
+
+
+def find_conda(agent: AgentRecipe) -> Optional[str]:
+    """conda, mamba or micromamba: on PATH first, then where their installers put them."""
+    for name in ("conda", "mamba", "micromamba"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return next((c for c in agent.build.conda if Path(c).is_file()), None)
+
+
+def find_python(agent: AgentRecipe) -> Optional[str]:
+    """A Python of the pinned minor version on this machine (pyenv's, or on PATH); None: let uv fetch one."""
+    for pattern in agent.build.pythons:
+        hits = sorted(glob.glob(pattern)) if "/" in pattern else [shutil.which(pattern) or ""]
+        for hit in hits:
+            if hit and Path(hit).is_file():
+                return hit
+    return None
+
+
+def find_uv() -> Optional[str]:
+    """uv on PATH, or beside simdoctor's own interpreter (where `pip install uv` puts it)."""
+    beside = Path(sys.executable).parent / "uv"
+    return shutil.which("uv") or (str(beside) if beside.is_file() else None)
+
+
+def conda_env_python(conda: str, name: str) -> Optional[str]:
+    """Where a named env's python is, without asking conda: envs/NAME under the tool's root."""
+    tool = Path(conda)
+    roots = [tool.parent.parent]
+    if tool.name == "micromamba":
+        roots += [Path.home() / "micromamba", Path.home() / ".local" / "share" / "mamba"]
+    return next((str(r / "envs" / name / "bin" / "python") for r in roots if (r / "envs" / name).is_dir()), None)
+
+
+def conda_actions(agent: AgentRecipe, conda: str, index: str, options: Options) -> list[Action]:
+    """environment.yaml as it is; torch then comes from the driver's index when that is not CUDA 12.1's."""
+    b = agent.build
+    create = (
+        [conda, "create", "-y", "-f", b.environment_file]
+        if Path(conda).name == "micromamba"
+        else [conda, "env", "create", "-f", b.environment_file]
+    )
+    actions = [streamed(create, b.timeout_s, f"create the conda env {b.env_name} from {b.environment_file}")]
+    default = agent.torch_index[max(agent.torch_index, key=int)]
+    extra = []
+    if index != default:
+        extra.append(
+            _pip_in_env(
+                conda,
+                b.env_name,
+                ["--force-reinstall", "--no-deps", "--index-url", index, *_pins(agent, b.torch_packages)],
+                "torch for this driver",
+            )
+        )
+    if options.flash_attn:
+        extra.append(_pip_in_env(conda, b.env_name, ["--no-build-isolation", b.flash_attn], "flash-attn"))
+    return actions + extra
+
+
+def _pip_in_env(conda: str, env: str, args: list[str], what: str) -> Action:
+    return streamed([conda, "run", "-n", env, "python", "-m", "pip", "install", *args], 3600, f"install {what}")
+
+
+def _pins(agent: AgentRecipe, names: list[str]) -> list[str]:
+    return [f"{n}=={agent.packages[n]}" for n in names if n in agent.packages]
+
+
+def uv_actions(
+    agent: AgentRecipe, uv: Optional[str], python: Optional[str], index: str, options: Options
+) -> list[Action]:
+    """A venv with a found (or uv-managed) Python 3.8, torch from `index`, then every other pin from PyPI."""
+    b = agent.build
+    actions: list[Action] = []
+    if uv is None:
+        uv = str(Path(sys.executable).parent / "uv")
+        actions.append(streamed([sys.executable, "-m", "pip", "install", b.uv], 600, f"install {b.uv} from PyPI"))
+    venv_python = str(Path(b.venv) / "bin" / "python")
+    env = {"UV_PYTHON_DOWNLOADS": "never"} if python else None
+    actions.append(
+        streamed(
+            [uv, "venv", "--python", python or agent.python_version, b.venv], 900, f"make the agent venv {b.venv}", env
+        )
+    )
+    torch = _pins(agent, b.torch_packages)
+    torch_args = [uv, "pip", "install", "--python", venv_python, "--index-url", index, *torch]
+    if options.no_torch:
+        actions.append(streamed([*torch_args[:3], "--dry-run", *torch_args[3:]], 900, "resolve torch (not installed)"))
+    else:
+        actions.append(streamed(torch_args, b.timeout_s, f"install {' '.join(torch)} from {index}"))
+    skip = set(b.torch_packages) | (set(b.needs_torch) if options.no_torch else set())
+    rest = {n: v for n, v in agent.packages.items() if n not in skip}
+    if not options.no_torch:
+        rest.update({n: agent.packages[n] for n in b.torch_packages if n in agent.packages})  # kept as installed
+    requirements = Path(b.venv) / "simdoctor-requirements.txt"  # inside the venv uv just made
+
+    def write() -> None:
+        requirements.write_text("".join(f"{n}=={v}\n" for n, v in rest.items()), encoding="utf-8")
+
+    actions.append(
+        Action(f"write the pins to {requirements}: {', '.join(f'{n}=={v}' for n, v in rest.items())}", write)
+    )
+    install = [uv, "pip", "install", "--python", venv_python, "-r", str(requirements)]
+    actions.append(streamed(install, b.timeout_s, f"install {len(rest)} pinned packages from PyPI"))
+    if options.flash_attn:
+        flash = [uv, "pip", "install", "--python", venv_python, "--no-build-isolation", b.flash_attn]
+        actions.append(streamed(flash, 3600, "install flash-attn"))
+    return actions
