@@ -343,13 +343,23 @@ def setup(
 def report(
     out: Annotated[Path, typer.Argument(help="A `simdoctor run` output folder.")],
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the report.")] = False,
+    html: Annotated[bool, typer.Option("--html", help="Also write OUT/report.html (offline: plots, videos).")] = False,
     recipe: RecipeOpt = None,
 ) -> None:
     """Driving Score, Success Rate and the agent's speed over a run's routes; writes OUT/merged.json."""
     from simdoctor import report as route_report
 
     settings = settings_from(recipe)
-    raise typer.Exit(route_report.run(out, settings.recipe.run, json_out=json_out))
+    names = settings.recipe.run
+    code = 0
+    if not html or (out / names.routes_dir).is_dir():  # a folder of seeds has no report of its own here
+        code = route_report.run(out, names, json_out=json_out)
+    if html:
+        from simdoctor import htmlreport
+
+        page = htmlreport.write(out, names)
+        (sys.stderr if json_out else sys.stdout).write(f"HTML report: {page}\n")
+    raise typer.Exit(code)
 
 
 carla_app = typer.Typer(
