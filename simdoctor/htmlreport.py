@@ -149,7 +149,8 @@ section{background:#fff;border-radius:8px;box-shadow:0 1px 3px #0002;margin:18px
 h2{font-size:16px;margin:0 0 10px}table{border-collapse:collapse;width:100%}td,th{padding:4px 8px;
 border-bottom:1px solid #e3e6ea;text-align:left;vertical-align:top}th{background:#f0f2f5}
 .ok{color:#2f7d32}.bad{color:#b3261e}.plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));
-gap:12px}.plots svg{max-width:100%;height:auto}.plots .wide{grid-column:1/-1}.route{display:grid;grid-template-columns:minmax(320px,640px) 1fr;
+gap:12px}.plots svg{max-width:100%;height:auto}.plots .wide{grid-column:1/-1}
+.route{display:grid;grid-template-columns:minmax(320px,640px) 1fr;
 gap:16px;margin:14px 0;border-top:1px solid #e3e6ea;padding-top:14px}video{width:100%;background:#000}
 .commentary{max-height:420px;overflow:auto;margin:0;padding:0;list-style:none}.commentary li{padding:3px 6px;
 cursor:pointer;border-radius:4px}.commentary li.now{background:#fff3c4}.commentary .t{color:#5b6675;
