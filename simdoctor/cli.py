@@ -12,7 +12,7 @@ import typer
 
 from simdoctor import __version__
 from simdoctor.recipe import ConfigError
-from simdoctor.settings import Settings, load_settings
+from simdoctor.settings import Settings, load_settings, redact_url
 
 app = typer.Typer(
     name="simdoctor",
@@ -510,7 +510,7 @@ def main() -> None:
         if os.environ.get("SIMDOCTOR_DEBUG"):
             raise
         typer.echo(
-            f"simdoctor: internal error: {type(exc).__name__}: {exc} "
+            f"simdoctor: internal error: {type(exc).__name__}: {redact_url(str(exc))} "
             f"(after {time.monotonic() - start:.1f}s; set SIMDOCTOR_DEBUG=1 for the traceback)",
             err=True,
         )
