@@ -362,6 +362,22 @@ def report(
     raise typer.Exit(code)
 
 
+@app.command()
+def watch(
+    out: Annotated[Path, typer.Argument(help="A `simdoctor run` output folder (the run may be going on).")],
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (default loopback; the token is always needed).")
+    ] = "127.0.0.1",
+    port: Annotated[Optional[int], typer.Option("--port", help="Port (default: the first free from 8765).")] = None,
+    recipe: RecipeOpt = None,
+) -> None:
+    """Watch a run live in a browser: each slot's newest frame, SimLingo's answer, speed, progress, DS so far."""
+    from simdoctor import watch as live
+
+    settings = settings_from(recipe)
+    raise typer.Exit(live.run(out, settings.recipe.run, host=host, port=port))
+
+
 carla_app = typer.Typer(
     help="Start, inspect and stop CARLA servers (on the GPU you name, verified).",
     no_args_is_help=True,
