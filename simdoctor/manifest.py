@@ -6,6 +6,7 @@ it was written, so `check` and a re-run of `download` trust it without reading i
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from simdoctor.typed import DataError, from_data, to_data
 STATE_DIR = ".simdoctor"
 MANIFEST = "manifest.json"
 PARTIAL_DIR = "partial"  # in-flight downloads: <local_dir>/.simdoctor/partial/<relpath>
-PROGRESS_DIR = "progress"  # which chunks of each in-flight download are on disk: progress/<relpath>.json
+PROGRESS_DIR = "progress"  # how far each chunk of an in-flight download is on disk: progress/<hash>.json
 SCHEMA_VERSION = 1
 
 
@@ -45,8 +46,9 @@ def partial_path(local_dir: Path, relpath: str) -> Path:
 
 
 def progress_path(local_dir: Path, relpath: str) -> Path:
-    """Kept apart from the partial data so no remote file name can collide with it."""
-    return Path(local_dir) / STATE_DIR / PROGRESS_DIR / f"{relpath}.json"
+    """Kept apart from the partial data and named by a hash of the remote path, so no remote name
+    can collide with it or make its name too long for the filesystem."""
+    return Path(local_dir) / STATE_DIR / PROGRESS_DIR / f"{hashlib.sha256(relpath.encode()).hexdigest()}.json"
 
 
 def read(local_dir: Path) -> Optional[Manifest]:

@@ -7,11 +7,11 @@ to /x, which does not exist" instead of guessing. Secrets never show in repr or 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
-from urllib.parse import urlsplit, urlunsplit
 
 from simdoctor.recipe import DEFAULT_RECIPE, ConfigError, Recipe, expand, find_recipe, load_recipe
 
@@ -51,12 +51,12 @@ class Setting:
     help: str
 
 
-def redact_url(url: str) -> str:
-    """The URL without any user:password part, for anything shown or written."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s]*@")
+
+
+def redact_url(text: str) -> str:
+    """`text` (a URL, or a message holding URLs) with every user:password part shown as ***."""
+    return USERINFO.sub(r"\1***@", text)
 
 
 def _port(text: str) -> int:

@@ -206,9 +206,9 @@ def test_sigkill_half_way_then_rerun_fetches_only_what_was_in_flight(hub: Hub, t
     assert size // 3 < sent_before_kill < size, "the kill did not land mid-download"
     assert not (out / BIG).exists()
     state = json.loads(manifest.progress_path(out, BIG).read_text())
-    done = len(state["done"])
+    recorded = sum(state["written"])
     # what reached the server's socket but was not recorded: at most the chunks in flight
-    assert sent_before_kill - done * chunk <= connections * chunk + connections * 256 * 1024
+    assert sent_before_kill - recorded <= connections * chunk + connections * 256 * 1024
 
     hub.rate = None
     rerun_began = time.monotonic()
@@ -216,7 +216,7 @@ def test_sigkill_half_way_then_rerun_fetches_only_what_was_in_flight(hub: Hub, t
     again = subprocess.run(command, env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     refetched = sum(r.sent for r in requests_for(hub, BIG) if r.at >= rerun_began)
-    assert refetched == size - done * chunk  # exactly the chunks not on disk
+    assert refetched == size - recorded  # exactly the bytes not recorded on disk
     assert_complete(out, content_of)
 
 
@@ -255,3 +255,149 @@ def test_hostile_file_names_are_refused_before_touching_the_disk(
     assert not (tmp_path / "deep").exists()
     assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "deep" / "escape.txt").exists()
     assert requests_for(hub, "ok.txt") == []
+
+
+def test_sigkill_mid_range_resumes_each_range_at_its_written_end(hub: Hub, tmp_path: Path, home: Path) -> None:
+    """Ranges of 4 MiB at 512 KiB/s per connection, killed half-way through the first four: the
+    rerun fetches only what arrived after the last checkpoint (at most a second per connection),
+    not the 8 MiB of those ranges already written."""
+    size, connections, rate = 256 * MiB, 4, 512 << 10
+    content_of = {BIG: Pattern(size, seed=5), SMALL: b"{}\n"}
+    hub.add_repo("org/model", content_of)
+    hub.rate = rate
+    out = tmp_path / "out"
+    args = ["download", "org/model", "--local-dir", str(out), "--chunk-mib", "4", "--connections", str(connections)]
+    env = {**os.environ, "HF_ENDPOINT": hub.endpoint}
+    proc = subprocess.Popen([sys.executable, "-m", "simdoctor", *args], env=env, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while hub.sent.get(BIG, 0) < 8 * MiB and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    sent_before_kill = hub.sent.get(BIG, 0)
+    assert 8 * MiB <= sent_before_kill < 16 * MiB, "the kill did not land inside the first ranges"
+    recorded = sum(json.loads(manifest.progress_path(out, BIG).read_text())["written"])
+    hub.rate = None
+    rerun_began = time.monotonic()
+    again = subprocess.run([*[sys.executable, "-m", "simdoctor"], *args, "--json"], env=env, capture_output=True)
+    assert again.returncode == 0, again.stderr
+    refetched = sum(r.sent for r in requests_for(hub, BIG) if r.at >= rerun_began)
+    assert refetched == size - recorded
+    lost = sent_before_kill - recorded  # sent by the server, fetched again
+    assert lost <= connections * (rate + 256 * 1024) + MiB
+    assert_complete(out, content_of)
+
+
+def test_a_rerun_after_disk_full_counts_the_partial_already_on_disk(simdoctor, hub: Hub, small_disk: Path) -> None:
+    """The disk fills before the first range is recorded; once space is freed the rerun must not ask
+    for the file's whole size again on top of the blocks its partial already holds."""
+    size = 30 * MiB
+    content_of = {"a.bin": Pattern(size, seed=1)}
+    hub.add_repo("org/model", content_of)
+    hub.rate = 256 << 10
+    out = small_disk / "out"
+    args = ["download", "org/model", "--local-dir", str(out), "--chunk-mib", "1", "--connections", "1"]
+    env = {**os.environ, "HF_ENDPOINT": hub.endpoint}
+    proc = subprocess.Popen([sys.executable, "-m", "simdoctor", *args], env=env, stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while hub.total_sent() == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    filler = os.open(small_disk / "filler", os.O_WRONLY | os.O_CREAT)
+    with contextlib.suppress(OSError):  # every last block: the progress record cannot be written
+        while os.write(filler, b"\0" * (64 << 10)):
+            pass
+    os.close(filler)
+    stdout, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "failed: a.bin: disk full writing into" in stdout
+    assert manifest.partial_path(out, "a.bin").stat().st_blocks * 512 >= size  # preallocated, nothing recorded
+    (small_disk / "filler").unlink()
+    hub.rate = None
+    again = download(simdoctor, hub, out)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert_complete(out, content_of)
+
+
+def test_a_host_that_does_not_resolve_fails_fast_naming_it(simdoctor, hub: Hub, tmp_path: Path) -> None:
+    """Before, each lookup failure was retried 8 times with backoff (over a minute), silently."""
+    hub.add_repo("org/model", files())
+    began = time.monotonic()
+    api = download(simdoctor, hub, tmp_path / "a", env={"HF_ENDPOINT": "http://hub.nonexistent.invalid"})
+    assert api.returncode == 1
+    assert api.stderr.startswith("simdoctor: cannot resolve the host hub.nonexistent.invalid (")
+    assert api.stderr.rstrip().endswith("): check the network's DNS, or the URL")
+    hub.cdn_url = hub.cdn_url.replace("127.0.0.1", "cdn.nonexistent.invalid")  # LFS files redirect there
+    cdn = download(simdoctor, hub, tmp_path / "b", "--json")
+    assert cdn.returncode == 1
+    failed = {f["path"]: f["error"] for f in json.loads(cdn.stdout)["files"] if f["status"] == "failed"}
+    assert failed[BIG].startswith("cannot resolve the host cdn.nonexistent.invalid (")
+    assert time.monotonic() - began < 45
+
+
+def test_each_retry_is_shown_with_its_reason_while_it_waits(simdoctor, hub: Hub, tmp_path: Path) -> None:
+    hub.add_repo("org/model", files())
+    hub.fault(Fault("status", SMALL, times=2, status=503, retry_after="1"), Fault("status", "api", status=502))
+    result = download(simdoctor, hub, tmp_path / "out", "--json")
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert f"simdoctor: {hub.endpoint}: {hub.endpoint} answers HTTP 502; retry 1 of 8 in " in result.stderr
+    assert [line for line in lines if line.startswith(f"simdoctor: {SMALL}: ")] == [
+        f"simdoctor: {SMALL}: HTTP 503; retry 1 of 8 in 1.0s",
+        f"simdoctor: {SMALL}: HTTP 503; retry 2 of 8 in 1.0s",
+    ]
+    assert json.loads(result.stdout)["summary"]["downloaded"] == 3
+
+
+def test_a_password_in_hf_endpoint_is_never_shown(simdoctor, hub: Hub, tmp_path: Path) -> None:
+    hub.add_repo("org/model", files())
+    secret = "S3cretPassw0rd"
+    shown = hub.endpoint.replace("http://", "http://***@")
+    endpoint = {"HF_ENDPOINT": hub.endpoint.replace("http://", f"http://user:{secret}@")}
+    hub.fault(Fault("status", "api", times=-1, status=503, retry_after="0"))
+    outputs = []
+    for extra in ((), ("--json",)):
+        result = download(simdoctor, hub, tmp_path / "out", "--retries", "1", *extra, env=endpoint)
+        assert result.returncode == 1
+        assert f"{shown}: gave up after 2 failed attempts in a row: {shown} answers HTTP 503" in (
+            result.stdout + result.stderr
+        )
+        outputs.append(result.stdout + result.stderr)
+    refused = {"HF_ENDPOINT": f"http://user:{secret}@127.0.0.1:9"}
+    for extra in ((), ("--json",)):
+        result = download(simdoctor, hub, tmp_path / "out", "--retries", "0", *extra, env=refused)
+        assert "cannot reach http://***@127.0.0.1:9: Connection refused" in result.stdout + result.stderr
+        outputs.append(result.stdout + result.stderr)
+    for extra in ((), ("--json",), ("-v",)):
+        outputs.append(simdoctor("check", "--only", "network", *extra, env=refused).stdout)
+        assert "http://***@127.0.0.1:9 is unreachable" in outputs[-1]
+    assert not any(secret in text for text in outputs)
+
+
+@pytest.mark.parametrize(
+    "name, why",
+    [
+        ("a" * 256 + ".bin", "with a part longer than 255 bytes, the longest file name a filesystem takes"),
+        ("notes\x1b]0;owned\x07.txt", "holding control characters (terminal escapes) or invalid Unicode"),
+        ("\x1b[2J\x1b[Hclear.txt", "holding control characters (terminal escapes) or invalid Unicode"),
+        ("spoof\u202etxt.exe", "holding control characters (terminal escapes) or invalid Unicode"),
+    ],
+)
+def test_names_no_filesystem_or_terminal_can_take_are_refused(
+    simdoctor, hub: Hub, tmp_path: Path, name: str, why: str
+) -> None:
+    hub.add_repo("org/model", {"ok.txt": b"fine\n", name: b"x\n"})
+    out = tmp_path / "out"
+    for extra in ((), ("--json",)):
+        result = download(simdoctor, hub, out, *extra)
+        assert result.returncode == 1
+        line = f"refusing remote file name(s) {name!r}: {why}"
+        if extra:
+            assert json.loads(result.stdout)["error"] == line
+        else:
+            assert result.stderr == f"simdoctor: {line}\n"
+        assert "\x1b" not in result.stdout + result.stderr and "\u202e" not in result.stdout + result.stderr
+        assert not out.exists()
+    url = hub.add_url("/files/%1B%5D0%3Bowned%07.bin", b"x")
+    plain = simdoctor("download", url, "--local-dir", str(out))
+    assert plain.returncode == 1 and "refusing remote file name(s) '\\x1b]0;owned\\x07.bin'" in plain.stderr
+    assert not out.exists()

@@ -20,21 +20,23 @@ from simdoctor.download.transport import Policy, backoff_delay, parse_retry_afte
 
 @pytest.mark.parametrize("kind", ["sha256", "git_sha1"])
 def test_in_order_hasher_digests_chunks_written_out_of_order(tmp_path: Path, kind: str) -> None:
-    """Eight writers, blocks of each chunk in order but chunks racing: one digest, each byte once."""
+    """Eight writers, blocks of each chunk in order but chunks racing, two chunks resumed from a past
+    run (one whole, one a prefix): one digest, each byte once."""
     data = os.urandom(5 * 65536 + 123)
     chunk, block = 65536, 4096
     path = tmp_path / "f"
     fd = os.open(path, os.O_RDWR | os.O_CREAT)
     os.ftruncate(fd, len(data))
     stats = Stats()
-    hasher = InOrderHasher(kind, len(data), chunk, fd, stats)
-    hasher.mark_done(1)  # as if chunk 1 survived an earlier run
-    os.pwrite(fd, data[chunk : 2 * chunk], chunk)
+    resumed = [0, chunk, 0, 1000, 0, 0]  # as an earlier run left them
+    for idx, n in enumerate(resumed):
+        os.pwrite(fd, data[idx * chunk : idx * chunk + n], idx * chunk)
+    hasher = InOrderHasher(kind, len(data), chunk, fd, stats, resumed)
     order = [i for i in range(-(-len(data) // chunk)) if i != 1]
     random.Random(4).shuffle(order)
 
     def write(idx: int) -> None:
-        for start in range(idx * chunk, min(len(data), (idx + 1) * chunk), block):
+        for start in range(idx * chunk + resumed[idx], min(len(data), (idx + 1) * chunk), block):
             piece = data[start : min(start + block, (idx + 1) * chunk, len(data))]
             os.pwrite(fd, piece, start)
             hasher.wrote(start, memoryview(piece))

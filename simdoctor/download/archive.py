@@ -18,6 +18,7 @@ from typing import Optional
 from urllib.parse import unquote, urlsplit
 
 from simdoctor.download import DownloadError
+from simdoctor.settings import redact_url
 
 READ = 1 << 20
 
@@ -26,7 +27,7 @@ def archive_name(url: str) -> str:
     """The file name a URL's path ends in (what `wget` would save it as)."""
     name = unquote(PurePosixPath(urlsplit(url).path).name)
     if not name or name in (".", ".."):
-        raise DownloadError(f"cannot tell a file name from the URL {url}")
+        raise DownloadError(f"cannot tell a file name from the URL {redact_url(url)}")
     return name
 
 

@@ -19,7 +19,7 @@ from simdoctor import filelock, manifest
 from simdoctor.download import DownloadError, archive, engine, hub
 from simdoctor.download.transport import Client, Policy
 from simdoctor.recipe import ConfigError
-from simdoctor.settings import Settings
+from simdoctor.settings import Settings, redact_url
 
 JSON_SCHEMA_VERSION = 1
 REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
@@ -134,7 +134,7 @@ def execute(settings: Settings, req: Request, observer: Optional[engine.Observer
         client = Client(policy, endpoint, settings.hf_token)
         report, targets = _repo_targets(req, local_dir, endpoint, settings, policy)
     engine.check_names(local_dir, [t.relpath for t in targets])
-    with _locked(local_dir, req.source):
+    with _locked(local_dir, redact_url(req.source)):
         run = engine.Engine(local_dir, client, report.source, req.connections, req.chunk_mib << 20, observer)
         if req.verify_only:
             report.results = run.verify(targets)
@@ -166,15 +166,19 @@ def _repo_targets(
 
 def _url_targets(req: Request, local_dir: Path, client: Client) -> tuple[Report, list[engine.Target]]:
     name = archive.archive_name(req.source)
+    engine.check_names(local_dir, [name])  # before its name is shown or sent anywhere
     check = archive.check_stream if name.endswith(ARCHIVE_SUFFIXES) else None
+    size, validator = 0, None
     if req.verify_only:
         old = manifest.read(local_dir)
         record = old.files.get(name) if old else None
         size = record.size if record else 0
     else:
-        size = client.size_of(req.source)
-    target = engine.Target(name, req.source, size, check=check)
-    return Report(req.source, req.source, local_dir, None, req.verify_only), [target]
+        remote = client.remote_file(req.source, name)
+        size, validator = remote.size, remote.validator
+    target = engine.Target(name, req.source, size, check=check, validator=validator)
+    shown = redact_url(req.source)
+    return Report(shown, shown, local_dir, None, req.verify_only), [target]
 
 
 def run(settings: Settings, req: Request, json_out: bool) -> int:

@@ -2,12 +2,16 @@
 
 Each file is cut into fixed-size chunks; N worker threads (one HTTP connection each) take chunks
 from one queue, so small files download side by side and a large one over all connections. Bytes go
-to `manifest.partial_path()`; a chunk is recorded in the file's progress sidecar only after its
-data is fsynced, so a run killed at any moment (SIGKILL, power cut) re-fetches at most the chunks
-that were in flight. An in-order hasher digests bytes as they arrive when they extend the hashed
-prefix and catches up from the page cache otherwise, so verification needs no second pass. A file
-gets its final name (os.replace after fsync) only when its size and hash match; the manifest then
-records size, mtime and hash, and a later run trusts those without reading the file again.
+to `manifest.partial_path()`. A checkpointer records how far each chunk is written in the file's
+progress sidecar, after an fdatasync of the data, at least every CHECKPOINT_S seconds, every
+CHECKPOINT_BYTES bytes and every finished chunk; a run killed at any moment (SIGKILL, power cut)
+resumes every chunk at its recorded end, so it re-fetches at most what arrived since the last
+checkpoint. An in-order hasher digests bytes as they arrive when they extend the hashed prefix and
+catches up from the page cache otherwise, so verification needs no second pass. A file gets its
+final name (os.replace after fsync) only when its size and hash match; the manifest then records
+size, mtime and hash, and a later run trusts those without reading the file again. A plain URL
+has no published hash: its ranges carry `If-Range` with the version the server named at the
+start, so a file that changes on the server is never spliced.
 """
 
 from __future__ import annotations
@@ -20,14 +24,28 @@ import os
 import shutil
 import threading
 import time
+import unicodedata
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol
+from urllib.parse import urlsplit
 
-from simdoctor import manifest
+from simdoctor import atomic, manifest
 from simdoctor.download import DownloadError
-from simdoctor.download.transport import Client, Transient, backoff_delay, describe
+from simdoctor.download.transport import (
+    Client,
+    Transient,
+    Unresolvable,
+    backoff_delay,
+    captive_portal,
+    describe,
+    gave_up,
+    refuse_html,
+    retry_note,
+    say,
+)
+from simdoctor.settings import redact_url
 
 BLOCK = 256 << 10  # bytes read from a connection at a time (a reset loses at most this)
 READ = 4 << 20  # bytes read back from disk at a time when hashing catches up
@@ -36,6 +54,12 @@ MIN_CHUNK = 1 << 20
 CHUNKS_PER_FILE = 64  # enough ranges to keep every connection busy on one file
 SPACE_MARGIN = 4 << 20  # manifest, sidecars and filesystem slack on top of the data itself
 MANIFEST_FLUSH_S = 1.0
+CHECKPOINT_S = 1.0  # the written prefix of every chunk in flight is recorded at least this often
+CHECKPOINT_BYTES = 16 << 20  # and whenever this much arrived since the last checkpoint (fast links)
+NAME_MAX = 255  # bytes in one file name on Linux filesystems (ext4, xfs, btrfs, tmpfs)
+PATH_MAX = 4096
+# terminal-spoofing characters that are not Cc: bidi embeddings, overrides and isolates
+BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 @dataclass(frozen=True)
@@ -48,6 +72,7 @@ class Target:
     sha256: Optional[str] = None
     git_sha1: Optional[str] = None
     check: Optional[Callable[[Path], None]] = None  # more verification before the final name (archives)
+    validator: Optional[str] = None  # plain URLs: the version the server named (ETag or Last-Modified)
 
     @property
     def kind(self) -> str:
@@ -142,29 +167,43 @@ def hash_file(path: Path, kind: str, size: int, stats: Stats) -> str:
 
 
 def check_names(local_dir: Path, relpaths: list[str]) -> None:
-    """Refuse remote names that are absolute, climb with `..`, or would land outside local_dir.
+    """Refuse remote names that are absolute, climb with `..`, would land outside local_dir, hold
+    control characters (ANSI/OSC escapes rewrite the terminal they are shown on) or are too long
+    for the filesystem.
 
-    Called before anything touches the disk; a single bad name refuses the whole download.
+    Called before anything touches the disk or the terminal; a single bad name refuses the whole
+    download, and the message shows names escaped (repr), never raw.
     """
     root = os.path.realpath(local_dir)
-    bad = []
+    problems: dict[str, list[str]] = {}
     for rel in relpaths:
-        parts = rel.split("/")
-        if (
-            not rel
-            or "\0" in rel
-            or "\\" in rel
-            or rel.startswith("/")
-            or any(p in ("", ".", "..") for p in parts)
-            or parts[0] == manifest.STATE_DIR
-            or not os.path.realpath(os.path.join(root, rel)).startswith(root + os.sep)
-        ):
-            bad.append(rel)
-    if bad:
+        why = _name_problem(root, local_dir, rel)
+        if why:
+            problems.setdefault(why, []).append(rel)
+    if problems:
+        why, bad = next(iter(problems.items()))
         shown = ", ".join(repr(b) for b in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-        raise DownloadError(
-            f"refusing remote file name(s) {shown}: absolute, containing `..`, or landing outside {local_dir}"
-        )
+        raise DownloadError(f"refusing remote file name(s) {shown}: {why}")
+
+
+def _name_problem(root: str, local_dir: Path, rel: str) -> Optional[str]:
+    if any(unicodedata.category(c) in ("Cc", "Cs") or c in BIDI for c in rel):
+        return "holding control characters (terminal escapes) or invalid Unicode"
+    parts = rel.split("/")
+    if (
+        not rel
+        or "\\" in rel
+        or rel.startswith("/")
+        or any(p in ("", ".", "..") for p in parts)
+        or parts[0] == manifest.STATE_DIR
+        or not os.path.realpath(os.path.join(root, rel)).startswith(root + os.sep)
+    ):
+        return f"absolute, containing `..`, or landing outside {local_dir}"
+    if max(len(p.encode()) for p in parts) > NAME_MAX:
+        return f"with a part longer than {NAME_MAX} bytes, the longest file name a filesystem takes"
+    if len(str(manifest.partial_path(Path(root), rel)).encode()) >= PATH_MAX:
+        return f"too long a path: {PATH_MAX} bytes or more with the download folder's"
+    return None
 
 
 def free_space(path: Path) -> int:
@@ -182,10 +221,12 @@ class InOrderHasher:
     the others keep downloading.
     """
 
-    def __init__(self, kind: str, size: int, chunk: int, fd: int, stats: Stats) -> None:
+    def __init__(self, kind: str, size: int, chunk: int, fd: int, stats: Stats, written: list[int]) -> None:
+        """`written`: bytes already on disk from each chunk's start (an earlier run's); hashed again
+        once, when the prefix reaches them."""
         self._h = new_hash(kind, size)
         self._size, self._chunk, self._fd, self._stats = size, chunk, fd, stats
-        self._written = [0] * max(1, -(-size // chunk))  # bytes on disk from each chunk's start
+        self._written = list(written) or [0]  # bytes on disk from each chunk's start
         self._pos = 0
         self._busy = False
         self._error: Optional[BaseException] = None
@@ -203,10 +244,10 @@ class InOrderHasher:
             idx += 1
         return idx * self._chunk + self._written[idx]
 
-    def mark_done(self, idx: int) -> None:
-        """A chunk already on disk from an earlier run: hashed again once, when the prefix reaches it."""
+    def written(self) -> list[int]:
+        """A snapshot of each chunk's written prefix (for the progress sidecar)."""
         with self._cond:
-            self._written[idx] = self._chunk_len(idx)
+            return list(self._written)
 
     def wrote(self, offset: int, data: memoryview) -> None:
         """`data` was written at `offset`, extending its chunk's written prefix."""
@@ -270,52 +311,71 @@ class InOrderHasher:
 
 
 class FileJob:
-    """One file in flight: its partial file, its progress sidecar, its hasher."""
+    """One file in flight: its partial file, its progress sidecar, its hasher.
 
-    def __init__(self, target: Target, local_dir: Path, chunk: int, done: set[int]) -> None:
+    `resumed[i]` is how many bytes of chunk i an earlier run left on disk (and recorded after an
+    fdatasync); this run fetches each chunk from there.
+    """
+
+    def __init__(self, target: Target, local_dir: Path, chunk: int, resumed: Optional[list[int]] = None) -> None:
         self.target = target
         self.chunk = chunk
         self.final = local_dir / target.relpath
         self.partial = manifest.partial_path(local_dir, target.relpath)
         self.progress = manifest.progress_path(local_dir, target.relpath)
         self.nchunks = -(-target.size // chunk)
-        self.done = done
-        self.lock = threading.Lock()
+        self.resumed = resumed or [0] * self.nchunks
+        self.complete = sum(self.resumed[i] == self.chunk_len(i) for i in range(self.nchunks))
+        self.lock = threading.Lock()  # the fd and the sidecar: a checkpoint never meets a closed file
+        self._count_lock = threading.Lock()
         self.fd: Optional[int] = None
         self.hasher: Optional[InOrderHasher] = None
+        self.saved: Optional[list[int]] = None  # what the sidecar records now
         self.error: Optional[str] = None
+        self.stale = False  # the remote changed under this download: its partial goes at the end
         self.finished = False
 
     @property
     def key(self) -> str:
-        return f"{self.target.kind}:{self.target.expected}" if self.target.expected else f"url:{self.target.url}"
+        """What the sidecar's bytes belong to: the pinned hash, or a plain URL's version on its server."""
+        t = self.target
+        return f"{t.kind}:{t.expected}" if t.expected else f"url:{redact_url(t.url)} {t.validator}"
+
+    @property
+    def resumable(self) -> bool:
+        """A plain URL whose server names no version cannot tell a changed file on a rerun: never resumed."""
+        return self.target.expected is not None or self.target.validator is not None
+
+    def chunk_len(self, idx: int) -> int:
+        return min(self.chunk, self.target.size - idx * self.chunk)
 
     def span(self, idx: int) -> tuple[int, int]:
+        """The byte range still to fetch of chunk idx (inclusive)."""
         start = idx * self.chunk
-        return start, min(self.target.size, start + self.chunk) - 1
+        return start + self.resumed[idx], start + self.chunk_len(idx) - 1
 
     def open(self, stats: Stats) -> bool:
         """Create or reopen the partial file (once, by the first worker to reach this file): True then."""
+        fresh = not any(self.resumed)
         with self.lock:
             if self.fd is not None:
                 return False
             self.partial.parent.mkdir(parents=True, exist_ok=True)
             self.progress.parent.mkdir(parents=True, exist_ok=True)
-            if not self.done:  # starting afresh: no earlier record may vouch for the new file's chunks
+            if fresh:  # starting afresh: no earlier record may vouch for the new file's bytes
                 self.progress.unlink(missing_ok=True)
                 self.partial.unlink(missing_ok=True)
             fd = os.open(self.partial, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                if not self.done:
+                if fresh:
                     _preallocate(fd, self.target.size)
             except BaseException:
                 os.close(fd)
                 raise
             self.fd = fd
-            self.hasher = InOrderHasher(self.target.kind, self.target.size, self.chunk, fd, stats)
-            for idx in self.done:
-                self.hasher.mark_done(idx)
-        if self.done:
+            self.saved = None if fresh else self.resumed
+            self.hasher = InOrderHasher(self.target.kind, self.target.size, self.chunk, fd, stats, self.resumed)
+        if not fresh:
             threading.Thread(target=self._kick, daemon=True).start()
         return True
 
@@ -323,27 +383,24 @@ class FileJob:
         with contextlib.suppress(OSError):  # finish() reports it
             self.hasher.kick()
 
-    def _save(self) -> None:
-        state = {"size": self.target.size, "chunk": self.chunk, "expect": self.key, "done": sorted(self.done)}
-        tmp = self.progress.with_name(self.progress.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.progress)
-
-    def chunk_done(self, idx: int) -> bool:
-        """Make the chunk durable, then record it; True when it was the last one.
-
-        A one-chunk file keeps no record: if it is interrupted, it is the chunk in flight.
-        """
-        if self.nchunks == 1:
-            return True
-        os.fdatasync(self.fd)
+    def checkpoint(self) -> None:
+        """Record how far each chunk is written, once those bytes are on disk (fdatasync first)."""
         with self.lock:
-            self.done.add(idx)
-            self._save()
-            return len(self.done) == self.nchunks
+            if self.fd is None or self.stale or not self.resumable:
+                return
+            written = self.hasher.written()
+            if written == self.saved or not any(written):
+                return
+            os.fdatasync(self.fd)
+            state = {"size": self.target.size, "chunk": self.chunk, "expect": self.key, "written": written}
+            atomic.write_json(self.progress, state, indent=None)
+            self.saved = written
+
+    def chunk_done(self) -> bool:
+        """One more chunk fully written; True when it was the last one."""
+        with self._count_lock:
+            self.complete += 1
+            return self.complete == self.nchunks
 
     def close(self) -> None:
         with self.lock:
@@ -374,18 +431,23 @@ def chunk_for(size: int, largest: int) -> int:
     return max(MIN_CHUNK, min(largest, size // CHUNKS_PER_FILE // MIN_CHUNK * MIN_CHUNK))
 
 
-def resumable_chunks(local_dir: Path, target: Target, chunk: int) -> set[int]:
-    """Chunks an earlier run left verified-to-disk for this very file; empty when anything disagrees."""
-    job = FileJob(target, local_dir, chunk, set())
+def resumed_prefixes(local_dir: Path, target: Target, chunk: int) -> Optional[list[int]]:
+    """How far each chunk of this very file an earlier run left on disk; None when anything disagrees."""
+    job = FileJob(target, local_dir, chunk)
+    if not job.resumable:
+        return None
     try:
         state = json.loads(job.progress.read_text(encoding="utf-8"))
         if (state["size"], state["chunk"], state["expect"]) != (target.size, chunk, job.key):
-            return set()
+            return None
         if job.partial.stat().st_size != target.size:
-            return set()
-        return {int(i) for i in state["done"] if 0 <= int(i) < job.nchunks}
+            return None
+        written = [int(n) for n in state["written"]]
     except (OSError, ValueError, KeyError, TypeError):
-        return set()
+        return None
+    if len(written) != job.nchunks or not all(0 <= n <= job.chunk_len(i) for i, n in enumerate(written)):
+        return None
+    return written
 
 
 @dataclass
@@ -396,7 +458,7 @@ class Plan:
 
     @property
     def to_fetch(self) -> int:
-        return sum(j.span(i)[1] + 1 - j.span(i)[0] for j in self.jobs for i in range(j.nchunks) if i not in j.done)
+        return sum(j.span(i)[1] + 1 - j.span(i)[0] for j in self.jobs for i in range(j.nchunks))
 
 
 class Engine:
@@ -425,6 +487,9 @@ class Engine:
         self._queue: deque[tuple[FileJob, int]] = deque()
         self._queue_lock = threading.Lock()
         self._stop = threading.Event()
+        self._fatal: Optional[str] = None  # a failure that ends the whole run (a host that does not resolve)
+        self._nudge = threading.Event()  # wakes the checkpointer before CHECKPOINT_S
+        self._unsaved = 0  # bytes written since the last checkpoint; approximate (a trigger only)
 
     # -- planning --------------------------------------------------------------------------------
 
@@ -445,12 +510,8 @@ class Engine:
                     continue
                 final.unlink()
             chunk = chunk_for(t.size, self.chunk)
-            done = resumable_chunks(self.local_dir, t, chunk)
-            job = FileJob(t, self.local_dir, chunk, done)
-            if done:
-                need += max(0, t.size - job.partial.stat().st_blocks * 512)
-            else:
-                need += t.size
+            job = FileJob(t, self.local_dir, chunk, resumed_prefixes(self.local_dir, t, chunk))
+            need += max(0, t.size - _allocated(job.partial))  # a partial's blocks are reused, or freed
             jobs.append(job)
         return Plan(jobs, results, need)
 
@@ -489,14 +550,16 @@ class Engine:
             if job.nchunks == 0:
                 self._finish_empty(job, results)
                 continue
-            self._queue.extend((job, i) for i in range(job.nchunks) if i not in job.done)
-            if len(job.done) == job.nchunks:  # every chunk was on disk already: only verification left
+            self._queue.extend((job, i) for i in range(job.nchunks) if job.resumed[i] < job.chunk_len(i))
+            if job.complete == job.nchunks:  # every chunk was on disk already: only verification left
                 self._queue.append((job, -1))
         workers = [
             threading.Thread(target=self._worker, name=f"download-{n}", daemon=True)
             for n in range(max(1, min(self.connections, len(self._queue))))
         ]
+        checkpointer = threading.Thread(target=self._checkpoints, args=(plan.jobs,), name="checkpoint", daemon=True)
         try:
+            checkpointer.start()
             for w in workers:
                 w.start()
             for w in workers:
@@ -507,16 +570,41 @@ class Engine:
             deadline = time.monotonic() + 2.0  # an interrupted run: workers stop between blocks
             for w in workers:
                 w.join(max(0.0, deadline - time.monotonic()))
+            self._nudge.set()
+            checkpointer.join()  # its last pass records what the workers wrote up to here
             if not any(w.is_alive() for w in workers):  # never close an fd a worker may still write to
                 for job in plan.jobs:
-                    job.close()
+                    if job.stale:
+                        job.discard()
+                    else:
+                        job.close()
             self._flush(force=True)
         for job in plan.jobs:
             if job.target.relpath not in results:
                 status = "downloaded" if job.finished else "failed"
-                results[job.target.relpath] = FileResult(job.target.relpath, job.target.size, status, job.error)
+                error = job.error or (None if job.finished else self._stopped())
+                results[job.target.relpath] = FileResult(job.target.relpath, job.target.size, status, error)
         self.stats.finished = time.monotonic()
         return [results[r] for r in _order(plan)]
+
+    def _checkpoints(self, jobs: list[FileJob]) -> None:
+        """Every CHECKPOINT_S (sooner after CHECKPOINT_BYTES), record each open file's written prefixes;
+        a last pass once the workers stopped."""
+        while True:
+            self._nudge.wait(CHECKPOINT_S)
+            self._nudge.clear()
+            last = self._stop.is_set()  # read after the clear: a stop with its nudge is never missed
+            self._unsaved = 0
+            for job in jobs:
+                try:
+                    job.checkpoint()
+                except OSError as exc:
+                    self._fail(job, _disk_error(exc, self.local_dir))
+            if last:
+                return
+
+    def _stopped(self) -> str:
+        return f"stopped: {self._fatal}" if self._fatal else "stopped"
 
     def _next(self) -> Optional[tuple[FileJob, int]]:
         with self._queue_lock:
@@ -535,8 +623,17 @@ class Engine:
                     self.observer.file_started(job.target.relpath)
                 if idx >= 0:
                     self._fetch(job, idx)
-                if idx < 0 or job.chunk_done(idx):
+                if idx < 0 or job.chunk_done():
                     self._finalize(job)
+                else:
+                    self._nudge.set()  # record the whole chunk now rather than in up to CHECKPOINT_S
+            except Unresolvable as exc:  # every other file would fail the same way: stop the run
+                self._fatal = self._fatal or str(exc)
+                self._fail(job, str(exc))
+                self._stop.set()
+            except RemoteChanged as exc:
+                job.stale = True
+                self._fail(job, str(exc))
             except DownloadError as exc:
                 self._fail(job, str(exc))
             except OSError as exc:
@@ -552,21 +649,29 @@ class Engine:
             self.observer.file_finished(job.target.relpath)
 
     def _fetch(self, job: FileJob, idx: int) -> None:
-        """One chunk, resumed within the process after any transient failure."""
+        """One chunk from where it is written to, resumed within the process after any transient failure."""
         import requests
 
         pos, end = job.span(idx)
         failures = 0
         policy = self.client.policy
+        t = job.target
+        headers = {"If-Range": t.validator} if t.validator else {}
         while pos <= end:
             if job.error or self._stop.is_set():
-                raise DownloadError(job.error or "stopped")
+                raise DownloadError(job.error or self._stopped())
             began = pos
             try:
-                response, _ = self.client.request("GET", job.target.url, {"Range": f"bytes={pos}-{end}"})
+                response, _ = self.client.request("GET", t.url, {"Range": f"bytes={pos}-{end}", **headers})
                 with response:
-                    _check_range(response, pos, job.target.size)
+                    unsized = _check_response(response, t, pos)
                     for block in response.iter_content(BLOCK):
+                        if pos > end:  # an unsized whole body must end with the file
+                            if block:
+                                raise DownloadError(_sizes_disagree(t.size, "a longer body now"))
+                            continue
+                        if pos == 0 and t.expected is None:
+                            _refuse_html_body(block, t, response)
                         view = memoryview(block)[: end + 1 - pos]
                         _pwrite_all(job.fd, view, pos)
                         job.hasher.wrote(pos, view)
@@ -574,7 +679,10 @@ class Engine:
                         failures = 0
                         self.stats.add(fetched=len(view))
                         self.observer.advance(len(view))
-                        if pos > end:
+                        self._unsaved += len(view)
+                        if self._unsaved >= CHECKPOINT_BYTES:
+                            self._nudge.set()
+                        if pos > end and not (unsized and end == t.size - 1):
                             break
                 if pos <= end and pos == began:
                     raise Transient("empty body")
@@ -585,9 +693,10 @@ class Engine:
                 failures += 1
                 reason = str(exc) if isinstance(exc, Transient) else describe(exc)
                 if failures > policy.retries:
-                    raise DownloadError(f"gave up after {failures} failed attempts in a row: {reason}") from None
-                retry_after = exc.retry_after if isinstance(exc, Transient) else None
-                self._stop.wait(backoff_delay(policy, failures - 1, retry_after))
+                    raise DownloadError(gave_up(failures, reason)) from None
+                delay = backoff_delay(policy, failures - 1, exc.retry_after if isinstance(exc, Transient) else None)
+                say(retry_note(t.relpath, reason, delay, failures, policy))
+                self._stop.wait(delay)
 
     def _finalize(self, job: FileJob) -> None:
         t = job.target
@@ -696,9 +805,29 @@ def _order(plan: Plan) -> list[str]:
     return list(dict.fromkeys([*plan.results, *(j.target.relpath for j in plan.jobs)]))
 
 
-def _check_range(response: object, pos: int, size: int) -> None:
-    """A 206 must start where asked; a 200 (range ignored) is only usable from byte 0."""
+class RemoteChanged(DownloadError):
+    """The plain URL's file is another version than at the start of the download: no splicing."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the file changed on the server during the download (another ETag/Last-Modified); "
+            "the partial download was deleted: run again to fetch the new version"
+        )
+
+
+def _check_response(response: Any, t: Target, pos: int) -> bool:
+    """Check that the answer is the bytes asked for, of the same file; True for a whole body of
+    unknown length (a 200 without Content-Length), which must then end where the file does.
+
+    A 206 must start where asked and tell the size known at the start; a 200 (the range ignored, or
+    If-Range saying the file changed) is only usable from byte 0, of the same version and length.
+    """
+    refuse_html(response, t.relpath)
     status = response.status_code
+    if t.validator is not None:
+        now = response.headers.get("ETag" if t.validator.startswith('"') else "Last-Modified")
+        if now is not None and now != t.validator:
+            raise RemoteChanged()
     if status == 206:
         content_range = response.headers.get("Content-Range", "")
         try:
@@ -709,13 +838,39 @@ def _check_range(response: object, pos: int, size: int) -> None:
             raise Transient(f"unreadable Content-Range {content_range!r}") from None
         if unit != "bytes" or first != pos:
             raise Transient(f"server answered range {content_range!r} for a request starting at {pos}")
-        if total.isdigit() and int(total) != size:
-            raise DownloadError(f"the remote file is {total} bytes, not {size}: it changed on the server")
-    elif status == 200:
+        if not total.isdigit() or int(total) != t.size:
+            raise DownloadError(_sizes_disagree(t.size, f"{total} bytes now"))
+        return False
+    if status == 200:
         if pos != 0:
             raise DownloadError("the server ignores byte ranges, so this file cannot be fetched in parts")
-    else:
-        raise Transient(f"unexpected HTTP {status}")
+        length = response.headers.get("Content-Length")
+        if length is not None and length != str(t.size):
+            raise DownloadError(_sizes_disagree(t.size, f"{length} bytes now"))
+        return length is None
+    raise Transient(f"unexpected HTTP {status}")
+
+
+def _sizes_disagree(size: int, now: str) -> str:
+    return (
+        f"the server's sizes disagree: {size} bytes at the start, {now} "
+        "(the file changed on the server, or something in between alters it); nothing was installed"
+    )
+
+
+def _refuse_html_body(block: bytes, t: Target, response: Any) -> None:
+    """A plain URL has no hash to catch a portal page served as application/octet-stream: sniff it."""
+    head = block[:64].lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html")) and not t.relpath.lower().endswith((".html", ".htm")):
+        raise DownloadError(captive_portal(urlsplit(response.url or "").hostname or "the server"))
+
+
+def _allocated(path: Path) -> int:
+    """Bytes of disk a file holds now (0 when there is none)."""
+    try:
+        return path.stat().st_blocks * 512
+    except OSError:
+        return 0
 
 
 def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Optional
+from urllib.parse import urlsplit
 
 from simdoctor.download import DownloadError
-from simdoctor.download.transport import Policy, backoff_delay
-from simdoctor.settings import Secret
+from simdoctor.download.transport import Policy, Unresolvable, resolution_failure, retrying
+from simdoctor.settings import Secret, redact_url
 
 REPO_TYPES = ("model", "dataset")
 COMMIT = re.compile(r"[0-9a-f]{40}")
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -45,9 +44,16 @@ class Snapshot:
 
 
 def snapshot(
-    endpoint: str, repo_id: str, repo_type: str, revision: str, token: Optional[Secret], policy: Policy
+    endpoint: str,
+    repo_id: str,
+    repo_type: str,
+    revision: str,
+    token: Optional[Secret],
+    policy: Policy,
 ) -> Snapshot:
-    """Resolve `revision` to a commit and list the files at that commit (two API calls, plus pages)."""
+    """Resolve `revision` to a commit and list the files at that commit (two API calls, plus pages).
+
+    Messages name the endpoint without any user:password it carries (HF_ENDPOINT=http://user:pw@host)."""
     # Read by huggingface_hub at import: without it, building the User-Agent fetches an "agent
     # harnesses" list from HF_ENDPOINT or huggingface.co, a request to a host the user did not name.
     os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
@@ -62,14 +68,20 @@ def snapshot(
         library_name="simdoctor",
         library_version=__version__,
     )
-    info = _retrying(lambda: api.repo_info(repo_id, repo_type=repo_type, revision=revision), policy, endpoint)
+    shown = redact_url(endpoint)
+
+    def classify(exc: Exception) -> tuple[bool, Optional[float], str]:
+        return _classify(exc, endpoint, shown)
+
+    info = retrying(lambda: api.repo_info(repo_id, repo_type=repo_type, revision=revision), policy, classify, shown)
     commit = getattr(info, "sha", None)
     if not isinstance(commit, str) or not COMMIT.fullmatch(commit):
-        raise DownloadError(f"{endpoint} did not resolve {repo_id}@{revision} to a commit")
-    entries = _retrying(
+        raise DownloadError(f"{shown} did not resolve {repo_id}@{revision} to a commit")
+    entries = retrying(
         lambda: list(api.list_repo_tree(repo_id, recursive=True, revision=commit, repo_type=repo_type)),
         policy,
-        endpoint,
+        classify,
+        shown,
     )
     files = [
         RemoteFile(e.path, int(e.size), e.lfs.sha256 if e.lfs else None, None if e.lfs else e.blob_id)
@@ -96,21 +108,8 @@ def file_url(endpoint: str, snap: Snapshot, path: str) -> str:
     return hf_hub_url(snap.repo_id, path, repo_type=snap.repo_type, revision=snap.commit, endpoint=endpoint)
 
 
-def _retrying(call: Callable[[], T], policy: Policy, endpoint: str) -> T:
-    """Metadata calls retried like file bodies (connection errors, 5xx, 429); the rest is one clear line."""
-    attempt = 0
-    while True:
-        try:
-            return call()
-        except Exception as exc:
-            retry, retry_after, message = _classify(exc, endpoint)
-            if not retry or attempt >= policy.retries:
-                raise DownloadError(message) from None
-            time.sleep(backoff_delay(policy, attempt, retry_after))
-            attempt += 1
-
-
-def _classify(exc: Exception, endpoint: str) -> tuple[bool, Optional[float], str]:
+def _classify(exc: Exception, endpoint: str, shown: str) -> tuple[bool, Optional[float], str]:
+    """Metadata calls are retried like file bodies (connection errors, 5xx, 429); the rest is one clear line."""
     from huggingface_hub.errors import (
         GatedRepoError,
         HfHubHTTPError,
@@ -131,8 +130,21 @@ def _classify(exc: Exception, endpoint: str) -> tuple[bool, Optional[float], str
         status = getattr(response, "status_code", None)
         if status is not None and (status == 429 or status >= 500):
             after = parse_retry_after(response.headers.get("Retry-After"))
-            return True, after, f"{endpoint} answers HTTP {status}"
-        return False, None, f"{endpoint} answered HTTP {status}"
+            return True, after, f"{shown} answers HTTP {status}"
+        return False, None, f"{shown} answered HTTP {status}"
     if type(exc).__module__.split(".")[0].startswith("httpx") or isinstance(exc, OSError):
-        return True, None, f"cannot reach {endpoint}: {type(exc).__name__}"
+        unresolved = resolution_failure(exc)
+        if unresolved is not None:
+            raise Unresolvable(urlsplit(endpoint).hostname or shown, unresolved) from None
+        return True, None, f"cannot reach {shown}: {_reason(exc)}"
     raise exc
+
+
+def _reason(exc: BaseException) -> str:
+    """The OS's words for a connection failure (`Connection refused`), else the exception's type."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        seen = seen.__cause__ or seen.__context__
+    return type(exc).__name__

@@ -4,21 +4,27 @@ Redirects are followed here rather than by requests so that every hop decides af
 carry the token: `Authorization` goes only to the endpoint's origin (scheme, host, port), never to
 the CDN a file redirects to. Errors are classified into Transient (retry after a backoff) and
 DownloadError (give up on this file), with messages that name neither the token nor signed URLs.
+A host that does not resolve is not worth a retry: the run stops at once, naming the host. Every
+wait before a retry is shown with its reason (`say`), so a slow network never looks like a hang.
 """
 
 from __future__ import annotations
 
 import email.utils
 import random
+import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from simdoctor import __version__
 from simdoctor.download import DownloadError
-from simdoctor.settings import Secret
+from simdoctor.settings import Secret, redact_url
+
+T = TypeVar("T")
 
 MAX_REDIRECTS = 10
 LOCATION_TTL = 600.0  # reuse where a file redirected to (a signed CDN URL) for this long
@@ -43,6 +49,78 @@ class Transient(Exception):
     def __init__(self, message: str, retry_after: Optional[float] = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Unresolvable(DownloadError):
+    """The host name does not resolve (no DNS, a typo in HF_ENDPOINT): retrying would only wait."""
+
+    def __init__(self, host: str, reason: str) -> None:
+        super().__init__(f"cannot resolve the host {host} ({reason}): check the network's DNS, or the URL")
+
+
+def say(message: str) -> None:
+    """A line on stderr while a download goes on (a terminal's progress bar redirects it above itself)."""
+    sys.stderr.write(f"simdoctor: {message}\n")
+    sys.stderr.flush()
+
+
+def retry_note(what: str, reason: str, delay: float, failures: int, policy: Policy) -> str:
+    return f"{what}: {reason}; retry {failures} of {policy.retries} in {delay:.1f}s"
+
+
+def gave_up(failures: int, reason: str) -> str:
+    return f"gave up after {failures} failed attempts in a row: {reason}"
+
+
+def resolution_failure(exc: BaseException) -> Optional[str]:
+    """The resolver's reason when `exc` (requests', httpx's or the socket's) comes from a failed name lookup."""
+    seen: set[int] = set()
+    todo: list[Optional[BaseException]] = [exc]
+    while todo:
+        item = todo.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, socket.gaierror):
+            return item.strerror or str(item)
+        reason = getattr(item, "reason", None)
+        todo += [item.__cause__, item.__context__, reason if isinstance(reason, BaseException) else None]
+        todo += [a for a in item.args if isinstance(a, BaseException)]
+    return None
+
+
+def retrying(
+    call: Callable[[], T],
+    policy: Policy,
+    classify: Callable[[Exception], tuple[bool, Optional[float], str]],
+    what: str,
+) -> T:
+    """Call until it succeeds. `classify` says (retry?, the server's Retry-After, the reason); each wait
+    is announced with its reason, and giving up (or a failure not worth retrying) is one DownloadError."""
+    failures = 0
+    while True:
+        try:
+            return call()
+        except DownloadError:
+            raise
+        except Exception as exc:
+            retry, retry_after, reason = classify(exc)
+            failures += 1
+            if not retry:
+                raise DownloadError(reason) from None
+            if failures > policy.retries:
+                raise DownloadError(f"{what}: {gave_up(failures, reason)}") from None
+            delay = backoff_delay(policy, failures - 1, retry_after)
+            say(retry_note(what, reason, delay, failures, policy))
+            time.sleep(delay)
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """What a plain URL's server says of the file: its size and the validator that names this version."""
+
+    size: int
+    validator: Optional[str]  # a strong ETag, else Last-Modified; None: the server gives neither
 
 
 def origin(url: str) -> tuple[str, str, int]:
@@ -97,7 +175,12 @@ def describe(exc: BaseException) -> str:
 class Client:
     """Ranged GETs with one requests.Session per thread (keep-alive per worker connection)."""
 
-    def __init__(self, policy: Policy, endpoint: Optional[str] = None, token: Optional[Secret] = None) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        endpoint: Optional[str] = None,
+        token: Optional[Secret] = None,
+    ) -> None:
         self.policy = policy
         self._auth_origin = origin(endpoint) if endpoint else None
         self._token = token if token else None
@@ -156,6 +239,9 @@ class Client:
                     timeout=(self.policy.connect_timeout, self.policy.timeout),
                 )
             except requests.exceptions.RequestException as exc:
+                unresolved = resolution_failure(exc)
+                if unresolved is not None:
+                    raise Unresolvable(urlsplit(url).hostname or "?", unresolved) from None
                 raise Transient(describe(exc)) from None
             if response.is_redirect:
                 location = response.headers.get("Location", "")
@@ -173,19 +259,54 @@ class Client:
             return response, url
         raise DownloadError(f"more than {MAX_REDIRECTS} redirects")
 
-    def size_of(self, url: str) -> int:
-        """Size of a plain URL's body: HEAD's Content-Length, else the total of a one-byte range."""
+    def remote_file(self, url: str, name: str) -> RemoteFile:
+        """A plain URL's size and validator (HEAD, else a one-byte range), retried like every request."""
+        return retrying(lambda: self._remote_file(url, name), self.policy, _transient, redact_url(url))
+
+    def _remote_file(self, url: str, name: str) -> RemoteFile:
         response, _ = self.request("HEAD", url)
         response.close()
+        refuse_html(response, name)
         length = response.headers.get("Content-Length")
-        if length and length.isdigit() and int(length) > 0:
-            return int(length)
-        response, _ = self.request("GET", url, {"Range": "bytes=0-0"})
-        response.close()
-        total = response.headers.get("Content-Range", "").rpartition("/")[2]
-        if not total.isdigit():
-            raise DownloadError("the server tells neither the size nor a byte range of the file")
-        return int(total)
+        if not (length and length.isdigit() and int(length) > 0):
+            response, _ = self.request("GET", url, {"Range": "bytes=0-0"})
+            response.close()
+            refuse_html(response, name)
+            length = response.headers.get("Content-Range", "").rpartition("/")[2]
+            if not length.isdigit():
+                raise DownloadError("the server tells neither the size nor a byte range of the file")
+        return RemoteFile(int(length), validator(response))
+
+
+def _transient(exc: Exception) -> tuple[bool, Optional[float], str]:
+    if isinstance(exc, Transient):
+        return True, exc.retry_after, str(exc)
+    raise exc
+
+
+def validator(response: Any) -> Optional[str]:
+    """What If-Range may carry (RFC 9110 13.1.5): a strong ETag, else Last-Modified."""
+    etag = response.headers.get("ETag")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return response.headers.get("Last-Modified")
+
+
+HTML_NAMES = (".html", ".htm", ".xhtml")
+
+
+def refuse_html(response: Any, name: str) -> None:
+    """An HTML page where a file was asked for is a captive portal's or a proxy's login page, not the file."""
+    kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if kind in ("text/html", "application/xhtml+xml") and not name.lower().endswith(HTML_NAMES):
+        raise DownloadError(captive_portal(urlsplit(response.url or "").hostname or "the server"))
+
+
+def captive_portal(host: str) -> str:
+    return (
+        f"{host} answered with an HTML page instead of the file: a captive portal or proxy login page? "
+        "Sign in to the network (open any web page in a browser), then run again"
+    )
 
 
 def _client_error(status: int) -> str:

@@ -15,15 +15,26 @@ utils/_http.py `hf_raise_for_status`), checked by pointing the real client at it
 - errors carry `X-Error-Code` (RepoNotFound with 401, RevisionNotFound, EntryNotFound with 404).
 - ranges: `Range: bytes=a-b` / `a-` answer 206 with `Content-Range`; out of range answers 416.
 
-Faults (one `Fault` per rule, by file path): HTTP status with optional Retry-After, reset (RST)
-after N body bytes, stall, truncated body (Content-Length promised, connection closed early), a
-short but valid 206, same-size corrupt bytes. Every connection can be throttled to a fixed rate and
-dropped every N bytes. Each server logs requests with their headers and counts body bytes per file.
+Plain files on the CDN (`add_url`, as the CARLA archives are served) carry an `ETag` and a
+`Last-Modified` that change with their content (`add_url` again replaces it, as a new upload
+does), and honour `If-Range` (RFC 9110 13.1.5): a range whose validator no longer matches gets the
+whole new file with 200, as nginx and S3 answer.
+
+Faults (one `Fault` per rule, by file path, or "api" for the Hub's API; GET by default, HEAD when
+`method="HEAD"`): HTTP status with optional Retry-After, reset (RST) after N body bytes (0: before
+any answer), stall, truncated body (Content-Length promised, connection closed early), a short but
+valid 206, same-size corrupt bytes, a lying Content-Length (`length`: the header says `after`
+bytes), a range ignored (`whole`: 200 and the whole body, as a proxy that drops Range does).
+`portal=True` turns the CDN into a captive portal: every request is redirected to an HTML login
+page. Every connection can be throttled to a fixed rate and dropped every N bytes. Each server logs
+requests with their headers and counts body bytes per file.
 """
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
+import itertools
 import json
 import random
 import socket
@@ -110,9 +121,10 @@ class Repo:
 
 @dataclass
 class Fault:
-    kind: str  # status, reset, stall, truncate, short, corrupt
-    path: str  # the repo file (or URL path) it applies to
+    kind: str  # status, reset, stall, truncate, short, corrupt, length, whole
+    path: str  # the repo file (or URL path) it applies to; "api" for the Hub's API calls
     times: int = 1  # requests it strikes; -1: every one
+    method: str = "GET"  # or HEAD
     status: int = 500
     retry_after: Optional[str] = None
     after: int = 0  # body bytes sent before it strikes
@@ -140,6 +152,9 @@ class Hub:
     def __init__(self, page_size: int = 1000, rate: Optional[float] = None, drop_every: Optional[int] = None) -> None:
         self.repos: dict[tuple[str, str], Repo] = {}
         self.urls: dict[str, Blob] = {}  # plain files on the CDN: URL path -> blob
+        self.versions: dict[str, tuple[str, str]] = {}  # URL path -> (ETag, Last-Modified) of its content
+        self._uploads = itertools.count(1)
+        self.portal = False  # a captive portal in front of the CDN
         self.by_sha: dict[str, tuple[str, RepoFile]] = {}
         self.faults: list[Fault] = []
         self.log: list[Logged] = []
@@ -202,18 +217,25 @@ class Hub:
         return repo
 
     def add_url(self, path: str, content: bytes | Blob) -> str:
-        """A plain file on the CDN server (no repo), as the CARLA archives are; returns its URL."""
-        self.urls[path] = content if isinstance(content, Blob) else Data(content)
+        """A plain file on the CDN server (no repo), as the CARLA archives are; returns its URL.
+
+        Adding the same path again is a new upload: new content, a new ETag and a later Last-Modified.
+        """
+        upload = next(self._uploads)
+        with self.lock:
+            self.urls[path] = content if isinstance(content, Blob) else Data(content)
+            modified = email.utils.formatdate(1_700_000_000 + 60 * upload, usegmt=True)
+            self.versions[path] = (f'"stand-in-{upload}"', modified)
         return f"{self.cdn_url}{path}"
 
     def fault(self, *faults: Fault) -> None:
         with self.lock:
             self.faults.extend(faults)
 
-    def take_fault(self, path: str) -> Optional[Fault]:
+    def take_fault(self, path: str, method: str = "GET") -> Optional[Fault]:
         with self.lock:
             for f in self.faults:
-                if f.path == path and f.times != 0:
+                if f.path == path and f.method == method and f.times != 0:
                     if f.times > 0:
                         f.times -= 1
                     return f
@@ -319,6 +341,10 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         parts = [unquote(p) for p in url.path.strip("/").split("/")]
         if parts[:1] == ["api"] and len(parts) > 2 and parts[1] in ("models", "datasets"):
+            fault = self.hub.take_fault("api", self.command)
+            if fault is not None and fault.kind == "status":
+                extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+                return self._reply(fault.status, extra, b"stand-in failure")
             repo, rest = self._repo(parts[1][:-1], parts[2:])
             if repo is None:
                 return self._error(401, "RepoNotFound", "Repository not found")
@@ -404,8 +430,15 @@ class Handler(BaseHTTPRequestHandler):
 
     def _cdn(self) -> None:
         url = urlsplit(self.path)
+        if self.hub.portal:
+            if url.path == "/portal/login":
+                page = b"<!DOCTYPE html>\n<html><body><form>Accept the terms to use this network</form></body></html>\n"
+                return self._reply(200, {"Content-Type": "text/html; charset=utf-8"}, page)
+            return self._reply(302, {"Location": f"{self.hub.cdn_url}/portal/login"})
         if url.path in self.hub.urls:
-            return self._body(url.path, self.hub.urls[url.path], {"ETag": '"stand-in-multipart-2"'})
+            with self.hub.lock:
+                blob, (etag, modified) = self.hub.urls[url.path], self.hub.versions[url.path]
+            return self._body(url.path, blob, {"ETag": etag, "Last-Modified": modified})
         found = self.hub.by_sha.get(url.path.strip("/"))
         if found is None:
             return self._reply(404, {}, b"NoSuchKey")
@@ -417,7 +450,15 @@ class Handler(BaseHTTPRequestHandler):
     def _body(self, path: str, blob: Blob, headers: dict[str, str]) -> None:
         size = blob.size
         start, end, status = 0, size - 1, 200
+        fault = self.hub.take_fault(path, self.command)
+        if fault is not None and fault.kind == "reset" and fault.after == 0:
+            return self._reset()
         spec = self.headers.get("Range")
+        if_range = self.headers.get("If-Range")
+        if if_range is not None and if_range not in (headers.get("ETag"), headers.get("Last-Modified")):
+            spec = None  # the file changed since the client's version: the whole new file
+        if fault is not None and fault.kind == "whole":
+            spec = None
         if spec and spec.startswith("bytes="):
             first, _, last = spec[6:].split(",")[0].partition("-")
             if first == "":
@@ -428,7 +469,6 @@ class Handler(BaseHTTPRequestHandler):
             if start >= size or start > end:
                 return self._reply(416, {"Content-Range": f"bytes */{size}"})
             status = 206
-        fault = self.hub.take_fault(path) if self.command == "GET" else None
         if fault is not None and fault.kind == "status":
             extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
             return self._reply(fault.status, extra, b"stand-in failure")
@@ -439,9 +479,13 @@ class Handler(BaseHTTPRequestHandler):
         out = {**headers, "Content-Length": str(end - start + 1)}
         if status == 206:
             out["Content-Range"] = f"bytes {start}-{end}/{size}"
+        if fault is not None and fault.kind == "length":
+            out["Content-Length"] = str(fault.after)
         self._reply(status, {"Content-Type": "application/octet-stream", **out})
         if self.command == "HEAD":
             return
+        if fault is not None and fault.kind == "length":
+            end = min(end, start + fault.after - 1)
         if fault is not None and fault.kind in ("reset", "truncate", "stall"):
             send_end = min(end, start + fault.after - 1)
         self._send(path, blob, start, send_end, fault)
