@@ -59,6 +59,7 @@ def stage(root: barefs.Root, hub: Hub, work: Path) -> dict[str, str]:
     hub.add_repo(
         recipe.weights.repo,
         {recipe.weights.checkpoint: Pattern(3 << 20, seed=5), recipe.weights.config: b"model:\n  lora: true\n"},
+        commit=recipe.weights.revision,  # the Hub commit the recipe pins
     )
     base = {name: f"{name} of InternVL2-1B\n".encode() for name in recipe.base_model.required}
     base["model.safetensors"] = Pattern(2 << 20, seed=6)
