@@ -359,13 +359,39 @@ def setup(
 def report(
     out: Annotated[Path, typer.Argument(help="A `simdoctor run` output folder.")],
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the report.")] = False,
+    html: Annotated[bool, typer.Option("--html", help="Also write OUT/report.html (offline: plots, videos).")] = False,
     recipe: RecipeOpt = None,
 ) -> None:
     """Driving Score, Success Rate and the agent's speed over a run's routes; writes OUT/merged.json."""
     from simdoctor import report as route_report
 
     settings = settings_from(recipe)
-    raise typer.Exit(route_report.run(out, settings.recipe.run, json_out=json_out))
+    names = settings.recipe.run
+    code = 0
+    if not html or (out / names.routes_dir).is_dir():  # a folder of seeds has no report of its own here
+        code = route_report.run(out, names, json_out=json_out)
+    if html:
+        from simdoctor import htmlreport
+
+        page = htmlreport.write(out, names)
+        (sys.stderr if json_out else sys.stdout).write(f"HTML report: {page}\n")
+    raise typer.Exit(code)
+
+
+@app.command()
+def watch(
+    out: Annotated[Path, typer.Argument(help="A `simdoctor run` output folder (the run may be going on).")],
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (default loopback; the token is always needed).")
+    ] = "127.0.0.1",
+    port: Annotated[Optional[int], typer.Option("--port", help="Port (default: the first free from 8765).")] = None,
+    recipe: RecipeOpt = None,
+) -> None:
+    """Watch a run live in a browser: each slot's newest frame, SimLingo's answer, speed, progress, DS so far."""
+    from simdoctor import watch as live
+
+    settings = settings_from(recipe)
+    raise typer.Exit(live.run(out, settings.recipe.run, host=host, port=port))
 
 
 carla_app = typer.Typer(

@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Optional
 
 from simdoctor import safefile
 
@@ -45,3 +46,22 @@ def exclusive(path: Path, what: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def holder_pid(path: Path) -> Optional[int]:
+    """The pid holding a flock on `path`, read from /proc/locks: asking by trying the lock would take it
+    for a moment and turn away the process it belongs to. None when nobody holds it (or it is not there)."""
+    try:
+        st = os.stat(path)
+        text = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in text.splitlines():
+        fields = line.split()
+        if "FLOCK" in fields and wanted in fields and "->" not in fields:
+            try:
+                return int(fields[fields.index(wanted) - 1])
+            except ValueError:
+                return None
+    return None

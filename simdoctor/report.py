@@ -107,7 +107,7 @@ class Report:
     merged_file: str
 
 
-def _route_number(record_route_id: str) -> str:
+def route_number(record_route_id: str) -> str:
     """RouteScenario_<id>_rep<n> -> <id> (ability_benchmark.py's split('_')[1], allowing '_' in ids)."""
     body = record_route_id.split("_", 1)[1] if "_" in record_route_id else record_route_id
     return body.rsplit("_rep", 1)[0]
@@ -121,7 +121,7 @@ def route_row(
     found = results.read_results(layout.results_file(route.id))
     record = found.last
     reason = found.error if record is None else None
-    if record is not None and _route_number(record.route_id) != route.id:
+    if record is not None and route_number(record.route_id) != route.id:
         reason, record = f"{found.path} holds {record.route_id}, not route {route.id}", None
     task = results.read_task(layout.task_file(route.id))
     last = task.last if task else None

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from simdoctor import filelock, procs, proctree, profiling, report, results, runplan, safefile
+from simdoctor import filelock, handoff, procs, proctree, profiling, report, results, runplan, safefile
 from simdoctor.agentenv import without_tokens
 from simdoctor.carla import diagnose
 from simdoctor.carla.errors import Refusal
@@ -74,10 +74,9 @@ WATCH_S = 0.5  # how often an attempt's CARLA processes and new log lines are lo
 DEATH_GRACE_S = 2.0  # after CARLA died: time for the evaluator to write its own record (a crash mid-route)
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 RETRYING = "retrying with fresh ports"
-ROOT_FIX = Fix(
+ROOT_TEXT = (
     "Run `simdoctor run` as a normal user: the evaluator starts CARLA as the user running it, and CARLA refuses "
-    "root. That user needs the SimLingo checkout, CARLA and the output folder.",
-    ["sudo useradd -m -s /bin/bash carla", "sudo -iu carla simdoctor run"],
+    "root. `setup` hands the stack (checkout, agent env, CARLA, weights) to one and continues as it."
 )
 
 
@@ -594,12 +593,13 @@ def clean_stale(layout: Layout, settings: Settings) -> list[str]:
 # ---- the command ----
 
 
-def refuse_root() -> None:
+def refuse_root(settings: Optional[Settings] = None) -> None:
+    """Before anything starts; with the settings, the fix is `check`'s root path (setup --user, then su -)."""
     if os.geteuid() == 0:
         raise Refusal(
             "refusing to run as root: the evaluator starts CARLA as this user, and CARLA refuses root "
             "(`Refusing to run with the root privileges.`); every route would fail",
-            ROOT_FIX,
+            handoff.root_fix(settings, ROOT_TEXT) if settings is not None else Fix(ROOT_TEXT),
         )
 
 
@@ -616,7 +616,7 @@ def finished_scores(plan: Plan) -> dict[str, float]:
 def run(settings: Settings, options: runplan.Options, json_out: bool = False) -> int:
     """`simdoctor run`: 0 when every route of the set has a result, 1 when some crashed or are missing
     (or the run could not start, or left processes behind), 130 when interrupted (all stopped)."""
-    refuse_root()
+    refuse_root(settings)
     plan, texts = runplan.make_or_explain(settings, options, json_out)
     if plan is None:
         return EXIT_FAILED

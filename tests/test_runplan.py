@@ -12,7 +12,7 @@ import builders
 import pytest
 from test_cli import simdoctor
 
-from simdoctor import doctor, results, runplan
+from simdoctor import doctor, handoff, results, runplan
 from simdoctor.agentenv import agent_environment
 from simdoctor.checks import CheckContext
 from simdoctor.probes.ports import worker_ports
@@ -231,6 +231,8 @@ def test_dry_run_command(stack, tmp_path):
     assert "running as root: `simdoctor run` refuses to start" in text.stdout  # the plan says so up front
     as_root = simdoctor("run", "--gpus", "none", *common)  # CI runs the suite as root
     assert as_root.returncode == 1 and as_root.stderr.startswith("simdoctor: refusing to run as root")
-    assert "sudo -iu carla simdoctor run" in as_root.stderr and not (tmp_path / "out").exists()
+    # the same path as check's root finding: hand the stack to carla, then continue as carla
+    assert "simdoctor setup --user carla" in as_root.stderr and not (tmp_path / "out").exists()
+    assert f"su - carla -c '{handoff.home_of('carla')}/.local/bin/simdoctor run'" in as_root.stderr
     bad = simdoctor("run", "--dry-run", "--gpus", "x", *common)
     assert bad.returncode == 2 and "--gpus 'x'" in bad.stderr

@@ -161,6 +161,9 @@ def test_viz_switches_the_agents_own_drawing_on_every_nth_step(agent_python, age
 
     with Image.open(lines[1]["frame"]) as image:
         assert image.size == (1024, 512 + 400)  # the camera and the answer band
+    data = Path(lines[1]["frame"]).read_bytes()
+    zlib_flags = data[data.index(b"IDAT") + 5]  # the zlib stream's FLG byte: FLEVEL 0 = fastest, 2 = default
+    assert zlib_flags >> 6 == 0  # written at zlib level 1: the wrapper's, since upstream's save names none
 
 
 def test_without_a_font_named_arial_the_agent_crashes_as_upstream(agent_python, agent_file, tmp_path):

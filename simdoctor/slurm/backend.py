@@ -492,7 +492,7 @@ class SubmitError(Exception):
 def run(settings: Settings, options: runplan.Options, opts: SlurmOptions, json_out: bool = False) -> int:
     """`simdoctor run --backend slurm`: exit codes as a local run (0 every route has a result; 1 some
     crashed or are missing, a submission failed, or processes survived a cleanup; 130 interrupted)."""
-    refuse_root()
+    refuse_root(settings)
     layout = runplan.out_layout(settings, options)
     check_options(settings, opts, layout)
     plan, texts = runplan.build(settings, options, [])
