@@ -114,9 +114,10 @@ def test_gpu_selection_errors(make_settings):
     for bad in ("x", "0,0", "-1"):
         with pytest.raises(ConfigError):
             runplan.parse_gpus(bad)
-    assert runplan.parse_workers("auto") is None and runplan.parse_workers("4") == 4
-    with pytest.raises(ConfigError):
-        runplan.parse_workers("0")
+    assert runplan.parse_workers("auto", 16) is None and runplan.parse_workers("4", 16) == 4
+    for bad in ("0", "17"):
+        with pytest.raises(ConfigError):
+            runplan.parse_workers(bad, 16)
 
 
 def test_worker_ports_skip_ports_in_use_and_taken(make_settings):
