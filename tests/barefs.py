@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import builders
+from standins.hf_hub import Hub, Pattern
+
+from simdoctor.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("SIMDOCTOR_TEST_CACHE", "/var/cache/simdoctor-tests"))
@@ -33,6 +39,8 @@ CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 INNER_CA = "/opt/host-ca/ca-certificates.crt"
 CA_ENV = {name: INNER_CA for name in ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE", "GIT_SSL_CAINFO")}
 SOURCE = ("simdoctor", "recipes", "pyproject.toml", "README.md")  # what `pip install .` builds from
+RECIPE_INSIDE = "/opt/test/recipe.toml"  # the bundled recipe pointed at the stand-ins
+BUNDLED = REPO / "recipes" / "simlingo-bench2drive.toml"
 
 
 class BareError(RuntimeError):
@@ -138,6 +146,67 @@ def copy_source(root: Root, dest: str = "/opt/simdoctor") -> str:
         else:
             shutil.copy2(src, target / name)
     return dest
+
+
+def root_env(hub: Hub) -> dict[str, str]:
+    """Root's environment inside: the Hub stand-in, this machine's CA bundle, plain output."""
+    return {"HOME": "/root", "HF_ENDPOINT": hub.endpoint, "NO_COLOR": "1", **CA_ENV}
+
+
+def readme_first_command(root: Root, env: dict[str, str]) -> tuple[str, subprocess.CompletedProcess]:
+    """What the README's first command needs on Debian (python3, python3-venv), then that command:
+    `python3 -m venv .venv && .venv/bin/pip install -q . && .venv/bin/simdoctor check`."""
+    apt = root.run(["sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+                    "--no-install-recommends python3 python3-venv"], env)  # fmt: skip
+    if apt.returncode != 0:
+        raise BareError(f"apt-get in the root filesystem failed: {apt.stderr[-2000:]}")
+    src = copy_source(root)
+    install = root.run(["sh", "-c", f"cd {src} && python3 -m venv .venv && .venv/bin/pip install -q ."], env)
+    if install.returncode != 0:
+        raise BareError(f"pip install . failed: {install.stderr[-3000:]}")
+    return src, root.run([f"{src}/.venv/bin/simdoctor", "check"], env)
+
+
+def stage(root: Root, hub: Hub, work: Path) -> dict[str, str]:
+    """The stand-ins the recipe points at, inside (the git remote) and on loopback (archives, the Hub)."""
+    recipe = load_recipe(BUNDLED)
+    carla_tar, maps_tar = builders.carla_archives(work / "build", recipe)
+    url, commit = builders.simlingo_remote(root.inside("/srv/github/RenzKa"), towns=("Town01", "Town12", "Town13"))
+    url = url.replace(f"file://{root.path}", "file://")  # as seen from inside
+    # git reads a repository another user owns only when told it is safe; GitHub is nobody's folder
+    root.inside("/etc/gitconfig").write_text(f"[safe]\n\tdirectory = {url[len('file://') :]}\n")
+    text = builders.pointed_recipe(
+        BUNDLED.read_text(),
+        {
+            recipe.carla.url: hub.add_url(f"/Linux/{carla_tar.name}", carla_tar.read_bytes()),
+            recipe.carla.additional_maps_url: hub.add_url(f"/Linux/{maps_tar.name}", maps_tar.read_bytes()),
+            f'repo_url = "{recipe.agent.repo_url}"': f'repo_url = "{url}"',
+            f'commit = "{recipe.agent.commit}"': f'commit = "{commit}"',
+            '"12" = "https://download.pytorch.org/whl/cu121"': '"12" = "https://pypi.org/simple"',
+        },
+        recipe.agent.packages,  # every pin, as the real recipe has them
+    )
+    root.inside(RECIPE_INSIDE).parent.mkdir(parents=True)
+    root.inside(RECIPE_INSIDE).write_text(text)
+    hub.add_repo(
+        recipe.weights.repo,
+        {recipe.weights.checkpoint: Pattern(3 << 20, seed=5), recipe.weights.config: b"model:\n  lora: true\n"},
+        commit=recipe.weights.revision,  # the Hub commit the recipe pins
+    )
+    base = {name: f"{name} of InternVL2-1B\n".encode() for name in recipe.base_model.required}
+    base["model.safetensors"] = Pattern(2 << 20, seed=6)
+    hub.add_repo(recipe.base_model.repo, base)
+    return {"commit": commit}
+
+
+def setup(root: Root, env: dict[str, str], src: str) -> subprocess.CompletedProcess:
+    """`simdoctor setup --yes --no-torch` as root with the staged recipe."""
+    return root.run([f"{src}/.venv/bin/simdoctor", "setup", "--yes", "--no-torch", "--recipe", RECIPE_INSIDE], env)
+
+
+def step_times(out: str) -> dict[str, float]:
+    """Each step's wall time, as `setup` prints it: `(STEP: SECONDS s)`."""
+    return {name: float(s) for name, s in re.findall(r"\((\w+): ([0-9.]+) s\)", out)}
 
 
 if __name__ == "__main__":  # build the cache ahead of a test run

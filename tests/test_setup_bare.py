@@ -19,13 +19,9 @@ import time
 from pathlib import Path
 
 import barefs
-import builders
 import pytest
-from standins.hf_hub import Hub, Pattern
+from standins.hf_hub import Hub
 
-from simdoctor.recipe import bundled_recipe_dirs, load_recipe
-
-RECIPE = next(p for d in bundled_recipe_dirs() if (p := d / "simlingo-bench2drive.toml").is_file())
 USER = "carla"
 HOME = f"/home/{USER}"
 # What only a person (or a GPU) can settle: the GPU and its driver, Vulkan on it, a display; the 2-core test
@@ -33,42 +29,6 @@ HOME = f"/home/{USER}"
 NOT_SETUPS = re.compile(
     r"^(gpu\.|vulkan\.(icd|devices|adapter_map)$|display\.|system\.(cpu|memory)$|agent\.(torch|deep)$)"
 )
-
-
-def stage(root: barefs.Root, hub: Hub, work: Path) -> dict[str, str]:
-    """The stand-ins the recipe points at, inside (the git remote) and on loopback (archives, the Hub)."""
-    recipe = load_recipe(RECIPE)
-    carla_tar, maps_tar = builders.carla_archives(work / "build", recipe)
-    url, commit = builders.simlingo_remote(root.inside("/srv/github/RenzKa"), towns=("Town01", "Town12", "Town13"))
-    url = url.replace(f"file://{root.path}", "file://")  # as seen from inside
-    # git reads a repository another user owns only when told it is safe; GitHub is nobody's folder
-    root.inside("/etc/gitconfig").write_text(f"[safe]\n\tdirectory = {url[len('file://') :]}\n")
-    text = builders.pointed_recipe(
-        RECIPE.read_text(),
-        {
-            recipe.carla.url: hub.add_url(f"/Linux/{carla_tar.name}", carla_tar.read_bytes()),
-            recipe.carla.additional_maps_url: hub.add_url(f"/Linux/{maps_tar.name}", maps_tar.read_bytes()),
-            f'repo_url = "{recipe.agent.repo_url}"': f'repo_url = "{url}"',
-            f'commit = "{recipe.agent.commit}"': f'commit = "{commit}"',
-            '"12" = "https://download.pytorch.org/whl/cu121"': '"12" = "https://pypi.org/simple"',
-        },
-        recipe.agent.packages,  # every pin, as the real recipe has them
-    )
-    (root.inside("/opt/test")).mkdir(parents=True)
-    root.inside("/opt/test/recipe.toml").write_text(text)
-    hub.add_repo(
-        recipe.weights.repo,
-        {recipe.weights.checkpoint: Pattern(3 << 20, seed=5), recipe.weights.config: b"model:\n  lora: true\n"},
-        commit=recipe.weights.revision,  # the Hub commit the recipe pins
-    )
-    base = {name: f"{name} of InternVL2-1B\n".encode() for name in recipe.base_model.required}
-    base["model.safetensors"] = Pattern(2 << 20, seed=6)
-    hub.add_repo(recipe.base_model.repo, base)
-    return {"commit": commit}
-
-
-def step_times(out: str) -> dict[str, float]:
-    return {name: float(s) for name, s in re.findall(r"\((\w+): ([0-9.]+) s\)", out)}
 
 
 def test_setup_takes_a_bare_debian_12_to_a_stack_check_passes(tmp_path: Path, hub: Hub) -> None:
@@ -80,24 +40,16 @@ def test_setup_takes_a_bare_debian_12_to_a_stack_check_passes(tmp_path: Path, hu
     built = time.monotonic() - began
     work = Path(tmp_path)
     with barefs.fresh_root(work) as root:
-        env = {"HOME": "/root", "HF_ENDPOINT": hub.endpoint, "NO_COLOR": "1", **barefs.CA_ENV}
-        # the README's first command, and what it needs on Debian (python3-venv)
-        apt = root.run(["sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
-                        "--no-install-recommends python3 python3-venv"], env)  # fmt: skip
-        assert apt.returncode == 0, apt.stderr[-2000:]
-        src = barefs.copy_source(root)
-        install = root.run(["sh", "-c", f"cd {src} && python3 -m venv .venv && .venv/bin/pip install -q ."], env)
-        assert install.returncode == 0, install.stderr[-3000:]
-        first = root.run([f"{src}/.venv/bin/simdoctor", "check"], env)
+        env = barefs.root_env(hub)
+        src, first = barefs.readme_first_command(root, env)
         assert first.returncode == 1 and "Traceback" not in first.stderr, first.stdout[-3000:] + first.stderr[-3000:]
         # root's finding names the path setup takes: hand over to carla, then the command setup ends with
         assert f"{src}/.venv/bin/simdoctor setup --user carla" in first.stdout
         assert f"su - {USER} -c '{HOME}/.local/bin/simdoctor run'" in first.stdout
-        staged = stage(root, hub, work)
+        staged = barefs.stage(root, hub, work)
         readme_done = time.monotonic()
 
-        simdoctor = f"{src}/.venv/bin/simdoctor"
-        setup = root.run([simdoctor, "setup", "--yes", "--no-torch", "--recipe", "/opt/test/recipe.toml"], env)
+        setup = barefs.setup(root, env, src)
         setup_done = time.monotonic()
         out = setup.stdout
         print(out[-6000:])
@@ -124,20 +76,21 @@ def test_setup_takes_a_bare_debian_12_to_a_stack_check_passes(tmp_path: Path, hu
         # check as carla: nothing fails or warns but what only a person or a GPU settles
         user_env = {**env, "HOME": HOME, "USER": USER}
         check = root.run(["runuser", "-u", USER, "--", f"{HOME}/.local/bin/simdoctor", "check", "--json",
-                          "--recipe", "/opt/test/recipe.toml"], user_env)  # fmt: skip
+                          "--recipe", barefs.RECIPE_INSIDE], user_env)  # fmt: skip
         results = json.loads(check.stdout)["results"]
         bad = {
             r["id"]: r["summary"] for r in results if r["status"] in ("fail", "warn") and not NOT_SETUPS.match(r["id"])
         }
-        assert bad == {}
+        # the pins --no-torch leaves out, and only those (torch itself is agent.torch's)
+        assert bad == {"agent.packages": "missing: torchvision, accelerate, peft, timm, pytorch-lightning"}
         passed = {r["id"] for r in results if r["status"] == "ok"}
         assert {"system.packages", "system.user", "agent.checkout", "agent.python", "agent.carla_client",
                 "carla.version", "carla.maps", "weights.checkpoint", "weights.base_model"} <= passed  # fmt: skip
 
         # a second setup as root finds nothing left to do here or for carla
-        again = root.run([simdoctor, "setup", "--yes", "--no-torch", "--recipe", "/opt/test/recipe.toml"], env)
+        again = barefs.setup(root, env, src)
         assert "nothing to do: every step is already done" in again.stdout, again.stdout[-3000:]
-    times = step_times(out)
+    times = barefs.step_times(out)
     print(
         f"\ndebootstrap tree: {built:.1f} s (0 when cached); README's first command and staging: "
         f"{readme_done - began - built:.1f} s; setup: {setup_done - readme_done:.1f} s; test: "
