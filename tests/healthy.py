@@ -244,7 +244,7 @@ def agent(settings: Settings) -> AgentFacts:
         pythonpath=pythonpath(settings),
         version="3.8.18",
         executable=python,
-        packages={"carla": "0.9.15", "torch": "2.2.0", "transformers": "4.46.3"},
+        packages=dict(a.packages),
         carla=CarlaImport(True, f"{site}/carla/__init__.py", None),
         modules=modules,
         agent=ModuleState(True, a.file, None, file_exists=True),

@@ -37,7 +37,7 @@ LOADER_STATUSES = {
     "carla.root": "fail", "carla.binaries": "skip", "carla.version": "skip", "carla.maps": "skip",
     "carla.ports": "ok", "carla.server": "skip", "carla.client_version": "skip",
     "agent.python": "fail", "agent.carla_client": "skip", "agent.imports": "skip", "agent.module": "skip",
-    "agent.torch": "skip", "agent.transformers": "skip", "agent.deep": "skip",
+    "agent.torch": "skip", "agent.packages": "skip", "agent.deep": "skip",
     # recorded before the packages and checkout probes existed: their checks have no facts to judge
     "system.packages": "skip", "agent.checkout": "skip",
     "weights.checkpoint": "fail", "weights.config": "fail", "weights.base_model": "fail",

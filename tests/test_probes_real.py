@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from builders import BASE_TOWNS, carla_root, simlingo_checkout
+from builders import BASE_TOWNS, bench2drive_standin, carla_root, simlingo_checkout, venv_without
 from conftest import free_port
 
 from simdoctor.checks import CheckContext
@@ -300,6 +300,32 @@ def test_real_interpreter_without_srunner_names_the_missing_entry(agent_settings
     f = found["agent.imports"]
     assert f.status is Status.FAIL
     assert "`srunner`" in f.summary and settings.recipe.agent.scenario_runner in f.summary
+
+
+def test_every_missing_distribution_is_named_and_deep_imports_the_evaluator(make_settings, agent_python, tmp_path):
+    """The agent env lacks requests and pexpect, which `find_spec("leaderboard")` never notices: the default
+    check names both from package metadata (six found by its pip name, py-trees by its underscore spelling), with
+    one install command; --deep imports leaderboard.leaderboard_evaluator for real (the stand-in, which needs
+    what upstream's needs, in upstream's order) and says which import fails."""
+    python = venv_without(tmp_path / "venv", os.path.dirname(os.path.dirname(agent_python)), "requests", "pexpect")
+    settings = make_settings(agent_python=python, carla_root=str(tmp_path / "carla"), work_dir=str(tmp_path / "s"))
+    carla_root(tmp_path / "carla", settings.recipe)
+    bench2drive_standin(tmp_path / "s")
+    found, facts = findings_for(settings, ["agent"], ["agent"])
+    a = facts.get("agent")
+    assert found["agent.imports"].status is Status.OK  # find_spec: leaderboard and srunner are there
+    assert (a.packages["requests"], a.packages["pexpect"]) == (None, None)
+    assert (a.packages["six"], a.packages["py-trees"]) == ("1.16.0", "0.8.3")
+    f = found["agent.packages"]
+    missing = f.summary.split("missing: ", 1)[1].split(";", 1)[0].split(", ")
+    assert f.status is Status.FAIL and {"requests", "pexpect"} <= set(missing) and "six" not in missing
+    (command,) = f.fix.commands
+    assert command.startswith(f"{python} -m pip install ") and "requests==2.31.0" in command
+    assert "pexpect==4.9.0" in command and "six==" not in command
+    found, facts = findings_for(settings, ["agent"], ["agent.deep"], deep=True)
+    errors = facts.get("agent").deep.module_errors
+    assert errors["leaderboard.leaderboard_evaluator"].startswith("ModuleNotFoundError: No module named 'pexpect'")
+    assert errors["leaderboard.scenarios.route_scenario"] is None
 
 
 def test_missing_agent_file_is_named(agent_settings):

@@ -1,4 +1,4 @@
-"""agent: the agent's interpreter, its CARLA client, its imports, torch and transformers."""
+"""agent: the agent's interpreter, its CARLA client, its imports, torch and the pinned packages."""
 
 from __future__ import annotations
 
@@ -203,21 +203,38 @@ def torch(facts: Facts, ctx: CheckContext):
     return ok(summary)
 
 
-@check("agent.transformers", "transformers", needs=("agent",))
-def transformers(facts: Facts, ctx: CheckContext):
+# Pins with a check of their own: carla (against the server), torch (built for the driver's CUDA, its own index).
+OWN_CHECKS = ("carla", "torch")
+
+
+def _base(version: str) -> str:
+    """`2.2.0+cu121` -> `2.2.0`: a local build tag does not make another version."""
+    return version.split("+", 1)[0]
+
+
+@check("agent.packages", "Pinned packages", needs=("agent",))
+def packages(facts: Facts, ctx: CheckContext):
+    """Every distribution the evaluator and the agent import, against SimLingo's environment.yaml pins (the
+    recipe's [agent.packages]), read from package metadata: `find_spec("leaderboard")` passes while
+    `import leaderboard.leaderboard_evaluator` fails on requests, pexpect, ephem or transforms3d."""
     a: AgentFacts = facts.get("agent")
-    want = ctx.settings.recipe.agent.packages["transformers"]
-    if _no_interpreter(a):
+    if _no_interpreter(a) or a.packages is None:
         return skip("no agent interpreter")
-    have = (a.packages or {}).get("transformers")
-    if have is None:
-        return fail("transformers is not installed in the agent env", pip_fix(a, "transformers", want))
-    if have != want:
-        return warn(
-            f"transformers {have}; SimLingo pins {want} (InternVL2's remote code is version-sensitive)",
-            pip_fix(a, "transformers", want),
-        )
-    return ok(f"transformers {have}")
+    pins = {name: version for name, version in ctx.settings.recipe.agent.packages.items() if name not in OWN_CHECKS}
+    have = {name: a.packages.get(name) for name in pins}
+    missing = [name for name, version in have.items() if version is None]
+    off = [name for name, version in have.items() if version is not None and _base(version) != pins[name]]
+    details = [f"{name}: {have[name] or 'NOT INSTALLED'} (pin {pins[name]})" for name in pins]
+    if not missing and not off:
+        return ok(f"{len(pins)} pinned packages at SimLingo's versions", details)
+    wrong = missing + off
+    fix = Fix(
+        "Install SimLingo's pinned versions (environment.yaml) into the agent's environment, all at once.",
+        [f"{a.python} -m pip install " + " ".join(f"{name}=={pins[name]}" for name in wrong)],
+    )
+    parts = [f"missing: {', '.join(missing)}"] if missing else []
+    parts += [f"not at SimLingo's pin: {', '.join(f'{n} {have[n]} (pin {pins[n]})' for n in off)}"] if off else []
+    return (fail if missing else warn)("; ".join(parts), fix, details)
 
 
 @check("agent.deep", "Real import (--deep)", needs=("agent",))
@@ -246,6 +263,18 @@ def deep(facts: Facts, ctx: CheckContext):
             Fix("Match torch's CUDA build to the GPU and driver."),
             details,
         )
+    broken = {name: error for name, error in d.module_errors.items() if error}
+    if broken:
+        name, error = next(iter(broken.items()))
+        others = f" (also: {', '.join(list(broken)[1:])})" if len(broken) > 1 else ""
+        return fail(
+            f"`import {name}` fails: {error}{others}",
+            Fix(
+                "Install the missing or wrongly pinned packages (agent.packages says which).",
+                ["simdoctor check --only agent"],
+            ),
+            details,
+        )
     if d.agent_import_ok is False:
         return fail(
             f"importing the agent fails: {d.agent_import_error}",
@@ -254,4 +283,5 @@ def deep(facts: Facts, ctx: CheckContext):
         )
     if d.agent_import_ok is None:
         return ok("torch runs on the GPU (the agent module was not imported: see agent.module)", details)
-    return ok("torch runs on the GPU and the agent module imports", details)
+    imported = ", ".join([*d.module_errors, "the agent module"])
+    return ok(f"torch runs on the GPU; {imported} import", details)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -52,6 +52,7 @@ class DeepFacts:
     agent_import_ok: Optional[bool]
     agent_import_error: Optional[str]
     seconds: Optional[float]
+    module_errors: dict[str, Optional[str]] = field(default_factory=dict)  # deep_modules: None when it imports
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ def probe_request(settings: Settings, deep: bool = False, node_paths: tuple[str,
     """What scripts/agent_probe.py is asked; `node_paths` makes it also report the node it runs on."""
     agent = settings.recipe.agent
     request = {"modules": list(agent.modules), "agent_file": agent.file, "packages": list(agent.packages),
-               "deep": deep}  # fmt: skip
+               "deep": deep, "deep_modules": list(agent.deep_modules)}  # fmt: skip
     if node_paths:
         request.update(node=True, paths=list(node_paths))
     return request

@@ -1,8 +1,10 @@
 """Facts about the agent's interpreter, gathered inside it (run by simdoctor as a subprocess).
 
 Reads a JSON request on stdin: {"modules": [names], "agent_file": path, "packages": [names],
-"deep": bool, "node": bool, "paths": [paths]}; prints one JSON line. Without "deep" nothing heavy is
-imported: versions come from package metadata and torch/version.py. With "node" (a Slurm probe job)
+"deep": bool, "deep_modules": [names], "node": bool, "paths": [paths]}; prints one JSON line. Without
+"deep" nothing heavy is imported: versions come from package metadata (importlib.metadata, by pip's name
+or its underscore spelling, as Python 3.8's lookup does not normalize) and torch/version.py. With "deep"
+each of "deep_modules" and the agent module are imported for real. With "node" (a Slurm probe job)
 it also says which host it ran on, the GPU variables Slurm set, and whether each of "paths" exists
 there. Standard library only, Python 3.8 compatible.
 """
@@ -31,10 +33,12 @@ def last_line(exc):
 def package_version(name):
     if metadata is None:
         return None
-    try:
-        return metadata.version(name)
-    except Exception:
-        return None
+    for spelling in (name, name.replace("-", "_")):
+        try:
+            return metadata.version(spelling)
+        except Exception:
+            continue
+    return None
 
 
 def find(name):
@@ -77,7 +81,18 @@ def import_carla():
     return {"ok": True, "file": getattr(carla, "__file__", None), "error": None}
 
 
-def deep(agent_file):
+def import_error(name):
+    """None when `name` imports, else its error's last line and where it was raised."""
+    try:
+        importlib.import_module(name)
+        return None
+    except BaseException as exc:  # modules may sys.exit on bad setups
+        error = last_line(exc)
+        tb = traceback.extract_tb(exc.__traceback__)
+        return error + (" (at %s:%d)" % (tb[-1].filename, tb[-1].lineno) if tb else "")
+
+
+def deep(agent_file, modules):
     out = {
         "torch_error": None,
         "cuda_available": None,
@@ -87,6 +102,7 @@ def deep(agent_file):
         "op_error": None,
         "agent_import_ok": None,
         "agent_import_error": None,
+        "module_errors": {},
         "seconds": None,
     }
     start = time.time()
@@ -104,17 +120,11 @@ def deep(agent_file):
                 out["op_ok"], out["op_error"] = False, last_line(exc)
     except Exception as exc:
         out["torch_error"] = last_line(exc)
+    out["module_errors"] = dict((name, import_error(name)) for name in modules)
     if agent_file and os.path.isfile(agent_file):
         sys.path.insert(0, os.path.dirname(agent_file))
-        try:
-            importlib.import_module(os.path.splitext(os.path.basename(agent_file))[0])
-            out["agent_import_ok"] = True
-        except BaseException as exc:  # agent modules may sys.exit on bad setups
-            out["agent_import_ok"] = False
-            out["agent_import_error"] = last_line(exc)
-            tb = traceback.extract_tb(exc.__traceback__)
-            if tb:
-                out["agent_import_error"] += " (at %s:%d)" % (tb[-1].filename, tb[-1].lineno)
+        out["agent_import_error"] = import_error(os.path.splitext(os.path.basename(agent_file))[0])
+        out["agent_import_ok"] = out["agent_import_error"] is None
     out["seconds"] = round(time.time() - start, 2)
     return out
 
@@ -147,7 +157,7 @@ def main():
         "modules": dict((name, find(name)) for name in request.get("modules", [])),
         "agent": agent,
         "torch": torch_build(),
-        "deep": deep(agent_file) if request.get("deep") else None,
+        "deep": deep(agent_file, request.get("deep_modules", [])) if request.get("deep") else None,
         "node": node(request.get("paths", [])) if request.get("node") else None,
     }
     sys.stdout.write("\n" + json.dumps(result) + "\n")
