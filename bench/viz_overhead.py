@@ -18,7 +18,8 @@ For each length it prints, measured in this run:
   commentary) in seconds and as a share of the route's time (goal: at most 5 %);
 - the peak resident memory of that process and of ffmpeg (getrusage): flat if it does not grow with length;
 - the agent's side beside it, which upstream's DEBUG drawing costs whoever records: drawing and saving one
-  frame (PIL, as upstream) in ms, times 4 frames per simulated second, as a share of real time.
+  frame (PIL, as upstream) in ms, times 4 frames per simulated second, as a share of real time; with Pillow's
+  default PNG compression (upstream alone) and with zlib level 1 (what the timing wrapper sets under --viz).
 
 Run from the repo root: `.venv/bin/python bench/viz_overhead.py [--minutes 10 60]`
 """
@@ -67,7 +68,7 @@ def camera(step: int):
     return Image.blend(scene, Image.merge("RGB", (noise, noise, noise)), 0.25)
 
 
-def draw_frame(step: int, scene, path: Path, font_path: str) -> float:
+def draw_frame(step: int, scene, path: Path, font_path: str, compress_level: int = -1) -> float:
     """What upstream's DEBUG drawing does to the camera image (points, answer band, text, PNG save); its
     seconds."""
     from PIL import Image, ImageDraw, ImageFont
@@ -87,7 +88,7 @@ def draw_frame(step: int, scene, path: Path, font_path: str) -> float:
     answer = f"Answer: Follow the lane and keep a safe distance to the car in front (frame {step})."
     for idx, line in enumerate(textwrap.wrap(prompt, 100) + textwrap.wrap(answer, 100)):
         draw.text((10, HEIGHT + 20 + 30 * idx), line, font=font, fill=(255, 255, 255, 255))
-    image.save(path)
+    image.save(path, compress_level=compress_level)  # -1: zlib's default (6), as upstream's plain save
     return time.perf_counter() - began
 
 
@@ -120,18 +121,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="viz-bench-") as tmp:
         pool = Path(tmp) / "pool"
         pool.mkdir()
-        drawing = 0.0
+        drawing = {-1: 0.0, 1: 0.0}  # zlib level: upstream's default, and the one the wrapper gives Pillow
         for k in range(DISTINCT):
             step = (k + 1) * EVERY
-            drawing += draw_frame(step, camera(step), pool / f"{step}.png", font_path)
-        draw_ms = drawing / DISTINCT * 1000
+            scene = camera(step)
+            drawing[-1] += draw_frame(step, scene.copy(), pool / "upstream.png", font_path)
+            drawing[1] += draw_frame(step, scene, pool / f"{step}.png", font_path, compress_level=1)
+        (pool / "upstream.png").unlink()
         png_kib = sum(p.stat().st_size for p in pool.iterdir()) / DISTINCT / 1024
         per_sim_s = TICK_HZ / EVERY
         viz = settings.recipe.viz
         print(f"encoder: {encoder.source} {encoder.path}; preset {viz.preset}, crf {viz.crf}")
         print(f"frames: {WIDTH}x{HEIGHT + BAND} RGBA PNG, {png_kib:.0f} KiB each, {per_sim_s:g} per simulated second")
-        print(f"agent side (upstream's drawing + PNG save, PIL): {draw_ms:.1f} ms per frame = "
-              f"{draw_ms * per_sim_s / 10:.1f} % of a real-time route")  # fmt: skip
+        for level, what in ((-1, "upstream's PNG default, zlib 6"), (1, "zlib 1, as the wrapper has Pillow write")):
+            ms = drawing[level] / DISTINCT * 1000
+            print(f"agent side, drawing + PNG save ({what}): {ms:.1f} ms per frame = "
+                  f"{ms * per_sim_s / 10:.1f} % of a real-time route")  # fmt: skip
         for minutes in args.minutes:
             route_s = minutes * 60
             frames = int(route_s * per_sim_s)

@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
+import typer.core
 
 from simdoctor import __version__
 from simdoctor.recipe import ConfigError
 from simdoctor.settings import Settings, load_settings, redact_url
+
+
+class Interrupted(Exception):
+    """Ctrl-C (or TERM/HUP while a command turns them into Ctrl-C) that the command did not handle itself."""
+
+
+class _Group(typer.core.TyperGroup):
+    def invoke(self, ctx):
+        """Typer turns a KeyboardInterrupt into a silent exit 130; pass it on as Interrupted, so main says so."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted() from None
+
 
 app = typer.Typer(
     name="simdoctor",
@@ -55,7 +71,7 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@app.callback(cls=_Group)
 def main_callback(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
@@ -343,13 +359,39 @@ def setup(
 def report(
     out: Annotated[Path, typer.Argument(help="A `simdoctor run` output folder.")],
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the report.")] = False,
+    html: Annotated[bool, typer.Option("--html", help="Also write OUT/report.html (offline: plots, videos).")] = False,
     recipe: RecipeOpt = None,
 ) -> None:
     """Driving Score, Success Rate and the agent's speed over a run's routes; writes OUT/merged.json."""
     from simdoctor import report as route_report
 
     settings = settings_from(recipe)
-    raise typer.Exit(route_report.run(out, settings.recipe.run, json_out=json_out))
+    names = settings.recipe.run
+    code = 0
+    if not html or (out / names.routes_dir).is_dir():  # a folder of seeds has no report of its own here
+        code = route_report.run(out, names, json_out=json_out)
+    if html:
+        from simdoctor import htmlreport
+
+        page = htmlreport.write(out, names)
+        (sys.stderr if json_out else sys.stdout).write(f"HTML report: {page}\n")
+    raise typer.Exit(code)
+
+
+@app.command()
+def watch(
+    out: Annotated[Path, typer.Argument(help="A `simdoctor run` output folder (the run may be going on).")],
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (default loopback; the token is always needed).")
+    ] = "127.0.0.1",
+    port: Annotated[Optional[int], typer.Option("--port", help="Port (default: the first free from 8765).")] = None,
+    recipe: RecipeOpt = None,
+) -> None:
+    """Watch a run live in a browser: each slot's newest frame, SimLingo's answer, speed, progress, DS so far."""
+    from simdoctor import watch as live
+
+    settings = settings_from(recipe)
+    raise typer.Exit(live.run(out, settings.recipe.run, host=host, port=port))
 
 
 carla_app = typer.Typer(
@@ -484,9 +526,8 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except ConfigError as exc:
-        typer.echo(f"simdoctor: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
-    except (typer.Abort, KeyboardInterrupt):
+        _fail(str(exc), EXIT_USAGE)
+    except (typer.Abort, KeyboardInterrupt, Interrupted):
         typer.echo("simdoctor: interrupted", err=True)
         sys.exit(130)
     except typer.TyperException as exc:  # usage errors: unknown option, bad value
@@ -499,10 +540,14 @@ def main() -> None:
     except Exception as exc:
         if os.environ.get("SIMDOCTOR_DEBUG"):
             raise
-        typer.echo(
-            f"simdoctor: internal error: {type(exc).__name__}: {redact_url(str(exc))} "
-            f"(after {time.monotonic() - start:.1f}s; set SIMDOCTOR_DEBUG=1 for the traceback)",
-            err=True,
-        )
-        sys.exit(70)
+        _fail(f"internal error: {type(exc).__name__}: {redact_url(str(exc))} (after {time.monotonic() - start:.1f}s; "
+              "set SIMDOCTOR_DEBUG=1 for the traceback)", 70)  # fmt: skip
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    """One line on stderr; under --json also one JSON object on stdout, where the command's result would be."""
+    typer.echo(f"simdoctor: {message}", err=True)
+    if "--json" in sys.argv[1:]:
+        sys.stdout.write(json.dumps({"status": "error", "exit_code": code, "error": message}) + "\n")
+    sys.exit(code)

@@ -89,6 +89,7 @@ def machine(tmp_path: Path, hub: Hub, user_runtime: UserRuntime) -> Machine:
     hub.add_repo(
         recipe.weights.repo,
         {recipe.weights.checkpoint: Pattern(3 << 20, seed=5), recipe.weights.config: b"model:\n  lora: true\n"},
+        commit=recipe.weights.revision,  # the Hub commit the recipe pins
     )
     base = {name: f"{name} of InternVL2-1B\n".encode() for name in recipe.base_model.required}
     base["model.safetensors"] = Pattern(2 << 20, seed=6)
@@ -123,10 +124,10 @@ def test_dry_run_prints_every_step_with_its_commands_and_sizes_and_changes_nothi
         "(about 7.81 GiB to download)",
         "4. maps: a fresh CARLA has no AdditionalMaps  [fixes carla.maps]",
         f"   $ cd {root} && bash ImportAssets.sh",
-        f"download RenzKa/simlingo --revision main --local-dir {work}/outputs",
+        f"download RenzKa/simlingo --revision 26c7c89e797d4e25bbf640013317af8da26a5454 --local-dir {work}/outputs",
         f"download OpenGVLab/InternVL2-1B --revision main --local-dir {work}/pretrained/InternVL2-1B",
         "7. env: ",
-        "about 29.1 GiB to download, ",
+        "about 22.6 GiB to download, ",
     ]:
         assert line in out, line
     assert "client" not in out  # the new env gets the pinned client with the other pins

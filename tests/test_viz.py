@@ -4,7 +4,9 @@ mode does, loading `arial.ttf` by name), the videos checked with the same ffmpeg
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import builders
 import pytest
 
 from simdoctor.viz import video
+from tests.browser import not_blank
 from tests.conftest import Stack
 from tests.test_run import simdoctor_run
 
@@ -114,3 +117,56 @@ def test_check_viz_sees_an_arial_the_agent_already_finds(simdoctor, tmp_path) ->
                      env={"SIMDOCTOR_WORK_DIR": str(tmp_path), "XDG_DATA_DIRS": str(tmp_path)})  # fmt: skip
     summary = json.loads(done.stdout)["results"][0]["summary"]
     assert summary == f"arial.ttf: the agent's Pillow opens {tmp_path}/fonts/x/arial.ttf"
+
+
+# ---- report --html, in a real headless Chromium ----------------------------------------------------------
+
+
+def keep_screenshot(png: Path) -> None:
+    """Screenshots also go to $SIMDOCTOR_SCREENSHOTS when set, for a person to look at."""
+    folder = os.environ.get("SIMDOCTOR_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(png, Path(folder) / png.name)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    from tests.browser import Browser
+
+    opened = Browser(tmp_path / "chromium-profile")
+    yield opened
+    opened.close()
+
+
+def test_report_html_is_one_offline_page_with_plots_and_playable_videos(standin_stack: Stack, browser, tmp_path):
+    specs = [route("1", sim_s="4"), route("2", "completed", sim_s="3", town="Town02", kind="HardBreakRoute"),
+             route("3", "blocked", sim_s="2", kind="HardBreakRoute")]  # fmt: skip
+    done = simdoctor_run(standin_stack, specs, "--viz")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = standin_stack.home / "out"
+    done = subprocess.run(standin_stack.rt.simdoctor("report", str(out), "--html"), env=standin_stack.env(),
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    page = out / "report.html"
+    assert f"HTML report: {page}" in done.stdout
+    response = browser.open(page.as_uri())
+    assert response.get("mimeType") == "text/html"
+    fetched = browser.evaluate("performance.getEntriesByType('resource').map(e => e.name)")
+    assert fetched and all(url.startswith(out.as_uri() + "/video/") for url in fetched), fetched  # offline
+    assert browser.evaluate("document.querySelectorAll('svg').length") == 3  # latency, steps/s, DS by group
+    assert "not sampled (no NVML" in browser.evaluate("document.body.innerText")  # no GPU here: said, not drawn
+    assert browser.evaluate("document.querySelectorAll('table tr').length") == 1 + 3
+    assert browser.evaluate("document.querySelectorAll('video').length") == 3
+    ready = browser.wait_for("Array.from(document.querySelectorAll('video')).every(v => v.readyState >= 2)"
+                             " && Array.from(document.querySelectorAll('video')).map(v => v.readyState)")  # fmt: skip
+    assert all(state >= 2 for state in ready)
+    assert browser.evaluate("document.querySelector('video').duration") == pytest.approx(15 / 4, abs=0.3)
+    # The commentary beside the video follows it: seeking to 1 s marks the answer spoken then.
+    browser.evaluate("(() => { const v = document.querySelector('video'); v.currentTime = 1.0;"
+                     " v.dispatchEvent(new Event('timeupdate')); })()")  # fmt: skip
+    now = browser.evaluate("document.querySelector('.commentary li.now').innerText")
+    assert now.endswith("Maintain the current speed, the road ahead is clear.")
+    shot = browser.screenshot(tmp_path / "report.png")
+    keep_screenshot(shot)
+    assert not_blank(shot) > 50  # plots, table, video posters: many colours

@@ -24,7 +24,9 @@ Contract kept (reference/upstream-behaviour.md §1-§3; simlingo-bench2drive.md 
   lower bound. STANDIN_EVALUATOR_TIME_SCALE (default 1: the real times) multiplies the 60 s, the 5 s
   pauses and the client timeout of those attempts, for tests and bench/carla_dies.py;
 - the agent: `sys.path.insert(0, dirname(--agent))`, import by file name, `get_entry_point()`, the
-  class's static `get_ros_version()`, `cls(host, port, debug)`, `set_global_plan`,
+  class's static `get_ros_version()`, `cls(host, port, debug)`, `set_global_plan(gps route, world route)`
+  (the route's keypoints, as GNSS reads them: route_manipulation.py `_location_to_gps`), the speedometer
+  and GNSS readings of an even drive along them each tick (no camera),
   `setup(agent_config + '+' + save_name)`, `sensors()` mapped to icons, one `agent()` per 20 Hz tick
   (GameTime advanced first), `destroy()`; exceptions from agent() are AgentError: "Stopping the route,
   the agent has crashed:" and 'Failed - Agent crashed';
@@ -242,7 +244,13 @@ class Evaluator(object):
             agent_class = getattr(self.module_agent, self.module_agent.get_entry_point())
             agent_class.get_ros_version()
             agent = agent_class(args.host, args.port, args.debug)
-            agent.set_global_plan([], [])
+            gps = [location_to_gps(x, y, z) for x, y, z in config.keypoints]
+            plan = [({"lat": lat, "lon": lon, "z": alt}, "LANEFOLLOW") for lat, lon, alt in gps]
+            agent.set_global_plan(plan, [((x, y, z), "LANEFOLLOW") for x, y, z in config.keypoints])
+            route_m = sum(math.dist(a, b) for a, b in zip(config.keypoints, config.keypoints[1:]))
+            agent.sensor_interface.drive(
+                [(lat, lon) for lat, lon, _ in gps], steps, route_m / max(steps / FRAME_RATE, 0.05)
+            )
             args.agent_config = args.agent_config + "+" + save_name
             agent.setup(args.agent_config)
             if not self.sensors:
@@ -320,6 +328,18 @@ class Evaluator(object):
         else:
             crash_cleanup(args.gpu_rank)
         return crashed
+
+
+def location_to_gps(x, y, z, lat_ref=0.0, lon_ref=0.0):
+    """leaderboard/utils/route_manipulation.py `_location_to_gps`: a map location as GNSS reads it (the
+    Mercator projection around the map's geo-reference, 0/0 when its OpenDRIVE has none)."""
+    radius = 6378137.0
+    scale = math.cos(lat_ref * math.pi / 180.0)
+    mx = scale * lon_ref * math.pi * radius / 180.0 + x
+    my = scale * radius * math.log(math.tan((90.0 + lat_ref) * math.pi / 360.0)) - y
+    lon = mx * 180.0 / (math.pi * radius * scale)
+    lat = 360.0 * math.atan(math.exp(my / (radius * scale))) / math.pi - 90.0
+    return lat, lon, z
 
 
 class _Timestamp(object):

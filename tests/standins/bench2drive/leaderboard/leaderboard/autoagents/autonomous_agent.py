@@ -21,10 +21,27 @@ class Track(Enum):
 
 
 class SensorInterface(object):
-    """No simulated sensors: every tick's data is empty."""
+    """No simulated camera: each tick has the speedometer and GNSS readings of a drive along the route at an
+    even pace (`drive`, set by the stand-in evaluator), keyed and shaped as the leaderboard's
+    ({id: (frame, data)}: speed {'speed': m/s}, gps [lat, lon, alt]); empty before a drive is set."""
+
+    def __init__(self):
+        self.points = []  # (lat, lon) along the route
+        self.ticks = 0
+        self.speed = 0.0
+
+    def drive(self, points, ticks, speed):
+        self.points, self.ticks, self.speed = list(points), max(int(ticks), 1), speed
 
     def get_data(self, frame):
-        return {}
+        if not self.points:
+            return {}
+        share = min(1.0, frame / float(self.ticks)) * (len(self.points) - 1)
+        i = min(int(share), len(self.points) - 2) if len(self.points) > 1 else 0
+        a, b = self.points[i], self.points[min(i + 1, len(self.points) - 1)]
+        t = share - i
+        gps = [a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t, 0.0]
+        return {"speed": (frame, {"speed": self.speed}), "gps": (frame, gps)}
 
 
 class AutonomousAgent(object):
