@@ -20,7 +20,7 @@ from typing import Optional
 
 from simdoctor import atomic, profiling, report, results
 from simdoctor.outdir import Layout
-from simdoctor.recipe import ConfigError, RunRecipe
+from simdoctor.recipe import RunRecipe
 
 PAGE = "report.html"
 GIB = 2**30
@@ -35,20 +35,9 @@ class Seed:
     latencies: list[float]
 
 
-def run_folders(out: Path, names: RunRecipe) -> list[tuple[str, Path]]:
-    """The run folder itself, or its `seed-<n>/` run folders."""
-    if (out / names.routes_dir).is_dir():
-        return [("", out)]
-    seeds = sorted((p for p in out.glob("seed-*") if (p / names.routes_dir).is_dir()),
-                   key=lambda p: (len(p.name), p.name))  # fmt: skip
-    if not seeds:
-        raise ConfigError(f"{out} is not a `simdoctor run` output folder (no {names.routes_dir}/ or seed-*/ in it)")
-    return [(p.name.replace("-", " "), p) for p in seeds]
-
-
 def load(out: Path, names: RunRecipe) -> list[Seed]:
     seeds = []
-    for label, folder in run_folders(out, names):
+    for label, folder in report.run_folders(out, names):
         built, records = report.build(folder, names)
         by_route = {report.route_number(r.route_id): r for r in records}
         layout = Layout(folder, names)
