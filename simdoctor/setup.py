@@ -272,20 +272,22 @@ def plan_checkout(state: State) -> Optional[Planned]:
 
 def plan_agent_env(state: State, options: agentbuild.Options) -> Optional[Planned]:
     """SimLingo's Python 3.8 env: conda/mamba/micromamba with environment.yaml, else uv with the recipe's pins."""
-    if state.status("agent.python") is not Status.FAIL:
-        return None
     s = state.settings
-    a: Optional[AgentFacts] = state.facts.get("agent")
-    if a is not None and a.python:
-        return None  # an interpreter that exists but fails its probe is the user's to look at, not ours to replace
     r = s.recipe.agent
+    a: Optional[AgentFacts] = state.facts.get("agent")
+    lacking = agentbuild.unfinished(r, a.python if a else None, a.packages if a else None, options)
+    if state.status("agent.python") is not Status.FAIL and not lacking:
+        return None
+    if a is not None and a.python and not lacking:
+        return None  # an interpreter that exists but fails its probe is the user's to look at, not ours to replace
     g: Optional[GpuFacts] = state.facts.get("gpu")
     driver_cuda = g.cuda_driver_version if g is not None and not g.nvml_error else None
     index = agentbuild.torch_index(r, driver_cuda)
-    planned = Planned("agent_env", state.findings["agent.python"].summary)
+    reason = f"the agent env setup makes lacks {', '.join(lacking)} (an interrupted setup?)" if lacking else None
+    planned = Planned("agent_env", reason or state.findings["agent.python"].summary)
     cuda = f"the driver's CUDA {driver_cuda}" if driver_cuda else "no NVIDIA driver here: the newest CUDA"
     conda = agentbuild.find_conda(r)
-    if conda is not None:
+    if conda is not None and not lacking:
         planned.notes.append(f"with {conda} and {r.build.environment_file}; torch for {cuda} ({index})")
         planned.actions = agentbuild.conda_actions(r, conda, index, options)
         return planned
@@ -297,7 +299,7 @@ def plan_agent_env(state: State, options: agentbuild.Options) -> Optional[Planne
         planned.notes.append(
             f"--no-torch: torch is resolved, not installed; left out: {', '.join(r.build.needs_torch)}"
         )
-    planned.actions = agentbuild.uv_actions(r, uv, python, index, options)
+    planned.actions = agentbuild.uv_actions(r, uv, python, index, options, make_venv=not lacking)
     return planned
 
 
