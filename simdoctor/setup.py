@@ -10,6 +10,7 @@ root) and runs the rest as that user (simdoctor.handoff).
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import sys
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from simdoctor import agentbuild, distro, doctor, handoff, manifest
+from simdoctor import agentbuild, distro, doctor, handoff, hfcache, manifest
 from simdoctor.checks import CheckContext
 from simdoctor.checks.checkout import is_foreign, way_out
 from simdoctor.download import DownloadError, archive
@@ -49,7 +50,7 @@ STEPS: dict[str, tuple[str, ...]] = {
     "carla": ("carla.root", "carla.binaries", "carla.version"),
     "maps": ("carla.maps",),
     "weights": ("weights.checkpoint", "weights.config"),
-    "base_model": ("weights.base_model",),
+    "base_model": ("weights.base_model", "weights.hub_cache"),
     "env": (),
 }
 ROOT_STEPS = ("packages", "user")  # what root does itself; the rest runs as the user it hands over to
@@ -326,6 +327,26 @@ def plan_weights(state: State, step: str, repo: str, revision: str, local_dir: s
     return Planned(step, problem.summary, [_fetch(state.settings, repo, Path(local_dir), revision)])
 
 
+def plan_base_model(state: State) -> Optional[Planned]:
+    """The base model's download (verified in place when it is there), then its links in the Hugging Face cache,
+    where the agent resolves it by hub name offline (simdoctor.hfcache)."""
+    b = state.settings.recipe.base_model
+    planned = plan_weights(state, "base_model", b.repo, b.revision, b.local_dir)
+    if planned is None:
+        return None
+    cache = hfcache.hub_cache(os.environ)
+
+    def link() -> None:
+        try:
+            snapshot = hfcache.link(Path(b.local_dir), cache, b.revision)
+        except (hfcache.CacheError, OSError) as exc:
+            raise StepError(f"cannot put {b.repo} into the Hugging Face cache {cache}: {exc}") from None
+        say(f"   {b.repo} resolves by name offline: {snapshot}")
+
+    planned.actions.append(Action(f"link {b.local_dir} into the Hugging Face cache {cache} (no second copy)", link))
+    return planned
+
+
 def env_files(settings: Settings) -> dict[Path, str]:
     """The files `setup` writes: exactly what `simdoctor env` prints, one per shell family."""
     from simdoctor import shellenv
@@ -385,7 +406,7 @@ def plan(state: State, options: Options) -> list[Planned]:
         carla,
         plan_maps(state, carla is not None),
         plan_weights(state, "weights", r.weights.repo, r.weights.revision, r.weights.local_dir),
-        plan_weights(state, "base_model", r.base_model.repo, r.base_model.revision, r.base_model.local_dir),
+        plan_base_model(state),
         plan_env(state),
     ]
     planned = [p for p in steps if p is not None and (not options.only or p.step in options.only)]
