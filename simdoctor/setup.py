@@ -29,7 +29,7 @@ from simdoctor.probes.carla import CarlaInstallFacts
 from simdoctor.probes.checkout import CheckoutFacts
 from simdoctor.probes.gpu import GpuFacts
 from simdoctor.probes.packages import wanted
-from simdoctor.probes.system import SystemFacts, disk_space
+from simdoctor.probes.system import SystemFacts, disk_space, simdoctor_command
 from simdoctor.probing import Facts
 from simdoctor.recipe import ConfigError
 from simdoctor.settings import Settings, redact_url
@@ -103,7 +103,7 @@ def gather(settings: Settings) -> State:
 def _fetch(settings: Settings, source: str, local_dir: Path, revision: Optional[str] = None) -> Action:
     pin = ["--revision", revision] if revision else []
     shown = redact_url(source)  # a recipe URL may carry user:password
-    cmd = ["simdoctor", "download", shown, *pin, "--local-dir", str(local_dir)]
+    cmd = [*shlex.split(simdoctor_command()), "download", shown, *pin, "--local-dir", str(local_dir)]
 
     def run() -> None:
         observer = None
