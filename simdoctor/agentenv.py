@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 from simdoctor.settings import Settings
+
+TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 
 
 def pythonpath(settings: Settings) -> list[str]:
@@ -26,3 +29,9 @@ def agent_environment(settings: Settings) -> dict[str, str]:
         "PYTHONPATH": os.pathsep.join(pythonpath(settings)),
         "HF_HUB_OFFLINE": "1",
     }
+
+
+def without_tokens(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` less the Hugging Face tokens, for the evaluator, the agent and CARLA: they run offline
+    (HF_HUB_OFFLINE=1), and whatever they start would inherit the token."""
+    return {name: value for name, value in env.items() if name not in TOKEN_VARIABLES}

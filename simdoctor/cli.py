@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
+import typer.core
 
 from simdoctor import __version__
 from simdoctor.recipe import ConfigError
 from simdoctor.settings import Settings, load_settings, redact_url
+
+
+class Interrupted(Exception):
+    """Ctrl-C (or TERM/HUP while a command turns them into Ctrl-C) that the command did not handle itself."""
+
+
+class _Group(typer.core.TyperGroup):
+    def invoke(self, ctx):
+        """Typer turns a KeyboardInterrupt into a silent exit 130; pass it on as Interrupted, so main says so."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted() from None
+
 
 app = typer.Typer(
     name="simdoctor",
@@ -55,7 +71,7 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@app.callback(cls=_Group)
 def main_callback(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
@@ -510,9 +526,8 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except ConfigError as exc:
-        typer.echo(f"simdoctor: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
-    except (typer.Abort, KeyboardInterrupt):
+        _fail(str(exc), EXIT_USAGE)
+    except (typer.Abort, KeyboardInterrupt, Interrupted):
         typer.echo("simdoctor: interrupted", err=True)
         sys.exit(130)
     except typer.TyperException as exc:  # usage errors: unknown option, bad value
@@ -525,10 +540,14 @@ def main() -> None:
     except Exception as exc:
         if os.environ.get("SIMDOCTOR_DEBUG"):
             raise
-        typer.echo(
-            f"simdoctor: internal error: {type(exc).__name__}: {redact_url(str(exc))} "
-            f"(after {time.monotonic() - start:.1f}s; set SIMDOCTOR_DEBUG=1 for the traceback)",
-            err=True,
-        )
-        sys.exit(70)
+        _fail(f"internal error: {type(exc).__name__}: {redact_url(str(exc))} (after {time.monotonic() - start:.1f}s; "
+              "set SIMDOCTOR_DEBUG=1 for the traceback)", 70)  # fmt: skip
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    """One line on stderr; under --json also one JSON object on stdout, where the command's result would be."""
+    typer.echo(f"simdoctor: {message}", err=True)
+    if "--json" in sys.argv[1:]:
+        sys.stdout.write(json.dumps({"status": "error", "exit_code": code, "error": message}) + "\n")
+    sys.exit(code)

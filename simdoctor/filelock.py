@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
 
+from simdoctor import safefile
+
 
 class Busy(Exception):
     """Another process holds the lock; `holder` is what it wrote ("pid N, what, since HH:MM:SS")."""
@@ -27,17 +29,20 @@ class Busy(Exception):
 @contextlib.contextmanager
 def exclusive(path: Path, what: str) -> Iterator[None]:
     """Hold `path` for the block; raises Busy at once when another process holds it (OSError when the
-    file cannot be made)."""
+    file cannot be made, or is not one this user may write: simdoctor.safefile)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = safefile.open_fd(path, os.O_RDWR)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip()
             raise Busy(holder or "a process that is starting") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}, {what}, since {time.strftime('%H:%M:%S')}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()}, {what}, since {time.strftime('%H:%M:%S')}\n".encode(), 0)
+        except OSError as exc:  # a full disk: name the file
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
         yield
     finally:
         os.close(fd)

@@ -17,7 +17,9 @@ import tempfile
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from simdoctor import __version__
+from simdoctor import __version__, distro
+from simdoctor.findings import Fix
+from simdoctor.probes.system import simdoctor_command
 from simdoctor.recipe import ConfigError, PlatformSetup
 from simdoctor.settings import Settings
 from simdoctor.steps import Action, StepError, command
@@ -60,9 +62,16 @@ def continue_command(setup: PlatformSetup, user: str, command: str = "run") -> s
     return f"su - {user} -c {shlex.quote(f'{user_simdoctor(setup, user)} {command}')}"
 
 
-def root_fix_commands(setup: PlatformSetup, user: str) -> list[str]:
+def root_fix_commands(setup: PlatformSetup, user: str, then: str = "run") -> list[str]:
     """What root runs to get a stack CARLA will start from: hand it over, then continue as the user."""
-    return [f"simdoctor setup --user {user}", continue_command(setup, user)]
+    return [f"simdoctor setup --user {user}", continue_command(setup, user, then)]
+
+
+def root_fix(settings: Settings, text: str, then: str = "run") -> Fix:
+    """The same path as `check`'s root finding, for a command that refuses root: runnable as printed here."""
+    setup = settings.recipe.platform.setup
+    here = distro.Machine(root=True, sudo=shutil.which("sudo") is not None, simdoctor=simdoctor_command())
+    return distro.localize(Fix(text, root_fix_commands(setup, setup.user, then)), here)
 
 
 def checked_user(name: str) -> str:

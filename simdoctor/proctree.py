@@ -13,6 +13,8 @@ Generic: CARLA servers (`simdoctor carla`) and evaluator runs (`simdoctor run`) 
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -23,10 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from simdoctor import procs
+from simdoctor import procs, safefile
 from simdoctor.procs import ProcessInfo
 
 COOKIE = "SIMDOCTOR_TREE"
+PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
 OWNER = "SIMDOCTOR_OWNER"  # "<pid>:<start ticks>" of the simdoctor process that started the tree
 POLL_S = 0.02
 KILL_WAIT_S = 5.0
@@ -99,7 +102,7 @@ def start(
     me = procs.process(os.getpid())
     full_env[OWNER] = f"{os.getpid()}:{me.start_ticks if me else 0}"
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
+    with safefile.open_append(log) as out:
         proc = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
@@ -112,6 +115,33 @@ def start(
         )
     info = procs.process(proc.pid)
     return proc, Tree(tree_id, proc.pid, info.start_ticks if info else 0, procs.boot_id())
+
+
+def become_subreaper() -> bool:
+    """Make this process the subreaper of its descendants (Linux PR_SET_CHILD_SUBREAPER): one that left its
+    tree with setsid and a cleared environment, then lost its parent, is reparented here instead of to init,
+    so it can still be found (`orphans`), stopped and reaped. False where the kernel refuses."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def orphans(table: list[ProcessInfo], leaders: set[int]) -> list[ProcessInfo]:
+    """This subreaper's children that it did not start: descendants reparented to it. The children it starts
+    itself run in its session, except the trees started with `start` (their leaders: `leaders`) and
+    subproc.run_bounded's, which `simdoctor run` does not start while its routes run."""
+    me, session = os.getpid(), os.getsid(0)
+    return [p for p in table if p.ppid == me and p.sid != session and p.pid not in leaders]
+
+
+def reap_orphans(leaders: set[int]) -> None:
+    """Collect the exit status of orphans that ended (zombies), never that of a leader a Popen waits for."""
+    for p in orphans(procs.processes(), leaders):
+        if not procs.is_alive(p.pid):
+            with contextlib.suppress(OSError):
+                os.waitpid(p.pid, os.WNOHANG)
 
 
 def descendants(roots: set[int], table: list[ProcessInfo]) -> set[int]:

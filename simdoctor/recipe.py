@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import string
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,6 +157,7 @@ class RunRecipe:
     route_timeout_s: float
     evaluator_timeout_s: float
     port_base: int
+    max_workers_per_gpu: int
     routes_dir: str
     results_dir: str
     viz_dir: str
@@ -307,7 +309,36 @@ def load_recipe(path: Path) -> Recipe:
         recipe = from_data(Recipe, data, where=path.name)
     except DataError as exc:
         raise ConfigError(f"recipe {path}: {exc}") from None
+    for f in dataclasses.fields(RunRecipe):
+        value = getattr(recipe.run, f.name)
+        if f.name.endswith(("_dir", "_file")) and f.name != "out_dir" and not _plain_name(value):
+            raise ConfigError(f"recipe {path}: run.{f.name} {value!r} must be a plain name inside --out "
+                              "(no /, not . or ..): simdoctor writes and locks it there")  # fmt: skip
     return dataclasses.replace(recipe, path=str(path))
+
+
+def _plain_name(name: str) -> bool:
+    return bool(name) and "/" not in name and "\0" not in name and name not in (".", "..")
+
+
+def placeholders(text: str, variables: dict[str, str], where: str) -> str:
+    """`text` with each {name} of `variables` filled in ({{ and }} are literal braces); anything else in
+    braces ({0}, {x.y}, a lone {) is a ConfigError naming the value, not str.format's exception."""
+    known = ", ".join(f"{{{name}}}" for name in variables)
+    try:
+        parts = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise ConfigError(f"recipe value {where} {text!r}: {exc} (write {{{{ and }}}} for literal braces)") from None
+    filled = []
+    for literal, name, spec, conversion in parts:
+        filled.append(literal)
+        if name is None:
+            continue
+        if name not in variables or spec or conversion:
+            raise ConfigError(f"recipe value {where} uses unknown placeholder {{{name}}} in {text!r} (known: "
+                              f"{known}; write {{{{ and }}}} for literal braces)")  # fmt: skip
+        filled.append(variables[name])
+    return "".join(filled)
 
 
 def expand(recipe: R, variables: dict[str, str]) -> R:
@@ -315,10 +346,7 @@ def expand(recipe: R, variables: dict[str, str]) -> R:
 
     def fill(value: Any, where: str) -> Any:
         if isinstance(value, str):
-            try:
-                text = value.format_map(variables)
-            except KeyError as exc:
-                raise ConfigError(f"recipe value {where} uses unknown placeholder {{{exc.args[0]}}}") from None
+            text = placeholders(value, variables, where)
             return str(Path(text).expanduser()) if text.startswith("~") else text
         if isinstance(value, list):
             return [fill(v, f"{where}[{i}]") for i, v in enumerate(value)]

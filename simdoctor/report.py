@@ -114,8 +114,10 @@ def route_number(record_route_id: str) -> str:
 
 
 def route_row(
-    route: routes.Route, layout: Layout, steps: profiling.Steps
-) -> tuple[RouteRow, Optional[results.RouteRecord]]:
+    route: routes.Route, layout: Layout
+) -> tuple[RouteRow, Optional[results.RouteRecord], Optional[profiling.StepSummary]]:
+    """The route's row, its record, and its steps: summarised in its task record when its last attempt ended,
+    else (a folder of an older simdoctor, an attempt cut short) read from its step file."""
     found = results.read_results(layout.results_file(route.id))
     record = found.last
     reason = found.error if record is None else None
@@ -125,6 +127,9 @@ def route_row(
     last = task.last if task else None
     if last is not None and last.reason:
         reason = last.reason
+    steps = (
+        last.steps if last is not None and last.steps is not None else profiling.summarize(layout.steps_file(route.id))
+    )
     timed = profiling.profile(steps)
     profile = profiling.with_peaks(timed, last.peak_gpu_bytes, last.peak_ram_bytes) if last else timed
     crashed = (task is not None and task.final == "crashed") or (
@@ -149,7 +154,7 @@ def route_row(
         profile=profile,
         fix=last.fix if last and (crashed or record is None) else None,
     )
-    return row, record
+    return row, record, steps
 
 
 def infractions_per_km(records: list[results.RouteRecord]) -> tuple[float, dict[str, float]]:
@@ -186,27 +191,21 @@ def _groups(rows: list[RouteRow], key) -> list[GroupRow]:
     return [_group(name, members) for name, members in sorted(by.items())]
 
 
-def _speed(rows: list[RouteRow], route_steps: list[profiling.Steps]) -> Speed:
-    latencies: list[float] = []
-    steps = spans = sim = 0.0
-    timed = 0
-    for entries in route_steps:
-        if not entries.latencies:
-            continue
-        timed += 1
-        latencies.extend(entries.latencies)
-        if len(entries.walls) > 1:
-            steps += len(entries.walls) - 1
-            spans += entries.walls[-1] - entries.walls[0]
-            sim += entries.sims[-1] - entries.sims[0]
+def _speed(rows: list[RouteRow], route_steps: list[profiling.StepSummary]) -> Speed:
+    """Over every timed step of every route: percentiles from the routes' merged histograms (within 1 %)."""
+    timed = [s for s in route_steps if s.steps]
+    histogram = profiling.merged_histogram(timed)
+    steps = sum(s.intervals for s in timed)
+    spans = sum(s.wall_s for s in timed if s.intervals)
+    sim = sum(s.sim_s for s in timed if s.intervals)
     gpu = [r.profile.peak_gpu_bytes for r in rows if r.profile and r.profile.peak_gpu_bytes is not None]
     ram = [r.profile.peak_ram_bytes for r in rows if r.profile and r.profile.peak_ram_bytes is not None]
     return Speed(
-        routes=timed,
-        steps=len(latencies),
-        step_p50_s=profiling.percentile(latencies, 50),
-        step_p95_s=profiling.percentile(latencies, 95),
-        step_max_s=max(latencies) if latencies else None,
+        routes=len(timed),
+        steps=sum(s.steps for s in timed),
+        step_p50_s=profiling.histogram_percentile(histogram, 50),
+        step_p95_s=profiling.histogram_percentile(histogram, 95),
+        step_max_s=max((s.step_max_s for s in timed if s.step_max_s is not None), default=None),
         steps_per_wall_s=steps / spans if spans > 0 else None,
         sim_per_wall=sim / spans if spans > 0 else None,
         peak_gpu_bytes=max(gpu) if gpu else None,
@@ -228,13 +227,17 @@ def merged(records: list[results.RouteRecord], report: Report) -> dict:
 
 def build(out: Path, names: RunRecipe) -> tuple[Report, list[results.RouteRecord]]:
     layout = Layout(Path(out).expanduser().resolve(), names)
+    if not layout.root.is_dir():
+        raise ConfigError(f"{out}: no such folder" if not layout.root.exists() else f"{out} is a file, not a folder")
     if not layout.routes_dir.is_dir():
         raise ConfigError(f"{out} is not a `simdoctor run` output folder (no {names.routes_dir}/ in it)")
     route_set = [t.route for t in routes.read_routes(layout.routes_dir)]
-    route_steps = [profiling.read_steps(layout.steps_file(route.id)) for route in route_set]
-    pairs = [route_row(route, layout, steps) for route, steps in zip(route_set, route_steps)]
-    rows = [row for row, _ in pairs]
-    records = [record for _, record in pairs if record is not None]
+    rows, records, route_steps = [], [], []
+    for route in route_set:
+        row, record, steps = route_row(route, layout)
+        rows.append(row)
+        records += [record] if record is not None else []
+        route_steps += [steps] if steps is not None else []
     statuses: dict[str, int] = {}
     for row in rows:
         statuses[row.status] = statuses.get(row.status, 0) + 1
@@ -352,10 +355,12 @@ def run(out: Path, names: RunRecipe, json_out: bool = False) -> int:
 def publish(out: Path, names: RunRecipe, json_out: bool = False) -> Report:
     """Build the report, write merged.json beside it, print it (also at the end of `simdoctor run`)."""
     report, records = build(out, names)
-    atomic.write_json(Path(report.merged_file), merged(records, report), indent=4)
+    # Unindented: json's C encoder only writes without indent, and an indented merged.json of 2,200 routes took
+    # longer to write than the rest of the report took to build; upstream's tools only parse it.
+    atomic.write_json(Path(report.merged_file), merged(records, report), indent=None)
     if json_out:
         payload = {"schema_version": REPORT_SCHEMA_VERSION, **to_data(report)}
-        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        sys.stdout.write(json.dumps(payload) + "\n")  # one line: see merged.json above
     else:
         from simdoctor import render
 

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from simdoctor import atomic
+from simdoctor import atomic, strictjson
 from simdoctor.findings import Fix
 from simdoctor.proctree import Tree
+from simdoctor.profiling import StepSummary
 from simdoctor.typed import DataError, from_data, to_data
 
 SUCCESS_STATUSES = ("Perfect", "Completed")
@@ -147,9 +148,11 @@ def read_results(path: Path) -> ResultsFile:
     if not text.strip():
         return ResultsFile(where, [], None, None, "empty results file (the evaluator truncates it when it starts)")
     try:
-        data = json.loads(text)
+        data = strictjson.loads(text)
     except json.JSONDecodeError as exc:
         return ResultsFile(where, [], None, None, f"results file cut short or not JSON ({exc.msg})")
+    except ValueError as exc:
+        return ResultsFile(where, [], None, None, f"results file is not valid JSON ({exc})")
     checkpoint = data.get("_checkpoint") if isinstance(data, dict) else None
     if not isinstance(checkpoint, dict):
         return ResultsFile(where, [], None, None, "not a leaderboard results file (no _checkpoint)")
@@ -335,6 +338,7 @@ class Attempt:
     left: list[int] = field(default_factory=list)  # pids still running after the cleanup (none expected)
     host: Optional[str] = None  # where it ran
     job: Optional[str] = None  # the Slurm array task that ran it (`<array job id>_<index>`), None when local
+    steps: Optional[StepSummary] = None  # its step file, summarised when it ended (None: no step file, or older)
 
 
 @dataclass(frozen=True)
@@ -353,7 +357,7 @@ def read_task(path: Path) -> Optional[TaskRecord]:
     """None when there is no record or it cannot be trusted (the route then counts as not run). Records of
     earlier versions carry `killed_by` in each attempt (a crash kill upstream never does): dropped."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = strictjson.loads(Path(path).read_text(encoding="utf-8"))
         for attempt in data.get("attempts") or [] if isinstance(data, dict) else []:
             if isinstance(attempt, dict):
                 attempt.pop("killed_by", None)

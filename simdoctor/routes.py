@@ -153,6 +153,9 @@ def select(routes: list[RouteText], spec: str) -> list[RouteText]:
     (a range runs from A to B in file order). The result keeps file order; empty spec: all routes."""
     if not spec.strip():
         return list(routes)
+    if not spec.replace(",", "").strip():
+        raise ConfigError(f"--route-ids {spec!r} names no route: give ids or A-B ranges, comma-separated, "
+                          "or leave it out for every route")  # fmt: skip
     order = [r.route.id for r in routes]
     index = {route_id: i for i, route_id in enumerate(order)}
     wanted: set[int] = set()

@@ -10,6 +10,7 @@ working directory) with the timing wrapper as `--agent`. The supervisor (simdoct
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import sys
@@ -17,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from simdoctor import atomic, results, routes, scripts
+from simdoctor import atomic, results, routes, scripts, strictjson
 from simdoctor.agentenv import agent_environment
 from simdoctor.carla.errors import Refusal
+from simdoctor.evaluator import carla_root_problem
 from simdoctor.findings import Finding, Fix, Status
 from simdoctor.gpumap import adapter_map
 from simdoctor.outdir import Layout
@@ -148,16 +150,17 @@ def parse_gpus(text: Optional[str]) -> Optional[tuple[int, ...]]:
     return indexes
 
 
-def parse_workers(text: str) -> Optional[int]:
-    """None: auto (the GPU's free memory over one worker's need)."""
+def parse_workers(text: str, most: int) -> Optional[int]:
+    """None: auto (the GPU's free memory over one worker's need); at most `most` (the recipe's bound)."""
     if text.strip().lower() == "auto":
         return None
     try:
         value = int(text)
     except ValueError:
         value = 0
-    if value < 1:
-        raise ConfigError(f"--workers-per-gpu {text!r}: give a number >= 1, or auto")
+    if not 1 <= value <= most:
+        raise ConfigError(f"--workers-per-gpu {text!r}: give a number from 1 to {most} (the recipe's "
+                          "run.max_workers_per_gpu: each worker is a CARLA server and an agent), or auto")  # fmt: skip
     return value
 
 
@@ -264,16 +267,21 @@ def _checkpoint(settings: Settings) -> str:
 
 def _read_run_info(path: Path) -> Optional[dict]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = strictjson.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
-    except (OSError, ValueError):
+    except ValueError:
         return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     return data if isinstance(data, dict) else {}
 
 
 def check_out(layout: Layout, info: RunInfo, texts: list[routes.RouteText], fresh: bool) -> None:
-    """Refuse to resume into a folder whose results were produced otherwise (seed, agent, routes)."""
+    """Refuse a folder that is a file, or to resume into one whose results were produced otherwise (seed,
+    agent, routes)."""
+    if layout.root.exists() and not layout.root.is_dir():
+        raise ConfigError(f"--out {layout.root} is a file, not a folder: pass a folder (it is made when missing)")
     if fresh:
         return
     earlier = _read_run_info(layout.run_file)
@@ -310,8 +318,11 @@ def build(
     timeout = recipe.run.route_timeout_s if options.route_timeout_s is None else options.route_timeout_s
     if retries < 0:
         raise ConfigError(f"--retries {retries}: give 0 or more")
-    if timeout <= 0:
+    if not math.isfinite(timeout) or timeout <= 0:
         raise ConfigError(f"--route-timeout {timeout:g}: give a number of seconds > 0")
+    problem = carla_root_problem(str(settings.carla_root))
+    if problem:
+        raise ConfigError(f"{problem}; `simdoctor check --only carla.root` says how to fix it")
     info = run_info(settings, seed)
     check_out(layout, info, texts, options.fresh)
     python, tried = resolve_python(settings)
@@ -497,7 +508,7 @@ def make(settings: Settings, options: Options) -> tuple[Optional[Plan], list[rou
     from simdoctor.checks import CheckContext
 
     selected = parse_gpus(options.gpus)
-    workers = parse_workers(options.workers_per_gpu)
+    workers = parse_workers(options.workers_per_gpu, settings.recipe.run.max_workers_per_gpu)
     gpus, devices = None, []
     if selected != ():
         checks = doctor.select(doctor.Selection(only=GPU_CHECKS))

@@ -60,6 +60,12 @@ class PeakSampler:
             self._watched[key] = _Watched(root_pid)
         self.sample()
 
+    def seen(self, key: str) -> set[tuple[int, int]]:
+        """(pid, start ticks) of every process seen in the tree so far, those that left it included."""
+        with self._lock:
+            w = self._watched.get(key)
+            return set(w.seen) if w is not None else set()
+
     def release(self, key: str) -> Peaks:
         with self._lock:
             w = self._watched.pop(key, None)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from simdoctor.recipe import DEFAULT_RECIPE, ConfigError, Recipe, expand, find_recipe, load_recipe
+from simdoctor.recipe import DEFAULT_RECIPE, ConfigError, Recipe, expand, find_recipe, load_recipe, placeholders
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -192,7 +192,7 @@ def load_settings(
         if value is None:
             value = getattr(raw.defaults, setting.name)
             if isinstance(value, str):
-                value = value.format(home=home)
+                value = placeholders(value, {"home": home}, f"defaults.{setting.name}")
         try:
             values[setting.name] = setting.parse(str(value)) if isinstance(value, (str, int)) else value
         except ValueError as exc:

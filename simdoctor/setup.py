@@ -31,7 +31,7 @@ from simdoctor.probes.packages import wanted
 from simdoctor.probes.system import SystemFacts, disk_space
 from simdoctor.probing import Facts
 from simdoctor.recipe import ConfigError
-from simdoctor.settings import Settings
+from simdoctor.settings import Settings, redact_url
 from simdoctor.steps import Action, Planned, StepError, command, say, streamed
 
 PIP_TIMEOUT = 1800.0
@@ -101,7 +101,8 @@ def gather(settings: Settings) -> State:
 
 def _fetch(settings: Settings, source: str, local_dir: Path, revision: Optional[str] = None) -> Action:
     pin = ["--revision", revision] if revision else []
-    cmd = ["simdoctor", "download", source, *pin, "--local-dir", str(local_dir)]
+    shown = redact_url(source)  # a recipe URL may carry user:password
+    cmd = ["simdoctor", "download", shown, *pin, "--local-dir", str(local_dir)]
 
     def run() -> None:
         observer = None
@@ -118,9 +119,9 @@ def _fetch(settings: Settings, source: str, local_dir: Path, revision: Optional[
         for line in report.lines():
             say(f"   {line}")
         if report.exit_code:
-            raise StepError(f"download of {source} did not complete")
+            raise StepError(f"download of {shown} did not complete")
 
-    return Action(f"download {source} into {local_dir}", run, cmd)
+    return Action(f"download {shown} into {local_dir}", run, cmd)
 
 
 def _forget(download_dir: Path, name: str) -> None:

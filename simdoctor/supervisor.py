@@ -6,10 +6,11 @@
 - An attempt: its identity (the proctree cookie, the ports, the log offset) is written to the route's
   task record before the evaluator starts, the leader's pid right after. The evaluator runs
   `runplan.launch`'s exact command in its own session; simdoctor stops it at `--route-timeout`. Then
-  every process of the attempt is stopped, CARLA included (simdoctor.evaluator finds it by cookie, port
-  and command line), and the process table is checked: what survived is recorded and makes the run
-  fail. The results JSON decides (results.judge): results stand, infrastructure failures are retried
-  up to `--retries` and the route is then recorded as crashed.
+  every process of the attempt is stopped, CARLA included (simdoctor.evaluator finds it by its cookie),
+  then what left the attempt's tree (setsid and a cleared environment: seen by the sampler, or reparented
+  to simdoctor, which makes itself the subreaper of its descendants), and the process table is checked:
+  what survived is recorded and makes the run fail. The results JSON decides (results.judge): results
+  stand, infrastructure failures are retried up to `--retries` and the route is then recorded as crashed.
 - A dying CARLA: the evaluator does not notice one that dies at start (it sleeps 60 s, then tries the
   server 20 times with the whole client timeout each, the traffic manager 40 times, and dies with an
   UnboundLocalError: hours; upstream-behaviour.md §1). So once its log shows CARLA's launch line, the
@@ -33,8 +34,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import os
 import select
+import shlex
 import signal
 import socket
 import sys
@@ -46,7 +49,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from simdoctor import filelock, proctree, report, results, runplan
+from simdoctor import filelock, handoff, procs, proctree, profiling, report, results, runplan, safefile
+from simdoctor.agentenv import without_tokens
 from simdoctor.carla import diagnose
 from simdoctor.carla.errors import Refusal
 from simdoctor.carla.lifecycle import terminate_as_interrupt
@@ -54,6 +58,7 @@ from simdoctor.evaluator import EvaluatorRun
 from simdoctor.findings import Fix
 from simdoctor.outdir import Layout
 from simdoctor.probes.ports import bindable, worker_ports
+from simdoctor.proctree import StopResult
 from simdoctor.progress import Progress, slot_lane
 from simdoctor.results import Attempt, Exit, Kind, TaskRecord
 from simdoctor.runplan import Plan, Slot, Task
@@ -69,10 +74,9 @@ WATCH_S = 0.5  # how often an attempt's CARLA processes and new log lines are lo
 DEATH_GRACE_S = 2.0  # after CARLA died: time for the evaluator to write its own record (a crash mid-route)
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 RETRYING = "retrying with fresh ports"
-ROOT_FIX = Fix(
+ROOT_TEXT = (
     "Run `simdoctor run` as a normal user: the evaluator starts CARLA as the user running it, and CARLA refuses "
-    "root. That user needs the SimLingo checkout, CARLA and the output folder.",
-    ["sudo useradd -m -s /bin/bash carla", "sudo -iu carla simdoctor run"],
+    "root. `setup` hands the stack (checkout, agent env, CARLA, weights) to one and continues as it."
 )
 
 
@@ -194,6 +198,7 @@ class Supervisor:
 
     def run(self) -> bool:
         """Run every pending route; False when interrupted (everything running was stopped)."""
+        proctree.become_subreaper()
         threads = [threading.Thread(target=self._worker, args=(s,), name=f"slot-{s.index}") for s in self.plan.slots]
         for thread in threads:
             thread.start()
@@ -209,6 +214,13 @@ class Supervisor:
             with _shielded():
                 for thread in threads:
                     thread.join()
+        strays = self._escaped(None, set())
+        swept = self._stop_strays(strays, lambda: self._escaped(None, set()))
+        if strays:
+            self.progress.note(f"stopped {len(strays)} process(es) that had left the routes' process trees: "
+                               f"{_listed(strays)}")  # fmt: skip
+        if swept.left:
+            self.unclean.append(f"still running after the routes ended: {_listed(swept.left)}")
         if self.errors:
             raise self.errors[0]
         return not interrupted
@@ -290,6 +302,38 @@ class Supervisor:
             self.reserved[slot.index] = set(ports.values())
             return ports
 
+    # ---- processes that left an attempt's tree ----
+
+    def _leaders(self) -> set[int]:
+        with self.lock:
+            return {a.run.tree.pid for a in self.active.values()}
+
+    def _reap(self) -> None:
+        proctree.reap_orphans(self._leaders())
+
+    def _stop_strays(self, strays: list[procs.ProcessInfo], find: Callable[[], list[procs.ProcessInfo]]) -> StopResult:
+        """Stop them (verified, `find` looks again), then reap the orphans that ended meanwhile."""
+        stopped = proctree.stop_found(find, self.grace, reap=self._reap) if strays else StopResult()
+        self._reap()
+        return stopped
+
+    def _escaped(self, active: Optional[Active], seen: set[tuple[int, int]]) -> list[procs.ProcessInfo]:
+        """What is left of an attempt (`active`; None: of any attempt, at the end of the run) outside its cookie
+        and its process group: processes the sampler saw in its tree (`seen`), and orphans reparented to this
+        subreaper that no other running attempt was seen with; an orphan never seen is taken only when no other
+        attempt runs. With their descendants."""
+        table = procs.processes()
+        with self.lock:
+            others = [a for a in self.active.values() if a is not active]
+        theirs = set().union(*(self.sampler.seen(a.run.tree.id) for a in others))
+        roots = {p.pid for p in table if (p.pid, p.start_ticks) in seen}
+        for p in proctree.orphans(table, self._leaders()):
+            key = (p.pid, p.start_ticks)
+            if key not in theirs and (key in seen or not others):
+                roots.add(p.pid)
+        found = proctree.descendants(roots, table)
+        return [p for p in table if p.pid in found and procs.is_alive(p.pid)]
+
     # ---- one attempt ----
 
     def _launch(self, slot: Slot, task: Task, record: TaskRecord, ports: dict[str, int]) -> Active:
@@ -300,11 +344,11 @@ class Supervisor:
         for path in (task.results_file, task.steps_file, *viz):  # what is there now is an earlier attempt's
             Path(path).unlink(missing_ok=True)
             Path(path).parent.mkdir(parents=True, exist_ok=True)  # the evaluator and the agent only open them
-        run = EvaluatorRun.prepare(log, str(self.settings.carla_root), ports["rpc"], self.carla)
-        with open(log, "a", encoding="utf-8") as handle:
+        run = EvaluatorRun.prepare(log, str(self.settings.carla_root), self.carla)
+        with safefile.open_append(log) as handle:
             roles = " ".join(f"{role}={port}" for role, port in ports.items())
             handle.write(f"===== simdoctor: route {task.route.id} attempt {number} on slot {slot.index} ({roles}) "
-                         f"at {time.strftime('%Y-%m-%d %H:%M:%S')} =====\n")  # fmt: skip
+                         f"at {time.strftime('%Y-%m-%d %H:%M:%S')} =====\n".encode())  # fmt: skip
         attempt = Attempt(number, slot.index, ports, time.time(), tree=run.tree, log_offset=run.log_offset,
                           host=self.host, job=self.job)  # fmt: skip
         record = dataclasses.replace(record, attempts=[*record.attempts, attempt], final=None)
@@ -316,7 +360,7 @@ class Supervisor:
             self.attempts += 1
         self.progress.started(slot_lane(slot), task.route.id, task.route.town, number, ports)
         try:
-            run.start(launch.argv, {**os.environ, **launch.env}, launch.cwd)
+            run.start(launch.argv, without_tokens({**os.environ, **launch.env}), launch.cwd)
         except OSError as exc:
             run.popen = None
             active.start_error = f"cannot start the evaluator: {exc.strerror or exc}"
@@ -364,7 +408,10 @@ class Supervisor:
     def _finish(self, active: Active, outcome: str) -> tuple[TaskRecord, bool]:
         """Stop what is left of the attempt (verified), judge it, record it; True when the route is decided."""
         task, run = active.task, active.run
+        seen = self.sampler.seen(run.tree.id)
         stopped = run.stop(self.grace)
+        strays = self._escaped(active, seen)
+        escaped = self._stop_strays(strays, lambda: self._escaped(active, seen))
         peaks = self.sampler.release(run.tree.id)
         code = run.popen.poll() if run.popen is not None else None
         base = _line_base(run.log_file, run.log_offset)
@@ -372,7 +419,7 @@ class Supervisor:
         done = dict(
             ended=time.time(), returncode=code, timed_out=outcome == "timeout", log=findings,
             peak_gpu_bytes=peaks.gpu_bytes, peak_ram_bytes=peaks.ram_bytes, carla_port=run.carla_port(),
-            left=[p.pid for p in stopped.left],
+            left=[p.pid for p in stopped.left + escaped.left], steps=profiling.summarize(Path(task.steps_file)),
         )  # fmt: skip
         found = results.read_results(Path(task.results_file))
         score = found.last.score_composed if found.last else None
@@ -399,14 +446,21 @@ class Supervisor:
         with self.lock:
             self.active.pop(active.slot.index, None)
             self.reserved.pop(active.slot.index, None)
-        if stopped.left:
-            left = ", ".join(f"pid {p.pid} ({p.command[:80]})" for p in stopped.left)
+        if strays:
+            self.progress.note(f"route {task.route.id} attempt {attempt.number}: stopped {len(strays)} process(es) "
+                               f"that had left its process tree: {_listed(strays)}")  # fmt: skip
+        if stopped.left or escaped.left:
+            left = _listed(stopped.left + escaped.left)
             self.unclean.append(f"route {task.route.id} attempt {attempt.number}: still running: {left}")
             self.progress.note(f"route {task.route.id}: processes survived the cleanup: {left}")
         again = "the login node's simdoctor resubmits it while retries last" if self.single else RETRYING
         line = describe(record, self.plan.retries, again)
         self.progress.ended(slot_lane(active.slot), task.route.id, line, score, decided)
         return record, decided
+
+
+def _listed(found: list[procs.ProcessInfo]) -> str:
+    return ", ".join(f"pid {p.pid} ({p.command[:80]})" for p in found)
 
 
 def describe(record: TaskRecord, retries: int, again: str = RETRYING) -> str:
@@ -465,24 +519,40 @@ def _shielded() -> Iterator[None]:
 @contextlib.contextmanager
 def locked(layout: Layout) -> Iterator[None]:
     """Hold <out>/run.lock for the run; the kernel drops it when simdoctor dies, however it dies."""
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(filelock.exclusive(layout.lock_file, "simdoctor run"))
+        except filelock.Busy as exc:
+            raise RunBusy(
+                f"another `simdoctor run` ({exc.holder}) is using {layout.root}",
+                Fix("Wait for it, stop it (Ctrl-C), or use another --out."),
+            ) from None
+        except OSError as exc:
+            where = exc.filename or layout.lock_file
+            raise Refusal(f"cannot use {layout.root} as the output folder: {exc.strerror or exc} ({where})",
+                          Fix("Pass an --out this user can write to.")) from None  # fmt: skip
+        yield
+
+
+@contextlib.contextmanager
+def writing(root: Path) -> Iterator[None]:
+    """A file the run cannot write (a full disk, a folder made read-only) ends it with one line naming the
+    file; what was written stays, and the same command resumes."""
     try:
-        with filelock.exclusive(layout.lock_file, "simdoctor run"):
-            yield
-    except filelock.Busy as exc:
-        raise RunBusy(
-            f"another `simdoctor run` ({exc.holder}) is using {layout.root}",
-            Fix("Wait for it, stop it (Ctrl-C), or use another --out."),
-        ) from None
+        yield
     except OSError as exc:
-        raise Refusal(f"cannot use {layout.root} as the output folder: {exc.strerror} ({exc.filename})",
-                      Fix("Pass an --out this user can write to.")) from None  # fmt: skip
+        full = exc.errno == errno.ENOSPC
+        what = "Free space on that disk" if full else "Make it writable for this user"
+        fix = Fix(f"{what}, then rerun the same command: it resumes where this run stopped.",
+                  [f"df -h {shlex.quote(str(root))}"] if full else [])  # fmt: skip
+        raise Refusal(f"cannot write {exc.filename or root}: {exc.strerror or exc}", fix) from None
 
 
 def attempt_run(layout: Layout, route_id: str, attempt: Attempt, settings: Settings) -> EvaluatorRun:
     """An earlier attempt's evaluator run, rebuilt from its record (to find and stop what is left of it)."""
     assert attempt.tree is not None
     return EvaluatorRun(attempt.tree, layout.log_file(route_id), attempt.log_offset, str(settings.carla_root),
-                        attempt.ports.get("rpc"), settings.recipe.carla)  # fmt: skip
+                        settings.recipe.carla)  # fmt: skip
 
 
 def clean_stale(layout: Layout, settings: Settings) -> list[str]:
@@ -502,7 +572,8 @@ def clean_stale(layout: Layout, settings: Settings) -> list[str]:
         verdict = results.judge(results.read_results(layout.results_file(route_id)), Exit(None))
         what = f"stopped {len(stopped.terminated)} process(es) it left running" if stopped.terminated else (
             "nothing of it was still running")  # fmt: skip
-        fields = dict(ended=time.time(), carla_port=run.carla_port(), left=[p.pid for p in stopped.left])
+        fields = dict(ended=time.time(), carla_port=run.carla_port(), left=[p.pid for p in stopped.left],
+                      steps=profiling.summarize(layout.steps_file(route_id)))  # fmt: skip
         if verdict.kind is Kind.RESULT:
             attempt = dataclasses.replace(attempt, **fields, kind=verdict.kind, status=verdict.status,
                                           reason=verdict.reason)  # fmt: skip
@@ -522,12 +593,13 @@ def clean_stale(layout: Layout, settings: Settings) -> list[str]:
 # ---- the command ----
 
 
-def refuse_root() -> None:
+def refuse_root(settings: Optional[Settings] = None) -> None:
+    """Before anything starts; with the settings, the fix is `check`'s root path (setup --user, then su -)."""
     if os.geteuid() == 0:
         raise Refusal(
             "refusing to run as root: the evaluator starts CARLA as this user, and CARLA refuses root "
             "(`Refusing to run with the root privileges.`); every route would fail",
-            ROOT_FIX,
+            handoff.root_fix(settings, ROOT_TEXT) if settings is not None else Fix(ROOT_TEXT),
         )
 
 
@@ -544,11 +616,16 @@ def finished_scores(plan: Plan) -> dict[str, float]:
 def run(settings: Settings, options: runplan.Options, json_out: bool = False) -> int:
     """`simdoctor run`: 0 when every route of the set has a result, 1 when some crashed or are missing
     (or the run could not start, or left processes behind), 130 when interrupted (all stopped)."""
-    refuse_root()
+    refuse_root(settings)
     plan, texts = runplan.make_or_explain(settings, options, json_out)
     if plan is None:
         return EXIT_FAILED
     layout = Layout(Path(plan.out), settings.recipe.run)
+    with writing(layout.root):
+        return _run(plan, texts, layout, settings, options, json_out)
+
+
+def _run(plan: Plan, texts: list, layout: Layout, settings: Settings, options: runplan.Options, json_out: bool) -> int:
     mode = "quiet" if json_out else ("live" if is_terminal() else "lines")
     began = time.monotonic()
     with locked(layout):

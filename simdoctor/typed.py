@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import sys
 import typing
 from pathlib import Path
-from typing import Any, TypeVar, Union
+from typing import Any, Callable, TypeVar, Union
 
 T = TypeVar("T")
 
@@ -37,7 +38,10 @@ def to_data(obj: Any) -> Any:
 
 def from_data(tp: type[T], data: Any, where: str = "") -> T:
     """Build a value of type `tp` from plain data, raising DataError with the key path on a mismatch."""
-    return _convert(tp, data, where or tp.__name__)
+    return _converter(tp)(data, where or tp.__name__)
+
+
+Convert = Callable[[Any, str], Any]
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -45,65 +49,125 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls, vars(module) if module else None)
 
 
-def _convert(tp: Any, data: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
+@functools.cache
+def _converter(tp: Any) -> Convert:
+    """The function that converts data to `tp`, made once per type: working out a type (get_type_hints,
+    get_origin) costs far more than converting, and a run folder holds thousands of records."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
     if tp is Any:
-        return data
+        return lambda data, where: data
     if origin is Union:
-        if data is None and type(None) in args:
+        return _union([_converter(a) for a in args if a is not type(None)], type(None) in args)
+    if dataclasses.is_dataclass(tp):
+        return _dataclass(tp)
+    if origin in (list, tuple):
+        return _sequence(args[0] if args else Any, origin)
+    if origin is dict:
+        return _mapping(args[1] if len(args) == 2 else Any)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return _enum(tp)
+    if tp is Path:
+        return _path
+    if isinstance(tp, type):
+        return _scalar(tp)
+
+    def unsupported(data: Any, where: str) -> Any:
+        raise DataError(f"{where}: unsupported type {tp!r}")
+
+    return unsupported
+
+
+def _union(options: list[Convert], optional: bool) -> Convert:
+    def convert(data: Any, where: str) -> Any:
+        if data is None and optional:
             return None
         errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
+        for option in options:
             try:
-                return _convert(arg, data, where)
+                return option(data, where)
             except DataError as exc:
                 errors.append(str(exc))
         raise DataError("; ".join(errors) or f"{where}: unexpected null")
-    if dataclasses.is_dataclass(tp):
+
+    return convert
+
+
+def _dataclass(tp: Any) -> Convert:
+    hints = _hints(tp)
+    fields = {f.name: f for f in dataclasses.fields(tp) if f.init}
+    convert_field = {name: _converter(hints[name]) for name in fields}
+    required = [name for name, f in fields.items()
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]  # fmt: skip
+
+    def convert(data: Any, where: str) -> Any:
         if not isinstance(data, dict):
             raise DataError(f"{where}: expected a table, got {type(data).__name__}")
-        hints = _hints(tp)
-        fields = {f.name: f for f in dataclasses.fields(tp) if f.init}
         unknown = sorted(set(data) - set(fields))
         if unknown:
             raise DataError(f"{where}: unknown key(s) {', '.join(unknown)}")
         kwargs = {}
-        for name, field in fields.items():
+        for name, convert_one in convert_field.items():
             if name in data:
-                kwargs[name] = _convert(hints[name], data[name], f"{where}.{name}")
-            elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-                raise DataError(f"{where}: missing key {name}")
+                kwargs[name] = convert_one(data[name], f"{where}.{name}")
+        missing = [name for name in required if name not in data]
+        if missing:
+            raise DataError(f"{where}: missing key {missing[0]}")
         return tp(**kwargs)
-    if origin in (list, tuple):
+
+    return convert
+
+
+def _sequence(item: Any, origin: Any) -> Convert:
+    convert_item = _converter(item)
+
+    def convert(data: Any, where: str) -> Any:
         if not isinstance(data, (list, tuple)):
             raise DataError(f"{where}: expected a list, got {type(data).__name__}")
-        item = args[0] if args else Any
-        items = [_convert(item, v, f"{where}[{i}]") for i, v in enumerate(data)]
+        if item in (int, str) and all(type(v) is item for v in data):  # the common case, in one pass
+            items = list(data)
+        else:
+            items = [convert_item(v, f"{where}[{i}]") for i, v in enumerate(data)]
         return tuple(items) if origin is tuple else items
-    if origin is dict:
+
+    return convert
+
+
+def _mapping(value: Any) -> Convert:
+    convert_value = _converter(value)
+
+    def convert(data: Any, where: str) -> Any:
         if not isinstance(data, dict):
             raise DataError(f"{where}: expected a table, got {type(data).__name__}")
-        value_type = args[1] if len(args) == 2 else Any
-        return {str(k): _convert(value_type, v, f"{where}.{k}") for k, v in data.items()}
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return {str(k): convert_value(v, f"{where}.{k}") for k, v in data.items()}
+
+    return convert
+
+
+def _enum(tp: Any) -> Convert:
+    def convert(data: Any, where: str) -> Any:
         try:
             return tp(data)
         except ValueError:
             choices = ", ".join(str(m.value) for m in tp)
             raise DataError(f"{where}: {data!r} is not one of {choices}") from None
-    if tp is Path:
-        if not isinstance(data, str):
-            raise DataError(f"{where}: expected a path string, got {type(data).__name__}")
-        return Path(data)
-    if tp is float and isinstance(data, int) and not isinstance(data, bool):
-        return float(data)
-    if isinstance(tp, type):
+
+    return convert
+
+
+def _path(data: Any, where: str) -> Path:
+    if not isinstance(data, str):
+        raise DataError(f"{where}: expected a path string, got {type(data).__name__}")
+    return Path(data)
+
+
+def _scalar(tp: type) -> Convert:
+    def convert(data: Any, where: str) -> Any:
+        if tp is float and isinstance(data, int) and not isinstance(data, bool):
+            return float(data)
         if tp is int and isinstance(data, bool):
             raise DataError(f"{where}: expected int, got bool")
         if not isinstance(data, tp):
             raise DataError(f"{where}: expected {tp.__name__}, got {type(data).__name__} {data!r}")
         return data
-    raise DataError(f"{where}: unsupported type {tp!r}")
+
+    return convert

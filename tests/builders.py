@@ -390,3 +390,33 @@ def venv_without(dest: Path, venv: str, *dists: str) -> str:
         if _distribution_key(entry.name) not in dropped and not (target / entry.name).exists():
             (target / entry.name).symlink_to(entry)
     return str(dest / "bin" / "python")
+
+
+def standin_recipe(hub, build: Path, url: str, commit: str, pins: dict[str, str], extra: dict[str, str]) -> str:
+    """The bundled recipe's text pointed at the stand-ins: CARLA's archives and the two Hub repos (weights at the
+    commit the recipe pins) served by `hub`, SimLingo's remote at `url` with `commit` pinned, torch from PyPI
+    (the only index reachable here), `pins` as [agent.packages], and `extra` line replacements."""
+    from standins.hf_hub import Pattern
+
+    from simdoctor.recipe import bundled_recipe_dirs, load_recipe
+
+    path = next(p for d in bundled_recipe_dirs() if (p := d / "simlingo-bench2drive.toml").is_file())
+    recipe = load_recipe(path)
+    carla_tar, maps_tar = carla_archives(build, recipe)
+    hub.add_repo(
+        recipe.weights.repo,
+        {recipe.weights.checkpoint: Pattern(3 << 20, seed=5), recipe.weights.config: b"model:\n  lora: true\n"},
+        commit=recipe.weights.revision,
+    )
+    base = {name: f"{name} of InternVL2-1B\n".encode() for name in recipe.base_model.required}
+    base["model.safetensors"] = Pattern(2 << 20, seed=6)
+    hub.add_repo(recipe.base_model.repo, base)
+    replacements = {
+        recipe.carla.url: hub.add_url(f"/Linux/{carla_tar.name}", carla_tar.read_bytes()),
+        recipe.carla.additional_maps_url: hub.add_url(f"/Linux/{maps_tar.name}", maps_tar.read_bytes()),
+        f'repo_url = "{recipe.agent.repo_url}"': f'repo_url = "{url}"',
+        f'commit = "{recipe.agent.commit}"': f'commit = "{commit}"',
+        '"12" = "https://download.pytorch.org/whl/cu121"': '"12" = "https://pypi.org/simple"',
+        **extra,
+    }
+    return pointed_recipe(path.read_text(), replacements, pins)

@@ -266,6 +266,7 @@ def test_sigint_during_start_leaves_nothing(carla: Carla) -> None:
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
+    assert err.endswith("simdoctor: interrupted\n"), err  # said, not swallowed by Typer
     assert tree_of(record) == []
     assert carla.records() == []
     assert carla.user_processes() == []
@@ -384,6 +385,9 @@ def test_window_refused_when_vulkan_cannot_present_the_gpu(carla: Carla, xvfb: s
 def test_usage_errors(carla: Carla) -> None:
     assert carla.run("carla", "start", "--gpu", "x").returncode == 2
     assert carla.run("carla", "start", "--port", "99999").returncode == 2
+    low = carla.run("carla", "start", "--gpu", "none", "--port", "1")  # a normal user: not "taken"
+    assert low.returncode == 1 and "rpc port 1 is privileged: only root may bind ports below 1024" in low.stderr
+    assert "taken" not in low.stderr
     assert carla.run("carla", "start", "--gpu", "none", "--quality", "Ultra").returncode == 2
     done = carla.run("carla", "stop", "1")
     assert done.returncode == 1 and "no server 1" in done.stderr

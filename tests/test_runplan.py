@@ -12,7 +12,7 @@ import builders
 import pytest
 from test_cli import simdoctor
 
-from simdoctor import doctor, results, runplan
+from simdoctor import doctor, handoff, results, runplan
 from simdoctor.agentenv import agent_environment
 from simdoctor.checks import CheckContext
 from simdoctor.probes.ports import worker_ports
@@ -114,9 +114,10 @@ def test_gpu_selection_errors(make_settings):
     for bad in ("x", "0,0", "-1"):
         with pytest.raises(ConfigError):
             runplan.parse_gpus(bad)
-    assert runplan.parse_workers("auto") is None and runplan.parse_workers("4") == 4
-    with pytest.raises(ConfigError):
-        runplan.parse_workers("0")
+    assert runplan.parse_workers("auto", 16) is None and runplan.parse_workers("4", 16) == 4
+    for bad in ("0", "17"):
+        with pytest.raises(ConfigError):
+            runplan.parse_workers(bad, 16)
 
 
 def test_worker_ports_skip_ports_in_use_and_taken(make_settings):
@@ -230,6 +231,8 @@ def test_dry_run_command(stack, tmp_path):
     assert "running as root: `simdoctor run` refuses to start" in text.stdout  # the plan says so up front
     as_root = simdoctor("run", "--gpus", "none", *common)  # CI runs the suite as root
     assert as_root.returncode == 1 and as_root.stderr.startswith("simdoctor: refusing to run as root")
-    assert "sudo -iu carla simdoctor run" in as_root.stderr and not (tmp_path / "out").exists()
+    # the same path as check's root finding: hand the stack to carla, then continue as carla
+    assert "simdoctor setup --user carla" in as_root.stderr and not (tmp_path / "out").exists()
+    assert f"su - carla -c '{handoff.home_of('carla')}/.local/bin/simdoctor run'" in as_root.stderr
     bad = simdoctor("run", "--dry-run", "--gpus", "x", *common)
     assert bad.returncode == 2 and "--gpus 'x'" in bad.stderr

@@ -18,12 +18,11 @@ from pathlib import Path
 import builders
 import pytest
 from conftest import USER_AGENT_PYTHON, UserRuntime
-from standins.hf_hub import Hub, Pattern
+from standins.hf_hub import Hub
 
 from simdoctor import manifest
-from simdoctor.recipe import bundled_recipe_dirs, load_recipe
+from simdoctor.recipe import load_recipe
 
-RECIPE = next(p for d in bundled_recipe_dirs() if (p := d / "simlingo-bench2drive.toml").is_file())
 STANDINS = Path(__file__).parent / "standins"
 # The test recipe's pins: the client, one small pin, transformers (real, from PyPI), torch and torchvision
 # (resolved only, with --no-torch) and accelerate (needs torch: left out with --no-torch).
@@ -68,31 +67,12 @@ class Machine:
 def machine(tmp_path: Path, hub: Hub, user_runtime: UserRuntime) -> Machine:
     rt = user_runtime
     home = rt.mkdir("setup")
-    recipe = load_recipe(RECIPE)
-    carla_tar, maps_tar = builders.carla_archives(tmp_path / "build", recipe)
     url, commit = builders.simlingo_remote(home / "remote", towns=("Town01", "Town12", "Town13"))
-    text = builders.pointed_recipe(
-        RECIPE.read_text(),
-        {
-            recipe.carla.url: hub.add_url(f"/Linux/{carla_tar.name}", carla_tar.read_bytes()),
-            recipe.carla.additional_maps_url: hub.add_url(f"/Linux/{maps_tar.name}", maps_tar.read_bytes()),
-            f'repo_url = "{recipe.agent.repo_url}"': f'repo_url = "{url}"',
-            f'commit = "{recipe.agent.commit}"': f'commit = "{commit}"',
-            '"12" = "https://download.pytorch.org/whl/cu121"': '"12" = "https://pypi.org/simple"',
-            'pythons = ["{home}/.pyenv/versions/3.8*/bin/python3.8", "python3.8", "/usr/bin/python3.8"]':
-                f'pythons = ["{USER_AGENT_PYTHON}"]',
-        },
-        PINS,
-    )  # fmt: skip
+    pythons = 'pythons = ["{home}/.pyenv/versions/3.8*/bin/python3.8", "python3.8", "/usr/bin/python3.8"]'
+    text = builders.standin_recipe(hub, tmp_path / "build", url, commit, PINS,
+                                   {pythons: f'pythons = ["{USER_AGENT_PYTHON}"]'})  # fmt: skip
     recipe_file = home / "recipe.toml"
     recipe_file.write_text(text)
-    hub.add_repo(
-        recipe.weights.repo,
-        {recipe.weights.checkpoint: Pattern(3 << 20, seed=5), recipe.weights.config: b"model:\n  lora: true\n"},
-    )
-    base = {name: f"{name} of InternVL2-1B\n".encode() for name in recipe.base_model.required}
-    base["model.safetensors"] = Pattern(2 << 20, seed=6)
-    hub.add_repo(recipe.base_model.repo, base)
     rt.chown_tree(home)
     return Machine(
         rt, home, recipe_file, home / "carla0915", home / "simlingo",
@@ -123,10 +103,10 @@ def test_dry_run_prints_every_step_with_its_commands_and_sizes_and_changes_nothi
         "(about 7.81 GiB to download)",
         "4. maps: a fresh CARLA has no AdditionalMaps  [fixes carla.maps]",
         f"   $ cd {root} && bash ImportAssets.sh",
-        f"download RenzKa/simlingo --revision main --local-dir {work}/outputs",
+        f"download RenzKa/simlingo --revision 26c7c89e797d4e25bbf640013317af8da26a5454 --local-dir {work}/outputs",
         f"download OpenGVLab/InternVL2-1B --revision main --local-dir {work}/pretrained/InternVL2-1B",
         "7. env: ",
-        "about 29.1 GiB to download, ",
+        "about 22.6 GiB to download, ",
     ]:
         assert line in out, line
     assert "client" not in out  # the new env gets the pinned client with the other pins

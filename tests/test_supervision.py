@@ -1,5 +1,5 @@
-"""The pieces `simdoctor run` supervises with, on real processes: finding an evaluator's CARLA by its port and
-command line when the cookie is not there, the peak sampler, what a retry costs, a tree recorded before its
+"""The pieces `simdoctor run` supervises with, on real processes: an evaluator's CARLA found by its cookie and
+nothing else, the peak sampler, what a retry costs, a tree recorded before its
 start."""
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ from simdoctor.evaluator import EvaluatorRun
 from simdoctor.proctree import Tree
 from simdoctor.recipe import DEFAULT_RECIPE, find_recipe, load_recipe
 carla = load_recipe(find_recipe(DEFAULT_RECIPE, [])).carla
-run = EvaluatorRun(Tree("no-process-has-this-cookie", 0, 0, procs.boot_id()), Path(sys.argv[1]), 0, sys.argv[2],
-                   None, carla)
+run = EvaluatorRun(Tree(sys.argv[2], 0, 0, procs.boot_id()), Path(sys.argv[1]), 0, sys.argv[3], carla)
 found = [p.pid for p in run.processes()]
 stopped = run.stop(2.0)
 print(json.dumps({"port": run.carla_port(), "found": found, "left": [p.pid for p in stopped.left]}))
@@ -43,31 +42,34 @@ def test_the_launch_line_gives_the_port_carla_really_got() -> None:
     assert launch_port("load_world success\n", "CarlaUE4.sh") is None
 
 
-def test_a_carla_without_the_cookie_is_found_by_its_port_and_command_line(standin_stack: Stack) -> None:
+def test_only_the_carla_with_the_cookie_is_the_attempts(standin_stack: Stack) -> None:
     """Two CARLAs of the same user under the same CARLA_ROOT, started as the evaluator starts one (a shell in a
-    new session) but without simdoctor's cookie: the one on the port of the log's launch line is found whole and
-    stopped; the other is left alone."""
+    new session): the one carrying the attempt's cookie is found whole and stopped; the one on the port of the
+    log's launch line without it (a server the user started there by hand) is left alone."""
     rt, root = standin_stack.rt, standin_stack.carla_root
-    ours, other = free_port(3), free_port(3)
+    ours, decoy = free_port(3), free_port(3)
+    cookie = proctree.new_id()
     servers = {}
-    for port in (ours, other):
+    for port, extra in ((ours, {proctree.COOKIE: cookie}), (decoy, {})):
         line = f"{root}/CarlaUE4.sh -RenderOffScreen -nosound -carla-rpc-port={port} -graphicsadapter=0"
-        servers[port] = subprocess.Popen(rt.command(["/bin/sh", "-c", line]), env=standin_stack.env(),
+        servers[port] = subprocess.Popen(rt.command(["/bin/sh", "-c", line]), env=standin_stack.env(**extra),
                                          start_new_session=True, stdout=subprocess.DEVNULL)  # fmt: skip
     try:
         deadline = time.monotonic() + 30
-        while not (procs.listening_inodes(ours) and procs.listening_inodes(other)):
+        while not (procs.listening_inodes(ours) and procs.listening_inodes(decoy)):
             assert time.monotonic() < deadline, "the stand-in servers did not come up"
             time.sleep(0.05)
         session = sorted(p.pid for p in procs.processes() if p.sid == servers[ours].pid)
         assert len(session) >= 2  # the launcher script and the server under it (and the shell, if it stayed)
         log = standin_stack.home / "evaluator.log"
-        log.write_text(f"{root}/CarlaUE4.sh -RenderOffScreen -nosound -carla-rpc-port={ours} -graphicsadapter=0 None\n")
-        done = subprocess.run(rt.command([rt.python, "-c", FIND_AND_STOP, str(log), str(root)]),
+        log.write_text(
+            f"{root}/CarlaUE4.sh -RenderOffScreen -nosound -carla-rpc-port={decoy} -graphicsadapter=0 None\n"
+        )
+        done = subprocess.run(rt.command([rt.python, "-c", FIND_AND_STOP, str(log), cookie, str(root)]),
                               env=standin_stack.env(), capture_output=True, text=True, timeout=60)  # fmt: skip
         result = json.loads(done.stdout)
-        assert (result["port"], sorted(result["found"]), result["left"]) == (ours, session, [])
-        assert not procs.listening_inodes(ours) and procs.listening_inodes(other)
+        assert (result["port"], sorted(result["found"]), result["left"]) == (decoy, session, [])
+        assert not procs.listening_inodes(ours) and procs.listening_inodes(decoy)
     finally:
         for server in servers.values():
             proctree.stop_processes([p for p in procs.processes() if p.sid == server.pid], grace=2)

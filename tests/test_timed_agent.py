@@ -98,7 +98,7 @@ def test_the_wrapper_is_the_users_agent_with_timed_steps(agent_python, agent_fil
     assert [s["sim_time"] for s in steps] == pytest.approx([0.05 * k for k in range(1, 21)])
     assert all(s["run_step_s"] >= 0.01 for s in steps)
     assert all(b["wall"] > a["wall"] for a, b in zip(steps, steps[1:]))
-    profile = profiling.profile(profiling.read_steps(tmp_path / "steps.jsonl"))
+    profile = profiling.profile(profiling.summarize(tmp_path / "steps.jsonl"))
     assert profile.steps == 20 and profile.step_p50_s >= 0.01 and profile.step_max_s >= profile.step_p95_s
     assert 0 < profile.steps_per_wall_s < 100 and profile.sim_per_wall == pytest.approx(profile.steps_per_wall_s / 20)
 
@@ -115,7 +115,7 @@ def test_an_unwritable_step_file_costs_the_timing_not_the_route(agent_python, ag
     done = drive(agent_python, agent_file, tmp_path, steps_file=tmp_path / "no" / "such" / "dir" / "steps.jsonl")
     assert done.returncode == 0 and json.loads(done.stdout.splitlines()[-1])["error"] is None
     assert "simdoctor timed_agent: step timing off, cannot write" in done.stderr
-    assert profiling.profile(profiling.read_steps(tmp_path / "no" / "such" / "dir" / "steps.jsonl")) is None
+    assert profiling.profile(profiling.summarize(tmp_path / "no" / "such" / "dir" / "steps.jsonl")) is None
 
 
 def test_no_step_file_variable_means_no_timing(agent_python, agent_file, tmp_path):

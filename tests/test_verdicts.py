@@ -954,7 +954,7 @@ def test_agent_python_none_found_fails_and_the_rest_skips(facts: Facts, settings
                     executable=None, packages=None, carla=None, modules=None, agent=None, torch=None)  # fmt: skip
     f = verdict("agent.python", none, ctx)
     assert f.status is Status.FAIL
-    named(f, "no agent interpreter", tried[0], "python3.8")
+    named(f, "no agent interpreter", tried[0], tried[-1])
     assert commands(f) == env_commands(settings)
     for check_id in (*AGENT_CHECKS, "agent.deep"):
         assert verdict(check_id, none, ctx).status is Status.SKIP

@@ -6,9 +6,11 @@ is mapped by UUID (simdoctor.gpumap), never assumed equal (reference/carla.md §
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 from simdoctor import procs
@@ -129,6 +131,19 @@ def in_use(port: int) -> bool:
     return False
 
 
+def unprivileged_start() -> int:
+    """The first port a normal user may bind (net.ipv4.ip_unprivileged_port_start; 1024 by default)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text())
+    except (OSError, ValueError):
+        return 1024
+
+
+def privileged(port: int) -> bool:
+    """A port this user may not bind at all (below ip_unprivileged_port_start, not root): not "taken"."""
+    return os.geteuid() != 0 and port < unprivileged_start()
+
+
 def _taken_by(carla: CarlaRecipe, role: str, port: int, reserved: set[int]) -> str:
     state = port_state(role, port, (carla.process_name, carla.launcher))
     if state.pids and state.owner:
@@ -146,6 +161,13 @@ def choose_ports(carla: CarlaRecipe, port: Optional[int], first: int, reserved: 
 
     if port is not None:
         for role, p in server_ports(carla, port).items():
+            if privileged(p):
+                raise Refusal(
+                    f"{role} port {p} is privileged: only root may bind ports below {unprivileged_start()}, "
+                    "and CARLA refuses to run as root",
+                    Fix("Pick a port from 1024 up (P, P+1 and P+2 must be free), or let simdoctor choose.",
+                        ["simdoctor carla start --port auto"]),
+                )  # fmt: skip
             if not free(p):
                 raise Refusal(
                     f"{role} port {p} is taken by {_taken_by(carla, role, p, reserved)}: "

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, TextIO, Union
 
-from simdoctor import procs, proctree
+from simdoctor import handoff, procs, proctree
 from simdoctor.carla import state
 from simdoctor.carla.command import (
     PORT_FLAG,
@@ -43,14 +43,9 @@ STATUS_RPC_TIMEOUT_S = 1.0
 EXIT_OK, EXIT_FAILED, EXIT_WRONG_DEVICE = 0, 1, 3
 BACKENDS = ("process", "docker")
 Backend = Union[ProcessBackend, DockerBackend]
-ROOT_FIX = Fix(
-    "Run simdoctor as a normal user (CARLA runs as the user who starts it), or use the docker backend, "
-    "which runs CARLA as the image's user.",
-    [
-        "sudo useradd -m -s /bin/bash carla",
-        "sudo -iu carla simdoctor carla start",
-        "simdoctor carla start --backend docker",
-    ],
+ROOT_TEXT = (
+    "Run simdoctor as a normal user (CARLA runs as the user who starts it; `setup` hands the stack to one), "
+    "or use the docker backend, which runs CARLA as the image's user."
 )
 
 
@@ -83,12 +78,13 @@ def backend_for(name: str, settings: Settings) -> Backend:
     return DockerBackend(settings.recipe.carla) if name == "docker" else ProcessBackend()
 
 
-def refuse_root(backend: str) -> None:
+def refuse_root(backend: str, settings: Settings) -> None:
     """CARLA's UE4 exits with `Refusing to run with the root privileges.`; say so before starting it."""
     if backend == "process" and os.geteuid() == 0:
+        fix = handoff.root_fix(settings, ROOT_TEXT, "carla start")
         raise Refusal(
             "refusing to start CARLA as root: CARLA itself refuses (`Refusing to run with the root privileges.`)",
-            ROOT_FIX,
+            Fix(fix.text, [*fix.commands, "simdoctor carla start --backend docker"]),
         )
 
 
@@ -175,7 +171,7 @@ def start(settings: Settings, opts: StartOptions) -> StartResult:
     """Start a server, wait until it answers, prove where it renders; on failure, say why and clean up."""
     if opts.backend not in BACKENDS:
         raise ConfigError(f"--backend must be process or docker, not {opts.backend!r}")
-    refuse_root(opts.backend)
+    refuse_root(opts.backend, settings)
     carla = settings.recipe.carla
     quality = check_quality(carla, opts.quality)
     display = check_window(settings, opts.gpu) if opts.window else None

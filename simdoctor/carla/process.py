@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from simdoctor import proctree
+from simdoctor.agentenv import without_tokens
 from simdoctor.carla.state import ServerRecord
 from simdoctor.proctree import StopResult
 
@@ -30,7 +31,7 @@ class ProcessBackend:
     def launch(self, record: ServerRecord) -> Launched:
         """Start the recorded command; the returned record carries the process tree."""
         popen, tree = proctree.start(
-            record.command, Path(record.log), env=dict(os.environ), cwd=Path(record.carla_root)
+            record.command, Path(record.log), env=without_tokens(os.environ), cwd=Path(record.carla_root)
         )
         return Launched(replace(record, tree=tree), popen)
 

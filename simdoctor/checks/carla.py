@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
+
 from simdoctor.checks import CheckContext, check, fail, ok, skip, warn
+from simdoctor.evaluator import carla_root_problem
 from simdoctor.findings import Fix
 from simdoctor.probes.agent import AgentFacts
 from simdoctor.probes.carla import CarlaInstallFacts
@@ -17,6 +20,12 @@ def install_fix(ctx: CheckContext) -> Fix:
         f"Download and extract CARLA {r.version} (simdoctor verifies and resumes the download).",
         ["simdoctor setup --only carla", f"export CARLA_ROOT={ctx.settings.carla_root}"],
     )
+
+
+def safe_root_fix(ctx: CheckContext, carla_root: str) -> Fix:
+    link = f"~/carla-{ctx.settings.recipe.carla.version}"
+    return Fix("Link CARLA to a path of letters, digits and _ - . / only, and point CARLA_ROOT at the link.",
+               [f"ln -sfn {shlex.quote(carla_root)} {link}", f"export CARLA_ROOT={link}"])  # fmt: skip
 
 
 @check("carla.root", "CARLA_ROOT", needs=("carla",))
@@ -35,6 +44,9 @@ def root(facts: Facts, ctx: CheckContext):
             f"{c.root} has no {launcher}: not a packaged CARLA (a source checkout, or one folder too high?)",
             install_fix(ctx),
         )
+    problem = carla_root_problem(str(c.root))
+    if problem:
+        return fail(problem, safe_root_fix(ctx, str(c.root)))
     if c.found_by_search:
         return warn(
             f"CARLA_ROOT is not set; found CARLA at {c.root}",

@@ -206,10 +206,13 @@ def run(settings: Settings, req: Request, json_out: bool) -> int:
 @contextlib.contextmanager
 def _locked(local_dir: Path, source: str) -> Iterator[None]:
     """One download at a time per directory (<local_dir>/.simdoctor/lock)."""
-    try:
-        with filelock.exclusive(Path(local_dir) / manifest.STATE_DIR / "lock", f"download {source}"):
-            yield
-    except filelock.Busy as exc:
-        raise DownloadError(
-            f"{local_dir} is in use by another simdoctor run ({exc.holder}); wait for it to finish, or stop it"
-        ) from None
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(filelock.exclusive(Path(local_dir) / manifest.STATE_DIR / "lock", f"download {source}"))
+        except filelock.Busy as exc:
+            raise DownloadError(
+                f"{local_dir} is in use by another simdoctor run ({exc.holder}); wait for it to finish, or stop it"
+            ) from None
+        except OSError as exc:
+            raise DownloadError(f"cannot use {local_dir}: {exc.filename or local_dir}: {exc.strerror or exc}") from None
+        yield

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Protocol
 from urllib.parse import urlsplit
 
-from simdoctor import atomic, manifest
+from simdoctor import atomic, manifest, safefile
 from simdoctor.download import DownloadError
 from simdoctor.download.transport import (
     Client,
@@ -365,7 +365,7 @@ class FileJob:
             if fresh:  # starting afresh: no earlier record may vouch for the new file's bytes
                 self.progress.unlink(missing_ok=True)
                 self.partial.unlink(missing_ok=True)
-            fd = os.open(self.partial, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = safefile.open_fd(self.partial, os.O_RDWR)
             try:
                 if fresh:
                     _preallocate(fd, self.target.size)
@@ -386,8 +386,8 @@ class FileJob:
     def checkpoint(self) -> None:
         """Record how far each chunk is written, once those bytes are on disk (fdatasync first)."""
         with self.lock:
-            if self.fd is None or self.stale or not self.resumable:
-                return
+            if self.fd is None or self.stale or not self.resumable or self.nchunks == 1:
+                return  # a one-range file (under 2 MiB) is cheaper to fetch again than to record
             written = self.hasher.written()
             if written == self.saved or not any(written):
                 return
@@ -719,7 +719,7 @@ class Engine:
 
     def _finish_empty(self, job: FileJob, results: dict[str, FileResult]) -> None:
         job.partial.parent.mkdir(parents=True, exist_ok=True)
-        job.partial.write_bytes(b"")
+        os.close(safefile.open_fd(job.partial, os.O_WRONLY | os.O_TRUNC))
         digest = new_hash(job.target.kind, 0).hexdigest()
         if job.target.expected not in (None, digest):
             job.discard()

@@ -100,7 +100,7 @@ class Outcome(str, enum.Enum):
 # ---- pure parts: the job script, settling a task ----
 
 
-def check_options(opts: SlurmOptions, layout: Layout) -> None:
+def check_options(settings: Settings, opts: SlurmOptions, layout: Layout) -> None:
     if opts.on_interrupt is not None and opts.on_interrupt not in ON_INTERRUPT:
         raise ConfigError(f"--on-interrupt must be cancel or leave, not {opts.on_interrupt!r}")
     if opts.gpus_per_task not in (0, 1):
@@ -112,6 +112,8 @@ def check_options(opts: SlurmOptions, layout: Layout) -> None:
         raise ConfigError(f"--max-concurrent {opts.max_concurrent}: give 1 or more")
     if opts.cpus_per_task is not None and opts.cpus_per_task < 1:
         raise ConfigError(f"--cpus-per-task {opts.cpus_per_task}: give 1 or more")
+    script.check_values({"partition": settings.slurm_partition, "account": settings.slurm_account,
+                         "qos": settings.slurm_qos, "mem": opts.mem, "time": opts.time})  # fmt: skip
     if UNSAFE_IN_SBATCH_LINES & set(str(layout.root)):
         raise ConfigError(
             f"--out {layout.root}: for the Slurm backend the path cannot hold spaces, quotes, backslashes or %: "
@@ -490,9 +492,9 @@ class SubmitError(Exception):
 def run(settings: Settings, options: runplan.Options, opts: SlurmOptions, json_out: bool = False) -> int:
     """`simdoctor run --backend slurm`: exit codes as a local run (0 every route has a result; 1 some
     crashed or are missing, a submission failed, or processes survived a cleanup; 130 interrupted)."""
-    refuse_root()
+    refuse_root(settings)
     layout = runplan.out_layout(settings, options)
-    check_options(opts, layout)
+    check_options(settings, opts, layout)
     plan, texts = runplan.build(settings, options, [])
     mode = "quiet" if json_out else ("live" if is_terminal() else "lines")
     began = time.monotonic()
@@ -604,7 +606,7 @@ def dry_run(settings: Settings, options: runplan.Options, opts: SlurmOptions, js
     from simdoctor.typed import to_data
 
     layout = runplan.out_layout(settings, options)
-    check_options(opts, layout)
+    check_options(settings, opts, layout)
     plan, _ = runplan.build(settings, options, [])
     ledger = jobs.read_ledger(layout)
     number = ledger.next_number()

@@ -10,9 +10,22 @@ import shlex
 from collections.abc import Sequence
 from typing import Optional
 
+from simdoctor.agentenv import TOKEN_VARIABLES
+from simdoctor.recipe import ConfigError
 from simdoctor.settings import Settings
 
-TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+UNSAFE = set(" \t\"'\\")  # in a #SBATCH value, besides control characters
+
+
+def check_values(values: dict[str, object]) -> None:
+    """Refuse a #SBATCH value sbatch would not read as one value: a line break ends the directive and starts
+    a shell line (the directives after it are then ignored), whitespace or a quote makes sbatch split it."""
+    for key, value in values.items():
+        if isinstance(value, str) and any(c in UNSAFE or not c.isprintable() for c in value):
+            flag = f"--{key.replace('_', '-')}"
+            raise ConfigError(f"{flag} {value!r}: a #SBATCH value cannot hold spaces, quotes, backslashes or "
+                              f"control characters such as a line break (check {flag}, its SIMDOCTOR_SLURM_* "
+                              "variable and the config file)")  # fmt: skip
 
 
 def directives(settings: Settings, **options: object) -> list[str]:
@@ -24,6 +37,7 @@ def directives(settings: Settings, **options: object) -> list[str]:
         "qos": settings.slurm_qos,
         **options,
     }
+    check_values(values)
     lines = []
     for key, value in values.items():
         if value is None or value is False or value == "":

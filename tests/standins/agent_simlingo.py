@@ -16,10 +16,12 @@ route (red, r=3) and the speed waypoints (green, r=2), then a black 400 px band 
 `<images>/<step>.png` (RGBA). The camera image here is a drawn road (no simulator), moving with the step.
 
 Test knobs (environment): STANDIN_AGENT_STEP_S seconds of "inference" per step; STANDIN_AGENT_SETUP_FAIL
-makes setup raise; STANDIN_AGENT_FAIL_AT_STEP=N makes step N raise."""
+makes setup raise; STANDIN_AGENT_FAIL_AT_STEP=N makes step N raise; STANDIN_AGENT_ESCAPE=S makes setup start
+`setsid env -i sleep S`, a child that leaves the tree: own session, no environment (no simdoctor cookie)."""
 
 import os
 import pathlib
+import subprocess
 import textwrap
 import time
 
@@ -109,6 +111,13 @@ class LingoAgent(autonomous_agent.AutonomousAgent):
         self.target_points = [(20.0, 0.0), (45.0, 1.0)]
         self.step_seconds = float(os.environ.get("STANDIN_AGENT_STEP_S", "0"))
         self.fail_at = int(os.environ.get("STANDIN_AGENT_FAIL_AT_STEP", "-1"))
+        if os.environ.get("STANDIN_AGENT_ESCAPE"):
+            subprocess.Popen(
+                ["setsid", "env", "-i", "sleep", os.environ["STANDIN_AGENT_ESCAPE"]],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
 
     def sensors(self):
         return [
