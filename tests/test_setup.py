@@ -214,12 +214,19 @@ def test_only_takes_several_steps_and_usage_errors(machine: Machine) -> None:
 
 
 def test_the_plan_warns_before_the_disk_runs_out(machine: Machine) -> None:
-    out = machine.run("setup", "--dry-run", "--only", "carla,maps").stdout
-    free = shutil.disk_usage(machine.home).free / 2**30
-    if free > 34.87:
-        assert "warning" not in out
-    else:
-        assert "warning: 34.0 GiB are needed on the filesystem of " in out and "free space first" in out
+    """CARLA_ROOT on a real 64 MiB filesystem (a tmpfs root mounts): CARLA and its maps need 34 GiB there."""
+    small = machine.home / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(small)], check=True)
+    try:
+        machine.rt.chown_tree(small)
+        machine.carla_root = small / "carla0915"
+        out = machine.run("setup", "--dry-run", "--only", "carla,maps").stdout
+        assert f"warning: 34.0 GiB are needed on the filesystem of {small}, which has 0.1 GiB free" in out, out
+        roomy = machine.run("setup", "--dry-run", "--only", "env,base_model").stdout
+        assert "warning" not in roomy
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
 
 
 def test_root_plans_the_hand_over_to_a_normal_user(simdoctor) -> None:
