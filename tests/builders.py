@@ -392,6 +392,39 @@ def venv_without(dest: Path, venv: str, *dists: str) -> str:
     return str(dest / "bin" / "python")
 
 
+def base_model(
+    home: Path, work_dir: Path, recipe: Recipe, commit: str = "1f0e2d3c4b5a69788796a5b4c3d2e1f00112233"
+) -> Path:
+    """SimLingo's base model as `setup` leaves it: the recipe's files in pretrained/InternVL2-1B/ with a download
+    manifest (sha256 for the weights, git sha1 for the rest, as the Hub gives them), linked into the Hugging Face
+    cache of `home` by simdoctor.hfcache (the agent resolves the model by name from there), and the released Hydra
+    config naming it by hub name (`variant:` twice, as in outputs/simlingo/.hydra/config.yaml). Returns the cache."""
+    import hashlib
+
+    from simdoctor import hfcache, manifest
+
+    b = recipe.base_model
+    local = work_dir / "pretrained" / "InternVL2-1B"
+    records = {}
+    for rel in b.required:
+        data = f"{rel} of {b.repo}\n".encode()
+        (local / rel).parent.mkdir(parents=True, exist_ok=True)
+        (local / rel).write_bytes(data)
+        st = (local / rel).stat()
+        lfs = rel.endswith(".safetensors")
+        digest = hashlib.sha256(data) if lfs else hashlib.sha1(b"blob %d\0" % len(data) + data)
+        records[rel] = manifest.FileRecord(
+            st.st_size, st.st_mtime_ns, **{"sha256" if lfs else "git_sha1": digest.hexdigest()}
+        )
+    manifest.write(local, manifest.Manifest(f"hf:model/{b.repo}@{commit}", records))
+    config = work_dir / "outputs" / "simlingo" / ".hydra" / "config.yaml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f"model:\n  vision_model:\n    variant: {b.repo}\n  language_model:\n    variant: {b.repo}\n")
+    cache = home / ".cache" / "huggingface" / "hub"
+    hfcache.link(local, cache, b.revision)
+    return cache
+
+
 def standin_recipe(hub, build: Path, url: str, commit: str, pins: dict[str, str], extra: dict[str, str]) -> str:
     """The bundled recipe's text pointed at the stand-ins: CARLA's archives and the two Hub repos (weights at the
     commit the recipe pins) served by `hub`, SimLingo's remote at `url` with `commit` pinned, torch from PyPI

@@ -140,19 +140,42 @@ def test_setup_provisions_everything_and_a_second_run_does_nothing(machine: Mach
     for local_dir, rel in [(work / "outputs", r.weights.checkpoint), (work / "pretrained/InternVL2-1B", "config.json")]:
         record = manifest.read(local_dir)
         assert record is not None and manifest.still_verified(local_dir / rel, record.files[rel])
+    # InternVL2-1B also resolves by hub name offline: huggingface_hub's cache layout, blobs hard-linked to the
+    # verified files (one copy of the bytes), snapshot entries relative links to the blobs, refs/main the commit
+    base_dir = work / "pretrained/InternVL2-1B"
+    folder = machine.home / ".cache/huggingface/hub/models--OpenGVLab--InternVL2-1B"
+    commit = (folder / "refs" / "main").read_text()
+    record = manifest.read(base_dir)
+    assert record.source.endswith(f"@{commit}")
+    for rel, entry in record.files.items():
+        blob = folder / "blobs" / (entry.sha256 or entry.git_sha1)
+        pointer = folder / "snapshots" / commit / rel
+        assert os.readlink(pointer) == os.path.relpath(blob, pointer.parent)
+        assert blob.stat().st_ino == (base_dir / rel).stat().st_ino and blob.stat().st_nlink == 2
     status = subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True)
     assert (
         status.returncode == 0 and status.stdout == ""
     )  # outputs/ and pretrained/ are the checkout's own ignored folders
     # each step's wall time, and the check it ended with
     assert re.search(r"\(agent_env: [0-9.]+ s\)", out)
-    for title in ["SimLingo checkout", "Agent interpreter", "CARLA version", "SimLingo checkpoint", "InternVL2-1B"]:
+    for title in ["SimLingo checkout", "Agent interpreter", "CARLA version", "SimLingo checkpoint", "InternVL2-1B",
+                  "InternVL2-1B by hub name (offline)"]:  # fmt: skip
         assert f"✓ {title}" in out, title
 
     before = len(machine.hub.log)
     second = machine.run("setup", "--yes", "--no-torch")
     assert second.stdout.startswith("nothing to do: every step is already done"), second.stdout
     assert len(machine.hub.log) == before
+
+    # a setup killed while it filled the agent env: the next one installs what is missing, no new venv
+    uv = "/opt/simdoctor-test/venv/bin/uv"
+    gone = subprocess.run(machine.rt.command([uv, "pip", "uninstall", "-q", "--python", str(python), "six"]),
+                          env=machine.rt.env(machine.home), capture_output=True, text=True)  # fmt: skip
+    assert gone.returncode == 0, gone.stderr
+    third = machine.run("setup", "--yes", "--no-torch")
+    assert "agent_env: the agent env setup makes lacks six (an interrupted setup?)" in third.stdout, third.stdout
+    assert " venv --python " not in third.stdout and "setup: 1 step(s) done" in third.stdout
+    assert subprocess.run([str(python), "-c", "import six"]).returncode == 0
 
 
 def test_an_interrupted_clone_carries_on(machine: Machine) -> None:
