@@ -52,6 +52,14 @@ def find_uv() -> Optional[str]:
     return shutil.which("uv") or (str(beside) if beside.is_file() else None)
 
 
+def unfinished(agent: AgentRecipe, python: Optional[str], installed: Optional[dict], options: Options) -> list[str]:
+    """The pins missing from the venv `setup` makes (a killed setup leaves it half-filled); none for another env."""
+    if python != str(Path(agent.build.venv) / "bin" / "python") or installed is None:
+        return []
+    left_out = {*agent.build.torch_packages, *agent.build.needs_torch} if options.no_torch else set()
+    return [n for n in agent.packages if n not in left_out and installed.get(n) is None]
+
+
 def conda_env_python(conda: str, name: str) -> Optional[str]:
     """Where a named env's python is, without asking conda: envs/NAME under the tool's root."""
     tool = Path(conda)
@@ -95,9 +103,10 @@ def _pins(agent: AgentRecipe, names: list[str]) -> list[str]:
 
 
 def uv_actions(
-    agent: AgentRecipe, uv: Optional[str], python: Optional[str], index: str, options: Options
+    agent: AgentRecipe, uv: Optional[str], python: Optional[str], index: str, options: Options, make_venv: bool = True
 ) -> list[Action]:
-    """A venv with a found (or uv-managed) Python 3.8, torch from `index`, then every other pin from PyPI."""
+    """A venv with a found (or uv-managed) Python 3.8, torch from `index`, then every other pin from PyPI; without
+    `make_venv`, the installs alone into the venv an interrupted setup made (uv skips what is there)."""
     b = agent.build
     actions: list[Action] = []
     if uv is None:
@@ -105,11 +114,9 @@ def uv_actions(
         actions.append(streamed([sys.executable, "-m", "pip", "install", b.uv], 600, f"install {b.uv} from PyPI"))
     venv_python = str(Path(b.venv) / "bin" / "python")
     env = {"UV_PYTHON_DOWNLOADS": "never"} if python else None
-    actions.append(
-        streamed(
-            [uv, "venv", "--python", python or agent.python_version, b.venv], 900, f"make the agent venv {b.venv}", env
-        )
-    )
+    if make_venv:
+        venv = [uv, "venv", "--python", python or agent.python_version, b.venv]
+        actions.append(streamed(venv, 900, f"make the agent venv {b.venv}", env))
     torch = _pins(agent, b.torch_packages)
     torch_args = [uv, "pip", "install", "--python", venv_python, "--index-url", index, *torch]
     if options.no_torch:

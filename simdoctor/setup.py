@@ -29,7 +29,7 @@ from simdoctor.probes.carla import CarlaInstallFacts
 from simdoctor.probes.checkout import CheckoutFacts
 from simdoctor.probes.gpu import GpuFacts
 from simdoctor.probes.packages import wanted
-from simdoctor.probes.system import SystemFacts, disk_space
+from simdoctor.probes.system import SystemFacts, disk_space, simdoctor_command
 from simdoctor.probing import Facts
 from simdoctor.recipe import ConfigError
 from simdoctor.settings import Settings, redact_url
@@ -103,7 +103,7 @@ def gather(settings: Settings) -> State:
 def _fetch(settings: Settings, source: str, local_dir: Path, revision: Optional[str] = None) -> Action:
     pin = ["--revision", revision] if revision else []
     shown = redact_url(source)  # a recipe URL may carry user:password
-    cmd = ["simdoctor", "download", shown, *pin, "--local-dir", str(local_dir)]
+    cmd = [*shlex.split(simdoctor_command()), "download", shown, *pin, "--local-dir", str(local_dir)]
 
     def run() -> None:
         observer = None
@@ -273,20 +273,22 @@ def plan_checkout(state: State) -> Optional[Planned]:
 
 def plan_agent_env(state: State, options: agentbuild.Options) -> Optional[Planned]:
     """SimLingo's Python 3.8 env: conda/mamba/micromamba with environment.yaml, else uv with the recipe's pins."""
-    if state.status("agent.python") is not Status.FAIL:
-        return None
     s = state.settings
-    a: Optional[AgentFacts] = state.facts.get("agent")
-    if a is not None and a.python:
-        return None  # an interpreter that exists but fails its probe is the user's to look at, not ours to replace
     r = s.recipe.agent
+    a: Optional[AgentFacts] = state.facts.get("agent")
+    lacking = agentbuild.unfinished(r, a.python if a else None, a.packages if a else None, options)
+    if state.status("agent.python") is not Status.FAIL and not lacking:
+        return None
+    if a is not None and a.python and not lacking:
+        return None  # an interpreter that exists but fails its probe is the user's to look at, not ours to replace
     g: Optional[GpuFacts] = state.facts.get("gpu")
     driver_cuda = g.cuda_driver_version if g is not None and not g.nvml_error else None
     index = agentbuild.torch_index(r, driver_cuda)
-    planned = Planned("agent_env", state.findings["agent.python"].summary)
+    reason = f"the agent env setup makes lacks {', '.join(lacking)} (an interrupted setup?)" if lacking else None
+    planned = Planned("agent_env", reason or state.findings["agent.python"].summary)
     cuda = f"the driver's CUDA {driver_cuda}" if driver_cuda else "no NVIDIA driver here: the newest CUDA"
     conda = agentbuild.find_conda(r)
-    if conda is not None:
+    if conda is not None and not lacking:
         planned.notes.append(f"with {conda} and {r.build.environment_file}; torch for {cuda} ({index})")
         planned.actions = agentbuild.conda_actions(r, conda, index, options)
         return planned
@@ -298,7 +300,7 @@ def plan_agent_env(state: State, options: agentbuild.Options) -> Optional[Planne
         planned.notes.append(
             f"--no-torch: torch is resolved, not installed; left out: {', '.join(r.build.needs_torch)}"
         )
-    planned.actions = agentbuild.uv_actions(r, uv, python, index, options)
+    planned.actions = agentbuild.uv_actions(r, uv, python, index, options, make_venv=not lacking)
     return planned
 
 

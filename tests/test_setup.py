@@ -167,6 +167,16 @@ def test_setup_provisions_everything_and_a_second_run_does_nothing(machine: Mach
     assert second.stdout.startswith("nothing to do: every step is already done"), second.stdout
     assert len(machine.hub.log) == before
 
+    # a setup killed while it filled the agent env: the next one installs what is missing, no new venv
+    uv = "/opt/simdoctor-test/venv/bin/uv"
+    gone = subprocess.run(machine.rt.command([uv, "pip", "uninstall", "-q", "--python", str(python), "six"]),
+                          env=machine.rt.env(machine.home), capture_output=True, text=True)  # fmt: skip
+    assert gone.returncode == 0, gone.stderr
+    third = machine.run("setup", "--yes", "--no-torch")
+    assert "agent_env: the agent env setup makes lacks six (an interrupted setup?)" in third.stdout, third.stdout
+    assert " venv --python " not in third.stdout and "setup: 1 step(s) done" in third.stdout
+    assert subprocess.run([str(python), "-c", "import six"]).returncode == 0
+
 
 def test_an_interrupted_clone_carries_on(machine: Machine) -> None:
     work = machine.work_dir
