@@ -33,7 +33,7 @@ from simdoctor.probes.packages import wanted
 from simdoctor.probes.system import SystemFacts, disk_space, simdoctor_command
 from simdoctor.probing import Facts
 from simdoctor.recipe import ConfigError
-from simdoctor.settings import Settings, redact_url
+from simdoctor.settings import Settings, redact_url, with_config_agent_python
 from simdoctor.steps import Action, Planned, StepError, command, say, streamed
 
 PIP_TIMEOUT = 1800.0
@@ -291,7 +291,7 @@ def plan_agent_env(state: State, options: agentbuild.Options) -> Optional[Planne
     conda = agentbuild.find_conda(r)
     if conda is not None and not lacking:
         planned.notes.append(f"with {conda} and {r.build.environment_file}; torch for {cuda} ({index})")
-        planned.actions = agentbuild.conda_actions(r, conda, index, options)
+        planned.actions = agentbuild.conda_actions(r, conda, index, options, s.config_file)
         return planned
     python = agentbuild.find_python(r)
     uv = agentbuild.find_uv()
@@ -573,5 +573,5 @@ def run(settings: Settings, options: Options) -> int:
         failed = execute(planned)
         say(f"setup: {len(planned) - len(failed)} step(s) done" + (f", failed: {', '.join(failed)}" if failed else ""))
     say("")
-    code = doctor.run(settings)
+    code = doctor.run(with_config_agent_python(settings))  # an env setup made may be named there now
     return 1 if failed else code
