@@ -16,14 +16,22 @@ and the time of all its runs counts. huggingface_hub gives up on a connection re
 the file from zero, so it also runs once more with the throttle alone (no drops): that row gives
 a finite time, and comparing simdoctor's time under drops with it favours huggingface_hub.
 Also printed: simdoctor's verification share: the time from its last body byte to the end (hashing that
-was not hidden behind the transfer) over its wall time; also its total hashing time.
+was not hidden behind the transfer) over its wall time; also its total hashing time; and for each client
+the bytes the server sent over the repo's bytes ("sent/repo": resets lose what was in flight).
+
+Kill and rerun (issue 13): simdoctor and aria2c -x16 are each SIGKILLed once the server has sent a share
+of the repo (--kill-at, default 25%, 50%, 75%), then the same command runs again to the end; printed is
+what the server sent over both runs against the repo's bytes, beside the same client's uninterrupted
+run. aria2c saves its control file every 60 s (--auto-save-interval), so a kill before that loses
+everything it had.
 
 Goals (issue 3): simdoctor at least as fast as the best aria2c, >= 4x faster than huggingface_hub,
-verification < 10% of wall. aria2c comes from apt (`apt-get install aria2`); when it is missing
-the bench says so and skips those rows. About 8 minutes on 2 cores with the defaults; needs the
-file size free on the disk of --scratch.
+verification < 10% of wall. Issue 13: at most 1.05x the repo's bytes per kill, at every kill point.
+aria2c comes from apt (`apt-get install aria2`); when it is missing the bench says so and skips those
+rows. About 12 minutes on 2 cores with the defaults; needs the file size free on the disk of --scratch.
 
     .venv/bin/python bench/download.py [--size-gib 2] [--rate-mib 8] [--drop-mib 48] [--small 300]
+                                       [--kill-at 0.25,0.5,0.75]
 """
 
 from __future__ import annotations
@@ -121,6 +129,22 @@ def run(args: list[str], env: dict[str, str], out: Path, timeout: float, reruns:
     return time.monotonic() - began, proc.returncode, proc.stdout, attempt
 
 
+def killed_then_rerun(
+    args: list[str], env: dict[str, str], out: Path, hub: Hub, total: int, share: float, timeout: float
+) -> tuple[float, float, int]:
+    """SIGKILL the client once the server sent `share` of the repo, run it again to the end: (sent over
+    both runs / repo bytes, seconds of both runs, the rerun's exit code)."""
+    out.mkdir(parents=True, exist_ok=True)
+    before, began = hub.total_sent(), time.monotonic()
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while hub.total_sent() - before < share * total and proc.poll() is None:
+        time.sleep(0.005)
+    proc.kill()
+    proc.wait()
+    _, code, _, _ = run(args, env, out, timeout, 0)
+    return (hub.total_sent() - before) / total, time.monotonic() - began, code
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--size-gib", type=float, default=2.0, help="size of the big LFS file")
@@ -130,7 +154,9 @@ def main() -> int:
     parser.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()), help="where downloads go")
     parser.add_argument("--timeout", type=float, default=900.0, help="give up on one client after this long")
     parser.add_argument("--reruns", type=int, default=2, help="run a failing client again this many times")
+    parser.add_argument("--kill-at", default="0.25,0.5,0.75", help="shares of the repo sent when a client is killed")
     opts = parser.parse_args()
+    kill_at = [float(x) for x in opts.kill_at.split(",") if x]
 
     size = int(opts.size_gib * 1024 * MiB)
     scratch = Path(tempfile.mkdtemp(prefix="simdoctor-bench-", dir=opts.scratch))
@@ -154,6 +180,8 @@ def main() -> int:
             flush=True,
         )
         rows = []
+        sent: dict[str, float] = {}  # client -> server bytes / repo bytes, uninterrupted
+        kills: list[tuple[str, float, float, float, int, str]] = []
         simdoctor_json = None
         clients = [
             ("simdoctor", lambda out: [sys.executable, "-m", "simdoctor", "download", REPO_ID,
@@ -172,24 +200,48 @@ def main() -> int:
             args = build(out)
             shown = " ".join(a if len(a) < 60 else "…" + a[-40:] for a in args)
             print(f"$ {shown}", flush=True)
+            before = hub.total_sent()
             seconds, code, text, runs = run(args, env, out, opts.timeout, opts.reruns)
+            sent[name] = (hub.total_sent() - before) / total
             verdict = check_output(out, big_sha, small, size) + (f", {runs} runs" if runs > 1 else "")
             if name == "simdoctor" and code == 0 and runs == 1:
                 simdoctor_json = json.loads(text)["summary"]
             rows.append((name, seconds, code, verdict))
             print(f"  {seconds:.1f}s, exit {code}, {verdict}\n", flush=True)
             shutil.rmtree(out.parent, ignore_errors=True)
+        hub.drop_every = int(opts.drop_mib * MiB)
+        for name, build in clients:
+            if name != "simdoctor" and not name.startswith("aria2c -x16"):
+                continue
+            for share in kill_at:
+                out = scratch / f"killed-{name.split()[0]}" / "out"
+                args = build(out)
+                print(f"$ {name}: SIGKILL at {share:.0%} of the repo sent, then the same command again", flush=True)
+                ratio, seconds, code = killed_then_rerun(args, env, out, hub, total, share, opts.timeout)
+                verdict = check_output(out, big_sha, small, size)
+                kills.append((name, share, ratio, seconds, code, verdict))
+                print(f"  {ratio:.3f}x the repo's bytes, {seconds:.1f}s, exit {code}, {verdict}\n", flush=True)
+                shutil.rmtree(out.parent, ignore_errors=True)
     finally:
         hub.close()
         shutil.rmtree(scratch, ignore_errors=True)
 
     base = rows[0][1]
-    print(f"{'client':26} {'seconds':>8} {'MB/s':>8} {'vs simdoctor':>13}  result")
+    print(f"{'client':26} {'seconds':>8} {'MB/s':>8} {'vs simdoctor':>13} {'sent/repo':>10}  result")
     for name, seconds, code, verdict in rows:
+        ratio = f"{sent[name]:9.3f}x"
         if verdict.startswith("ok"):
-            print(f"{name:26} {seconds:8.1f} {total / seconds / 1e6:8.1f} {seconds / base:12.2f}x  {verdict}")
+            speed = f"{total / seconds / 1e6:8.1f} {seconds / base:12.2f}x"
+            print(f"{name:26} {seconds:8.1f} {speed} {ratio}  {verdict}")
         else:  # no speed for a download that did not finish
-            print(f"{name:26} {seconds:8.1f} {'-':>8} {'-':>13}  did not finish: {verdict} (exit {code})")
+            print(f"{name:26} {seconds:8.1f} {'-':>8} {'-':>13} {ratio}  did not finish: {verdict} (exit {code})")
+    if kills:
+        print("\nkilled once (SIGKILL), then run again: what the server sent over both runs / the repo's bytes")
+        print(f"{'client':26} {'killed at':>9} {'sent/repo':>10} {'uninterrupted':>14} {'seconds':>8}  result")
+        for name, share, ratio, seconds, code, verdict in kills:
+            shown = verdict if code == 0 else f"{verdict} (exit {code})"
+            print(f"{name:26} {share:9.0%} {ratio:9.3f}x {sent[name]:13.3f}x {seconds:8.1f}  {shown}")
+        print("goal (issue 13): simdoctor at most 1.05x the repo's bytes per kill, at every kill point")
     if not aria2c:
         print("aria2c not found: `apt-get install aria2` to compare with hfd.sh's downloader")
     if simdoctor_json:

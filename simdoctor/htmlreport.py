@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from simdoctor import atomic, profiling, report, results
+from simdoctor import atomic, profiling, report, results, routes
 from simdoctor.outdir import Layout
 from simdoctor.recipe import ConfigError, RunRecipe
 
@@ -32,7 +32,7 @@ class Seed:
     folder: Path
     report: report.Report
     records: dict[str, results.RouteRecord]  # by route id
-    latencies: list[float]
+    steps: list[profiling.StepSummary]  # each timed route's, its latency histogram included
 
 
 def run_folders(out: Path, names: RunRecipe) -> list[tuple[str, Path]]:
@@ -52,8 +52,8 @@ def load(out: Path, names: RunRecipe) -> list[Seed]:
         built, records = report.build(folder, names)
         by_route = {report.route_number(r.route_id): r for r in records}
         layout = Layout(folder, names)
-        latencies = [s for row in built.rows for s in profiling.read_steps(layout.steps_file(row.route_id)).latencies]
-        seeds.append(Seed(label, folder, built, by_route, latencies))
+        summaries = [report.route_row(text.route, layout)[2] for text in routes.read_routes(layout.routes_dir)]
+        seeds.append(Seed(label, folder, built, by_route, [s for s in summaries if s is not None]))
     return seeds
 
 
@@ -89,12 +89,13 @@ def plots(seeds: list[Seed]) -> dict[str, Optional[str]]:
     rows = [(s.label, row) for s in seeds for row in s.report.rows]
     names = [f"{row.route_id}" + (f" ({label})" if label else "") for label, row in rows]
     found: dict[str, Optional[str]] = {}
-    latencies = [v * 1000 for s in seeds for v in s.latencies]
-    if latencies:
+    histogram = profiling.merged_histogram([summary for s in seeds for summary in s.steps])
+    if histogram:
         fig, ax = plt.subplots(figsize=(7, 3))
-        ax.hist(latencies, bins=min(60, max(10, len(latencies) // 20)), color="#4878a8")
+        values = [profiling.bucket_value(index) * 1000 for index, _ in histogram]
+        ax.hist(values, weights=[n for _, n in histogram], bins=min(60, max(10, len(histogram))), color="#4878a8")
         for q, style in ((50, "-"), (95, "--")):
-            value = profiling.percentile(latencies, q)
+            value = profiling.histogram_percentile(histogram, q) * 1000
             ax.axvline(value, color="#c44e52", linestyle=style, label=f"p{q} {value:.1f} ms")
         ax.set_xlabel("run_step latency (ms)")
         ax.set_ylabel("steps")

@@ -20,8 +20,9 @@ from typing import Callable, Optional
 
 from simdoctor import atomic, results, routes, scripts, strictjson
 from simdoctor.agentenv import agent_environment
+from simdoctor.carla.errors import Refusal
 from simdoctor.evaluator import carla_root_problem
-from simdoctor.findings import Finding, Status
+from simdoctor.findings import Finding, Fix, Status
 from simdoctor.gpumap import adapter_map
 from simdoctor.outdir import Layout
 from simdoctor.probes.agent import resolve_python
@@ -434,8 +435,17 @@ def prepare(plan: Plan, texts: list[routes.RouteText], settings: Settings) -> No
     layout = Layout(Path(plan.out), settings.recipe.run)
     atomic.write_json(layout.run_file, to_data(run_info(settings, plan.seed)))
     routes.write_route_files(texts, layout.routes_dir)
-    if plan.viz_every:
-        font.provide(layout.share_dir, settings.recipe.viz)
+    viz = settings.recipe.viz
+    if (  # a local run's gate said so already; --backend slurm gets here
+        plan.viz_every
+        and font.provide(layout.share_dir, viz) is None
+        and font.pillow_lookup(viz.font_name, Path(plan.cwd), dict(os.environ)) is None
+    ):
+        raise Refusal(
+            f"run --viz: no font named {viz.font_name} for SimLingo's drawing and none of {', '.join(viz.fonts)} "
+            "to give it: every route would fail as 'Agent crashed'",
+            Fix("See what to install.", ["simdoctor check --viz --only viz"]),
+        )
 
 
 # --- dry run ----------------------------------------------------------------------------------------

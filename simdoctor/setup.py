@@ -10,14 +10,16 @@ root) and runs the rest as that user (simdoctor.handoff).
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from simdoctor import agentbuild, distro, doctor, handoff, manifest
+from simdoctor import agentbuild, distro, doctor, handoff, hfcache, manifest
 from simdoctor.checks import CheckContext
 from simdoctor.checks.checkout import is_foreign, way_out
 from simdoctor.download import DownloadError, archive
@@ -28,10 +30,10 @@ from simdoctor.probes.carla import CarlaInstallFacts
 from simdoctor.probes.checkout import CheckoutFacts
 from simdoctor.probes.gpu import GpuFacts
 from simdoctor.probes.packages import wanted
-from simdoctor.probes.system import SystemFacts, disk_space
+from simdoctor.probes.system import SystemFacts, disk_space, simdoctor_command
 from simdoctor.probing import Facts
 from simdoctor.recipe import ConfigError
-from simdoctor.settings import Settings
+from simdoctor.settings import Settings, redact_url, with_config_agent_python
 from simdoctor.steps import Action, Planned, StepError, command, say, streamed
 
 PIP_TIMEOUT = 1800.0
@@ -49,7 +51,7 @@ STEPS: dict[str, tuple[str, ...]] = {
     "carla": ("carla.root", "carla.binaries", "carla.version"),
     "maps": ("carla.maps",),
     "weights": ("weights.checkpoint", "weights.config"),
-    "base_model": ("weights.base_model",),
+    "base_model": ("weights.base_model", "weights.hub_cache"),
     "env": (),
 }
 ROOT_STEPS = ("packages", "user")  # what root does itself; the rest runs as the user it hands over to
@@ -101,7 +103,8 @@ def gather(settings: Settings) -> State:
 
 def _fetch(settings: Settings, source: str, local_dir: Path, revision: Optional[str] = None) -> Action:
     pin = ["--revision", revision] if revision else []
-    cmd = ["simdoctor", "download", source, *pin, "--local-dir", str(local_dir)]
+    shown = redact_url(source)  # a recipe URL may carry user:password
+    cmd = [*shlex.split(simdoctor_command()), "download", shown, *pin, "--local-dir", str(local_dir)]
 
     def run() -> None:
         observer = None
@@ -118,9 +121,9 @@ def _fetch(settings: Settings, source: str, local_dir: Path, revision: Optional[
         for line in report.lines():
             say(f"   {line}")
         if report.exit_code:
-            raise StepError(f"download of {source} did not complete")
+            raise StepError(f"download of {shown} did not complete")
 
-    return Action(f"download {source} into {local_dir}", run, cmd)
+    return Action(f"download {shown} into {local_dir}", run, cmd)
 
 
 def _forget(download_dir: Path, name: str) -> None:
@@ -204,7 +207,7 @@ def plan_maps(state: State, carla_planned: bool) -> Optional[Planned]:
 
 def plan_packages(state: State) -> Optional[Planned]:
     """The recipe's host packages and the checkout's tools, with this distribution's package manager."""
-    problem = state.first_problem(STEPS["packages"], (Status.FAIL, Status.WARN))
+    problem = state.first_problem(STEPS["packages"], (Status.FAIL,))  # a warning: the packages could not be told
     if problem is None:
         return None
     s = state.settings
@@ -271,22 +274,24 @@ def plan_checkout(state: State) -> Optional[Planned]:
 
 def plan_agent_env(state: State, options: agentbuild.Options) -> Optional[Planned]:
     """SimLingo's Python 3.8 env: conda/mamba/micromamba with environment.yaml, else uv with the recipe's pins."""
-    if state.status("agent.python") is not Status.FAIL:
-        return None
     s = state.settings
-    a: Optional[AgentFacts] = state.facts.get("agent")
-    if a is not None and a.python:
-        return None  # an interpreter that exists but fails its probe is the user's to look at, not ours to replace
     r = s.recipe.agent
+    a: Optional[AgentFacts] = state.facts.get("agent")
+    lacking = agentbuild.unfinished(r, a.python if a else None, a.packages if a else None, options)
+    if state.status("agent.python") is not Status.FAIL and not lacking:
+        return None
+    if a is not None and a.python and not lacking:
+        return None  # an interpreter that exists but fails its probe is the user's to look at, not ours to replace
     g: Optional[GpuFacts] = state.facts.get("gpu")
     driver_cuda = g.cuda_driver_version if g is not None and not g.nvml_error else None
     index = agentbuild.torch_index(r, driver_cuda)
-    planned = Planned("agent_env", state.findings["agent.python"].summary)
+    reason = f"the agent env setup makes lacks {', '.join(lacking)} (an interrupted setup?)" if lacking else None
+    planned = Planned("agent_env", reason or state.findings["agent.python"].summary)
     cuda = f"the driver's CUDA {driver_cuda}" if driver_cuda else "no NVIDIA driver here: the newest CUDA"
     conda = agentbuild.find_conda(r)
-    if conda is not None:
+    if conda is not None and not lacking:
         planned.notes.append(f"with {conda} and {r.build.environment_file}; torch for {cuda} ({index})")
-        planned.actions = agentbuild.conda_actions(r, conda, index, options)
+        planned.actions = agentbuild.conda_actions(r, conda, index, options, s.config_file)
         return planned
     python = agentbuild.find_python(r)
     uv = agentbuild.find_uv()
@@ -296,7 +301,7 @@ def plan_agent_env(state: State, options: agentbuild.Options) -> Optional[Planne
         planned.notes.append(
             f"--no-torch: torch is resolved, not installed; left out: {', '.join(r.build.needs_torch)}"
         )
-    planned.actions = agentbuild.uv_actions(r, uv, python, index, options)
+    planned.actions = agentbuild.uv_actions(r, uv, python, index, options, make_venv=not lacking)
     return planned
 
 
@@ -321,6 +326,26 @@ def plan_weights(state: State, step: str, repo: str, revision: str, local_dir: s
     if problem is None:
         return None
     return Planned(step, problem.summary, [_fetch(state.settings, repo, Path(local_dir), revision)])
+
+
+def plan_base_model(state: State) -> Optional[Planned]:
+    """The base model's download (verified in place when it is there), then its links in the Hugging Face cache,
+    where the agent resolves it by hub name offline (simdoctor.hfcache)."""
+    b = state.settings.recipe.base_model
+    planned = plan_weights(state, "base_model", b.repo, b.revision, b.local_dir)
+    if planned is None:
+        return None
+    cache = hfcache.hub_cache(os.environ)
+
+    def link() -> None:
+        try:
+            snapshot = hfcache.link(Path(b.local_dir), cache, b.revision)
+        except (hfcache.CacheError, OSError) as exc:
+            raise StepError(f"cannot put {b.repo} into the Hugging Face cache {cache}: {exc}") from None
+        say(f"   {b.repo} resolves by name offline: {snapshot}")
+
+    planned.actions.append(Action(f"link {b.local_dir} into the Hugging Face cache {cache} (no second copy)", link))
+    return planned
 
 
 def env_files(settings: Settings) -> dict[Path, str]:
@@ -382,7 +407,7 @@ def plan(state: State, options: Options) -> list[Planned]:
         carla,
         plan_maps(state, carla is not None),
         plan_weights(state, "weights", r.weights.repo, r.weights.revision, r.weights.local_dir),
-        plan_weights(state, "base_model", r.base_model.repo, r.base_model.revision, r.base_model.local_dir),
+        plan_base_model(state),
         plan_env(state),
     ]
     planned = [p for p in steps if p is not None and (not options.only or p.step in options.only)]
@@ -433,8 +458,6 @@ def show(planned: list[Planned]) -> None:
 
 def execute(planned: list[Planned]) -> list[str]:
     """Run the steps in order, each timed; returns the names of those that failed."""
-    import time
-
     failed: list[str] = []
     for p in planned:
         say(f"-> {p.step}")
@@ -550,5 +573,5 @@ def run(settings: Settings, options: Options) -> int:
         failed = execute(planned)
         say(f"setup: {len(planned) - len(failed)} step(s) done" + (f", failed: {', '.join(failed)}" if failed else ""))
     say("")
-    code = doctor.run(settings)
+    code = doctor.run(with_config_agent_python(settings))  # an env setup made may be named there now
     return 1 if failed else code

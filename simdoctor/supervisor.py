@@ -72,6 +72,7 @@ TICK_S = 0.2
 SAMPLE_S = 0.5
 WATCH_S = 0.5  # how often an attempt's CARLA processes and new log lines are looked at
 DEATH_GRACE_S = 2.0  # after CARLA died: time for the evaluator to write its own record (a crash mid-route)
+OUTPUT_CAP = 4 << 20  # CARLA's words kept for the reason: a death at start says why in its first lines
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 RETRYING = "retrying with fresh ports"
 ROOT_TEXT = (
@@ -136,7 +137,7 @@ class CarlaWatch:
     def look(self, now: float) -> Optional[CarlaDeath]:
         """A CarlaDeath once no CARLA process is left or CARLA printed a fatal line; None while it lives."""
         text, self.offset = proctree.read_lines(self.run.log_file, self.offset)
-        self.output += text
+        self.output += text[: max(0, OUTPUT_CAP - len(self.output))]
         if text and self.fatal is None:
             self.fatal = next((d for d in diagnose.diagnose(text, exited=False) if d.key in diagnose.FATAL), None)
         if self.fatal is None and self.run.carla_processes():
@@ -399,7 +400,10 @@ class Supervisor:
                     next_look = now + WATCH_S
                     active.carla_death = watch.look(now)
                 if active.carla_death is not None and now - active.carla_death.at >= DEATH_GRACE_S:
-                    return "carla_died"
+                    assert watch is not None
+                    if watch.look(now) is not None:  # still gone (a process table read mid-change can miss it)
+                        return "carla_died"
+                    active.carla_death = None
                 if fd is not None:
                     select.select([fd], [], [], POLL_S)
                 else:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import builders
-from standins.hf_hub import Hub, Pattern
+from standins.hf_hub import Hub
 
 from simdoctor.recipe import load_recipe
 
@@ -169,33 +169,13 @@ def readme_first_command(root: Root, env: dict[str, str]) -> tuple[str, subproce
 
 def stage(root: Root, hub: Hub, work: Path) -> dict[str, str]:
     """The stand-ins the recipe points at, inside (the git remote) and on loopback (archives, the Hub)."""
-    recipe = load_recipe(BUNDLED)
-    carla_tar, maps_tar = builders.carla_archives(work / "build", recipe)
     url, commit = builders.simlingo_remote(root.inside("/srv/github/RenzKa"), towns=("Town01", "Town12", "Town13"))
     url = url.replace(f"file://{root.path}", "file://")  # as seen from inside
     # git reads a repository another user owns only when told it is safe; GitHub is nobody's folder
     root.inside("/etc/gitconfig").write_text(f"[safe]\n\tdirectory = {url[len('file://') :]}\n")
-    text = builders.pointed_recipe(
-        BUNDLED.read_text(),
-        {
-            recipe.carla.url: hub.add_url(f"/Linux/{carla_tar.name}", carla_tar.read_bytes()),
-            recipe.carla.additional_maps_url: hub.add_url(f"/Linux/{maps_tar.name}", maps_tar.read_bytes()),
-            f'repo_url = "{recipe.agent.repo_url}"': f'repo_url = "{url}"',
-            f'commit = "{recipe.agent.commit}"': f'commit = "{commit}"',
-            '"12" = "https://download.pytorch.org/whl/cu121"': '"12" = "https://pypi.org/simple"',
-        },
-        recipe.agent.packages,  # every pin, as the real recipe has them
-    )
+    every_pin = load_recipe(BUNDLED).agent.packages  # as the real recipe has them
     root.inside(RECIPE_INSIDE).parent.mkdir(parents=True)
-    root.inside(RECIPE_INSIDE).write_text(text)
-    hub.add_repo(
-        recipe.weights.repo,
-        {recipe.weights.checkpoint: Pattern(3 << 20, seed=5), recipe.weights.config: b"model:\n  lora: true\n"},
-        commit=recipe.weights.revision,  # the Hub commit the recipe pins
-    )
-    base = {name: f"{name} of InternVL2-1B\n".encode() for name in recipe.base_model.required}
-    base["model.safetensors"] = Pattern(2 << 20, seed=6)
-    hub.add_repo(recipe.base_model.repo, base)
+    root.inside(RECIPE_INSIDE).write_text(builders.standin_recipe(hub, work / "build", url, commit, every_pin, {}))
     return {"commit": commit}
 
 

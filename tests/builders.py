@@ -390,3 +390,66 @@ def venv_without(dest: Path, venv: str, *dists: str) -> str:
         if _distribution_key(entry.name) not in dropped and not (target / entry.name).exists():
             (target / entry.name).symlink_to(entry)
     return str(dest / "bin" / "python")
+
+
+def base_model(
+    home: Path, work_dir: Path, recipe: Recipe, commit: str = "1f0e2d3c4b5a69788796a5b4c3d2e1f00112233"
+) -> Path:
+    """SimLingo's base model as `setup` leaves it: the recipe's files in pretrained/InternVL2-1B/ with a download
+    manifest (sha256 for the weights, git sha1 for the rest, as the Hub gives them), linked into the Hugging Face
+    cache of `home` by simdoctor.hfcache (the agent resolves the model by name from there), and the released Hydra
+    config naming it by hub name (`variant:` twice, as in outputs/simlingo/.hydra/config.yaml). Returns the cache."""
+    import hashlib
+
+    from simdoctor import hfcache, manifest
+
+    b = recipe.base_model
+    local = work_dir / "pretrained" / "InternVL2-1B"
+    records = {}
+    for rel in b.required:
+        data = f"{rel} of {b.repo}\n".encode()
+        (local / rel).parent.mkdir(parents=True, exist_ok=True)
+        (local / rel).write_bytes(data)
+        st = (local / rel).stat()
+        lfs = rel.endswith(".safetensors")
+        digest = hashlib.sha256(data) if lfs else hashlib.sha1(b"blob %d\0" % len(data) + data)
+        records[rel] = manifest.FileRecord(
+            st.st_size, st.st_mtime_ns, **{"sha256" if lfs else "git_sha1": digest.hexdigest()}
+        )
+    manifest.write(local, manifest.Manifest(f"hf:model/{b.repo}@{commit}", records))
+    config = work_dir / "outputs" / "simlingo" / ".hydra" / "config.yaml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f"model:\n  vision_model:\n    variant: {b.repo}\n  language_model:\n    variant: {b.repo}\n")
+    cache = home / ".cache" / "huggingface" / "hub"
+    hfcache.link(local, cache, b.revision)
+    return cache
+
+
+def standin_recipe(hub, build: Path, url: str, commit: str, pins: dict[str, str], extra: dict[str, str]) -> str:
+    """The bundled recipe's text pointed at the stand-ins: CARLA's archives and the two Hub repos (weights at the
+    commit the recipe pins) served by `hub`, SimLingo's remote at `url` with `commit` pinned, torch from PyPI
+    (the only index reachable here), `pins` as [agent.packages], and `extra` line replacements."""
+    from standins.hf_hub import Pattern
+
+    from simdoctor.recipe import bundled_recipe_dirs, load_recipe
+
+    path = next(p for d in bundled_recipe_dirs() if (p := d / "simlingo-bench2drive.toml").is_file())
+    recipe = load_recipe(path)
+    carla_tar, maps_tar = carla_archives(build, recipe)
+    hub.add_repo(
+        recipe.weights.repo,
+        {recipe.weights.checkpoint: Pattern(3 << 20, seed=5), recipe.weights.config: b"model:\n  lora: true\n"},
+        commit=recipe.weights.revision,
+    )
+    base = {name: f"{name} of InternVL2-1B\n".encode() for name in recipe.base_model.required}
+    base["model.safetensors"] = Pattern(2 << 20, seed=6)
+    hub.add_repo(recipe.base_model.repo, base)
+    replacements = {
+        recipe.carla.url: hub.add_url(f"/Linux/{carla_tar.name}", carla_tar.read_bytes()),
+        recipe.carla.additional_maps_url: hub.add_url(f"/Linux/{maps_tar.name}", maps_tar.read_bytes()),
+        f'repo_url = "{recipe.agent.repo_url}"': f'repo_url = "{url}"',
+        f'commit = "{recipe.agent.commit}"': f'commit = "{commit}"',
+        '"12" = "https://download.pytorch.org/whl/cu121"': '"12" = "https://pypi.org/simple"',
+        **extra,
+    }
+    return pointed_recipe(path.read_text(), replacements, pins)

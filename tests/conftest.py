@@ -247,6 +247,7 @@ def make_stack(rt: UserRuntime) -> Stack:
     root = builders.carla_root(home / "carla", recipe)
     builders.standin_server(root, recipe, rt.python, rt.code)
     work = builders.bench2drive_standin(home / "simlingo")
+    builders.base_model(home, work, recipe)  # the agent loads it by hub name, from the user's HF cache
     (home / "standin-state").mkdir()
     rt.chown_tree(home)
     return Stack(rt, home, root, work, home / "standin-state")

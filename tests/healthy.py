@@ -21,6 +21,7 @@ from builders import BENCH2DRIVE_TOWNS
 from simdoctor import distro
 from simdoctor.agentenv import pythonpath
 from simdoctor.checks import CheckContext
+from simdoctor.hfcache import CachedRepo
 from simdoctor.probes.agent import AgentFacts, CarlaImport, ModuleState, NodeFacts, TorchBuild
 from simdoctor.probes.carla import CarlaInstallFacts, FileState
 from simdoctor.probes.checkout import CheckoutFacts
@@ -258,6 +259,9 @@ def weight_file(role: str, repo: str, local_dir: str, relpath: str) -> WeightFil
     return WeightFile(role, repo, local_dir, relpath, True, size, False, [], True, True)
 
 
+BASE_COMMIT = "9f5a5c3e0c0e9a1f2b3c4d5e6f708192a3b4c5d6"  # the base model's commit, made up
+
+
 def weights(settings: Settings) -> WeightsFacts:
     w, b = settings.recipe.weights, settings.recipe.base_model
     files = [
@@ -265,7 +269,9 @@ def weights(settings: Settings) -> WeightsFacts:
         weight_file("config", w.repo, w.local_dir, w.config),
     ]
     files += [weight_file("base_model", b.repo, b.local_dir, rel) for rel in b.required]
-    return WeightsFacts(files)
+    cache = f"{Path(settings.recipe.carla.search[0]).parent.parent}/.cache/huggingface/hub"
+    folder = f"{cache}/models--{b.repo.replace('/', '--')}"
+    return WeightsFacts(files, CachedRepo(cache, folder, b.revision, BASE_COMMIT, [], BASE_COMMIT))
 
 
 def network(settings: Settings) -> NetworkFacts:

@@ -54,19 +54,20 @@ case "$(.venv-agent/bin/python -c 'import sys; print("%d.%d" % sys.version_info[
   *) CARLA=0.9.16 ;;
 esac
 .venv-agent/bin/python -m pip install -q "carla==$CARLA" "pillow==$PILLOW"
-# What the real evaluator imports besides carla (reference/upstream-behaviour.md §3), so the stand-in
-# evaluator can need them as it does; at the recipe's pins (environment.yaml's) on SimLingo's Pythons.
-EVALUATOR_DISTS=(six simple-watchdog-timer py-trees pexpect transforms3d tabulate numpy ephem shapely networkx dictor
-                 requests)
+# What the real evaluator imports besides carla (reference/upstream-behaviour.md §3), and huggingface_hub, through
+# which the real agent resolves its base model by name: the stand-ins need them as upstream does; at the recipe's
+# pins (environment.yaml's) on SimLingo's Pythons.
+STANDIN_DISTS=(six simple-watchdog-timer py-trees pexpect transforms3d tabulate numpy ephem shapely networkx dictor
+               requests huggingface-hub)
 if [ "$CARLA" = 0.9.15 ]; then
-  EVALUATOR_REQS=$(.venv/bin/python -c 'import sys; from simdoctor.recipe import DEFAULT_RECIPE, find_recipe, load_recipe
+  STANDIN_REQS=$(.venv/bin/python -c 'import sys; from simdoctor.recipe import DEFAULT_RECIPE, find_recipe, load_recipe
 pins = load_recipe(find_recipe(DEFAULT_RECIPE, [])).agent.packages
-print(" ".join(f"{n}=={pins[n]}" for n in sys.argv[1:]))' "${EVALUATOR_DISTS[@]}")
+print(" ".join(f"{n}=={pins[n]}" for n in sys.argv[1:]))' "${STANDIN_DISTS[@]}")
 else
-  EVALUATOR_REQS="${EVALUATOR_DISTS[*]}"
+  STANDIN_REQS="${STANDIN_DISTS[*]}"
 fi
 # shellcheck disable=SC2086 # one requirement per word
-.venv-agent/bin/python -m pip install -q $EVALUATOR_REQS
+.venv-agent/bin/python -m pip install -q $STANDIN_REQS
 
 # The non-root user the CARLA lifecycle tests run simdoctor as (CARLA refuses root), with an
 # interpreter it may execute: Debian's python3 in a venv outside the checkout (which may sit under a
@@ -93,7 +94,7 @@ fi
 AGENT_BASE=$(.venv-agent/bin/python -c 'import sys; print(sys.base_prefix)')
 AGENT_VERSION=$(.venv-agent/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 USER_AGENT_VENV=/opt/simdoctor-test/agent-venv
-AGENT_STAMP="$USER_AGENT_VENV/.carla-$CARLA-$(echo "$EVALUATOR_REQS" | sha256sum | cut -c1-12)"
+AGENT_STAMP="$USER_AGENT_VENV/.carla-$CARLA-$(echo "$STANDIN_REQS" | sha256sum | cut -c1-12)"
 if [ ! -x "$USER_AGENT_VENV/bin/python" ] || [ ! -e "$AGENT_STAMP" ]; then
   USER_AGENT_BASE=$AGENT_BASE
   as_user() { $SUDO setpriv --reuid="$(id -u "$TEST_USER")" --regid="$(id -g "$TEST_USER")" --init-groups -- "$@"; }
@@ -110,7 +111,7 @@ if [ ! -x "$USER_AGENT_VENV/bin/python" ] || [ ! -e "$AGENT_STAMP" ]; then
   $SUDO "$USER_AGENT_BASE/bin/python$AGENT_VERSION" -m venv "$USER_AGENT_VENV"
   $SUDO "$USER_AGENT_VENV/bin/python" -m pip install -q "carla==$CARLA"
   # shellcheck disable=SC2086
-  $SUDO "$USER_AGENT_VENV/bin/python" -m pip install -q $EVALUATOR_REQS
+  $SUDO "$USER_AGENT_VENV/bin/python" -m pip install -q $STANDIN_REQS
   $SUDO touch "$AGENT_STAMP"
 fi
 $SUDO "$USER_AGENT_VENV/bin/python" -m pip install -q "pillow==$PILLOW"  # additive: no rebuild for it

@@ -178,3 +178,43 @@ def test_simdoctor_is_named_as_installed_and_sudo_iu_becomes_su_for_root() -> No
     user = replace(here, root=False, sudo=True)
     assert distro.localize_command("curl x | sudo tee /etc/y", user) == "curl x | sudo tee /etc/y"
     assert distro.localize_command("curl x | sudo tee /etc/y", here) == "curl x | tee /etc/y"
+
+
+def packages_plan(settings: Settings, name: str, **system: object):
+    """setup's packages step on a machine of that distribution whose packages are all missing."""
+    from simdoctor import setup
+
+    facts = on(healthy_facts(settings), name, **system)
+    p = facts.get("packages")
+    facts = breaking(facts, "packages", installed=dict.fromkeys(p.installed, False))
+    checks = select(Selection(only=("system.packages",)))
+    state = setup.State(settings, facts, {f.id: f for f in diagnose(facts, checks, context(settings))})
+    return setup.plan_packages(state)
+
+
+@pytest.mark.parametrize(
+    ("name", "commands"),
+    [
+        ("rocky-9", ["dnf install -y SDL2 vulkan-loader libomp xdg-user-dirs git git-lfs"]),
+        ("centos-7", ["yum install -y epel-release",
+                      "yum install -y SDL2 vulkan-loader libomp xdg-user-dirs git git-lfs"]),
+        ("ubuntu-24.04", ["env DEBIAN_FRONTEND=noninteractive apt-get update",
+                          "env DEBIAN_FRONTEND=noninteractive apt-get install -y libsdl2-2.0-0 libvulkan1 libomp5 "
+                          "xdg-user-dirs git git-lfs"]),
+    ],
+)  # fmt: skip
+def test_setup_installs_the_packages_with_the_distributions_manager_as_root(name, commands, settings) -> None:
+    planned = packages_plan(settings, name, euid=0, user="root", sudo=None)
+    assert planned.blocked is None
+    assert [a.show().removeprefix("$ ") for a in planned.actions] == commands
+
+
+def test_setup_uses_sudo_for_a_user_and_names_the_command_for_root_without_it(settings) -> None:
+    with_sudo = packages_plan(settings, "alma-9")
+    assert with_sudo.actions[0].command[:4] == ["sudo", "dnf", "install", "-y"]
+    no_sudo = packages_plan(settings, "alma-9", sudo=None)
+    assert no_sudo.actions == []
+    assert no_sudo.blocked == (
+        "installing packages needs root and this machine has no sudo: as root, run "
+        "dnf install -y SDL2 vulkan-loader libomp xdg-user-dirs git git-lfs"
+    )

@@ -13,6 +13,7 @@ import pytest
 from builders import BASE_TOWNS, bench2drive_standin, carla_root, simlingo_checkout, venv_without
 from conftest import free_port
 
+from simdoctor import hfcache
 from simdoctor.checks import CheckContext
 from simdoctor.doctor import Selection, diagnose, select
 from simdoctor.findings import Status
@@ -326,6 +327,25 @@ def test_every_missing_distribution_is_named_and_deep_imports_the_evaluator(make
     errors = facts.get("agent").deep.module_errors
     assert errors["leaderboard.leaderboard_evaluator"].startswith("ModuleNotFoundError: No module named 'pexpect'")
     assert errors["leaderboard.scenarios.route_scenario"] is None
+
+
+def test_deep_resolves_the_base_model_by_name_offline(agent_settings, simdoctor, hub, tmp_path, monkeypatch):
+    """--deep asks the agent's own interpreter to resolve OpenGVLab/InternVL2-1B by name under HF_HUB_OFFLINE=1
+    (here through huggingface_hub 0.27.0: the test interpreter has no transformers): a copy in pretrained/ alone
+    does not resolve; once setup's links are in the cache it does."""
+    settings = agent_settings()
+    repo, local = settings.recipe.base_model.repo, Path(settings.recipe.base_model.local_dir)
+    commit = hub.add_repo(repo, {"config.json": b"{}\n", "conversation.py": b"# conv\n"}).commit
+    done = simdoctor("download", repo, "--local-dir", str(local), env={"HF_ENDPOINT": hub.endpoint})
+    assert done.returncode == 0, done.stderr
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    _, facts = findings_for(settings, ["agent"], ["agent.deep"], deep=True)
+    before = facts.get("agent").deep.hub[repo]
+    assert not before.ok and before.via.startswith("huggingface_hub"), before
+    hfcache.link(local, tmp_path / "hf" / "hub", "main")
+    _, facts = findings_for(settings, ["agent"], ["agent.deep"], deep=True)
+    after = facts.get("agent").deep.hub[repo]
+    assert after.ok and after.detail.endswith(f"models--OpenGVLab--InternVL2-1B/snapshots/{commit}"), after
 
 
 def test_missing_agent_file_is_named(agent_settings):

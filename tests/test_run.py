@@ -257,6 +257,7 @@ def test_resume_after_simdoctor_is_killed(standin_stack: Stack) -> None:
     records = tasks(standin_stack)
     assert len(records["1"].attempts) == 1 and res1.stat().st_mtime_ns == stamp  # finished: not run again
     assert "slot 0: route 1 " not in done.stdout and "1 already done" in done.stdout
+    assert len(records["2"].attempts) == 2, [(a.reason, a.log) for a in records["2"].attempts]
     interrupted, rerun = records["2"].attempts
     assert interrupted.kind is None and interrupted.reason.startswith("interrupted: the simdoctor running it was")
     assert (rerun.kind, rerun.status) == (Kind.RESULT, "Perfect") and records["3"].final == "result"
@@ -283,12 +284,15 @@ def test_ctrl_c_stops_everything_and_a_rerun_resumes(standin_stack: Stack) -> No
     assert err.startswith("simdoctor: interrupted: 1 of 3 routes done; nothing left running (process table checked)")
     records = tasks(standin_stack)
     for route_id in ("2", "3"):
+        assert len(records[route_id].attempts) == 1, [a.reason for a in records[route_id].attempts]
         (attempt,) = records[route_id].attempts
         assert attempt.kind is None and attempt.reason.startswith("interrupted; stopped") and attempt.left == []
     done = simdoctor_run(standin_stack, specs, "--workers-per-gpu", "2", "--route-timeout", "60")
     assert done.returncode == 0, done.stdout + done.stderr
     records = tasks(standin_stack)
-    assert [len(records[r].attempts) for r in ("1", "2", "3")] == [1, 2, 2]
+    assert [len(records[r].attempts) for r in ("1", "2", "3")] == [1, 2, 2], {
+        r: [(a.reason, a.log) for a in records[r].attempts] for r in ("1", "2", "3")
+    }
     assert all(records[r].final == "result" for r in ("1", "2", "3"))
 
 

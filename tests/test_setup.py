@@ -18,12 +18,11 @@ from pathlib import Path
 import builders
 import pytest
 from conftest import USER_AGENT_PYTHON, UserRuntime
-from standins.hf_hub import Hub, Pattern
+from standins.hf_hub import Hub
 
 from simdoctor import manifest
-from simdoctor.recipe import bundled_recipe_dirs, load_recipe
+from simdoctor.recipe import load_recipe
 
-RECIPE = next(p for d in bundled_recipe_dirs() if (p := d / "simlingo-bench2drive.toml").is_file())
 STANDINS = Path(__file__).parent / "standins"
 # The test recipe's pins: the client, one small pin, transformers (real, from PyPI), torch and torchvision
 # (resolved only, with --no-torch) and accelerate (needs torch: left out with --no-torch).
@@ -68,32 +67,12 @@ class Machine:
 def machine(tmp_path: Path, hub: Hub, user_runtime: UserRuntime) -> Machine:
     rt = user_runtime
     home = rt.mkdir("setup")
-    recipe = load_recipe(RECIPE)
-    carla_tar, maps_tar = builders.carla_archives(tmp_path / "build", recipe)
     url, commit = builders.simlingo_remote(home / "remote", towns=("Town01", "Town12", "Town13"))
-    text = builders.pointed_recipe(
-        RECIPE.read_text(),
-        {
-            recipe.carla.url: hub.add_url(f"/Linux/{carla_tar.name}", carla_tar.read_bytes()),
-            recipe.carla.additional_maps_url: hub.add_url(f"/Linux/{maps_tar.name}", maps_tar.read_bytes()),
-            f'repo_url = "{recipe.agent.repo_url}"': f'repo_url = "{url}"',
-            f'commit = "{recipe.agent.commit}"': f'commit = "{commit}"',
-            '"12" = "https://download.pytorch.org/whl/cu121"': '"12" = "https://pypi.org/simple"',
-            'pythons = ["{home}/.pyenv/versions/3.8*/bin/python3.8", "python3.8", "/usr/bin/python3.8"]':
-                f'pythons = ["{USER_AGENT_PYTHON}"]',
-        },
-        PINS,
-    )  # fmt: skip
+    pythons = 'pythons = ["{home}/.pyenv/versions/3.8*/bin/python3.8", "python3.8", "/usr/bin/python3.8"]'
+    text = builders.standin_recipe(hub, tmp_path / "build", url, commit, PINS,
+                                   {pythons: f'pythons = ["{USER_AGENT_PYTHON}"]'})  # fmt: skip
     recipe_file = home / "recipe.toml"
     recipe_file.write_text(text)
-    hub.add_repo(
-        recipe.weights.repo,
-        {recipe.weights.checkpoint: Pattern(3 << 20, seed=5), recipe.weights.config: b"model:\n  lora: true\n"},
-        commit=recipe.weights.revision,  # the Hub commit the recipe pins
-    )
-    base = {name: f"{name} of InternVL2-1B\n".encode() for name in recipe.base_model.required}
-    base["model.safetensors"] = Pattern(2 << 20, seed=6)
-    hub.add_repo(recipe.base_model.repo, base)
     rt.chown_tree(home)
     return Machine(
         rt, home, recipe_file, home / "carla0915", home / "simlingo",
@@ -161,19 +140,42 @@ def test_setup_provisions_everything_and_a_second_run_does_nothing(machine: Mach
     for local_dir, rel in [(work / "outputs", r.weights.checkpoint), (work / "pretrained/InternVL2-1B", "config.json")]:
         record = manifest.read(local_dir)
         assert record is not None and manifest.still_verified(local_dir / rel, record.files[rel])
+    # InternVL2-1B also resolves by hub name offline: huggingface_hub's cache layout, blobs hard-linked to the
+    # verified files (one copy of the bytes), snapshot entries relative links to the blobs, refs/main the commit
+    base_dir = work / "pretrained/InternVL2-1B"
+    folder = machine.home / ".cache/huggingface/hub/models--OpenGVLab--InternVL2-1B"
+    commit = (folder / "refs" / "main").read_text()
+    record = manifest.read(base_dir)
+    assert record.source.endswith(f"@{commit}")
+    for rel, entry in record.files.items():
+        blob = folder / "blobs" / (entry.sha256 or entry.git_sha1)
+        pointer = folder / "snapshots" / commit / rel
+        assert os.readlink(pointer) == os.path.relpath(blob, pointer.parent)
+        assert blob.stat().st_ino == (base_dir / rel).stat().st_ino and blob.stat().st_nlink == 2
     status = subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True)
     assert (
         status.returncode == 0 and status.stdout == ""
     )  # outputs/ and pretrained/ are the checkout's own ignored folders
     # each step's wall time, and the check it ended with
     assert re.search(r"\(agent_env: [0-9.]+ s\)", out)
-    for title in ["SimLingo checkout", "Agent interpreter", "CARLA version", "SimLingo checkpoint", "InternVL2-1B"]:
+    for title in ["SimLingo checkout", "Agent interpreter", "CARLA version", "SimLingo checkpoint", "InternVL2-1B",
+                  "InternVL2-1B by hub name (offline)"]:  # fmt: skip
         assert f"✓ {title}" in out, title
 
     before = len(machine.hub.log)
     second = machine.run("setup", "--yes", "--no-torch")
     assert second.stdout.startswith("nothing to do: every step is already done"), second.stdout
     assert len(machine.hub.log) == before
+
+    # a setup killed while it filled the agent env: the next one installs what is missing, no new venv
+    uv = "/opt/simdoctor-test/venv/bin/uv"
+    gone = subprocess.run(machine.rt.command([uv, "pip", "uninstall", "-q", "--python", str(python), "six"]),
+                          env=machine.rt.env(machine.home), capture_output=True, text=True)  # fmt: skip
+    assert gone.returncode == 0, gone.stderr
+    third = machine.run("setup", "--yes", "--no-torch")
+    assert "agent_env: the agent env setup makes lacks six (an interrupted setup?)" in third.stdout, third.stdout
+    assert " venv --python " not in third.stdout and "setup: 1 step(s) done" in third.stdout
+    assert subprocess.run([str(python), "-c", "import six"]).returncode == 0
 
 
 def test_an_interrupted_clone_carries_on(machine: Machine) -> None:
@@ -220,6 +222,21 @@ def test_the_conda_path_creates_the_env_from_environment_yaml(machine: Machine) 
     assert "✓ Agent interpreter" in done.stdout and str(python) in done.stdout
 
 
+def test_a_conda_elsewhere_on_path_has_its_env_remembered_in_the_config(machine: Machine) -> None:
+    conda = machine.home / "tools" / "conda" / "bin" / "conda"
+    conda.parent.mkdir(parents=True)
+    shutil.copy(STANDINS / "conda", conda)
+    machine.rt.chown_tree(machine.home / "tools")
+    base = subprocess.run([USER_AGENT_PYTHON, "-c", "import sys; print(sys._base_executable)"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    path = f"{conda.parent}:/usr/local/bin:/usr/bin:/bin"
+    done = machine.run("setup", "--yes", "--only=checkout,agent_env", STANDIN_CONDA_PYTHON=base, PATH=path)
+    assert "setup: 2 step(s) done" in done.stdout, done.stdout + done.stderr
+    python = machine.home / "tools" / "conda" / "envs" / "simlingo" / "bin" / "python"
+    assert f'agent_python = "{python}"' in (machine.home / "config.toml").read_text()
+    assert "✓ Agent interpreter" in done.stdout and str(python) in done.stdout
+
+
 def test_only_takes_several_steps_and_usage_errors(machine: Machine) -> None:
     only = machine.run("setup", "--yes", "--only", "env,checkout")
     assert "setup: 2 step(s) done" in only.stdout, only.stdout + only.stderr
@@ -235,12 +252,19 @@ def test_only_takes_several_steps_and_usage_errors(machine: Machine) -> None:
 
 
 def test_the_plan_warns_before_the_disk_runs_out(machine: Machine) -> None:
-    out = machine.run("setup", "--dry-run", "--only", "carla,maps").stdout
-    free = shutil.disk_usage(machine.home).free / 2**30
-    if free > 34.87:
-        assert "warning" not in out
-    else:
-        assert "warning: 34.0 GiB are needed on the filesystem of " in out and "free space first" in out
+    """CARLA_ROOT on a real 64 MiB filesystem (a tmpfs root mounts): CARLA and its maps need 34 GiB there."""
+    small = machine.home / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(small)], check=True)
+    try:
+        machine.rt.chown_tree(small)
+        machine.carla_root = small / "carla0915"
+        out = machine.run("setup", "--dry-run", "--only", "carla,maps").stdout
+        assert f"warning: 34.0 GiB are needed on the filesystem of {small}, which has 0.1 GiB free" in out, out
+        roomy = machine.run("setup", "--dry-run", "--only", "env,base_model").stdout
+        assert "warning" not in roomy
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
 
 
 def test_root_plans_the_hand_over_to_a_normal_user(simdoctor) -> None:

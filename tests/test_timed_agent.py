@@ -11,6 +11,7 @@ import builders
 import pytest
 
 from simdoctor import profiling
+from simdoctor.recipe import DEFAULT_RECIPE, find_recipe, load_recipe
 from simdoctor.scripts import path as script_path
 from simdoctor.scripts.timed_agent import AGENT_FILE_ENV, STEPS_FILE_ENV, VIZ_EVERY_ENV, VIZ_FILE_ENV, VIZ_FLAG_ENV
 
@@ -27,7 +28,7 @@ assert getattr(module, getattr(module, "get_entry_point")()) is cls
 ros = cls.get_ros_version()
 agent = cls("localhost", 2000, 0)
 agent.set_global_plan([], [])
-agent.setup("/w/outputs/simlingo/checkpoints/epoch=013.ckpt/pytorch_model.pt+RouteScenario_1711_rep0_Town12_x")
+agent.setup(os.environ["CHECKPOINT"] + "+RouteScenario_1711_rep0_Town12_x")
 sensors = agent.sensors()
 from srunner.scenariomanager.timer import GameTime
 from leaderboard.autoagents.autonomous_agent import AutonomousAgent
@@ -65,8 +66,16 @@ def agent_file(tmp_path):
 
 
 def drive(agent_python, agent_file, tmp_path, ticks=20, steps_file=None, **env):
+    """The driver in the agent's interpreter; the stand-in agent resolves its base model by hub name, so the
+    checkpoint's Hydra config and the Hugging Face cache under HOME are made first (tests/builders.base_model)."""
+    home = Path(env.get("HOME") or tmp_path)
+    recipe = load_recipe(find_recipe(DEFAULT_RECIPE, []))
+    builders.base_model(home, tmp_path / "w", recipe)
     variables = {
         **os.environ,
+        "HOME": str(home),
+        "HF_HUB_OFFLINE": "1",
+        "CHECKPOINT": f"{tmp_path}/w/outputs/simlingo/checkpoints/epoch=013.ckpt/pytorch_model.pt",
         "PYTHONPATH": os.pathsep.join([str(B2D / "scenario_runner"), str(B2D / "leaderboard")]),
         "SAVE_PATH": f"{tmp_path}/viz/1711/",
         AGENT_FILE_ENV: str(agent_file),

@@ -32,7 +32,7 @@ from simdoctor import handoff
 from simdoctor.checks import CHECKS, CheckContext
 from simdoctor.doctor import Selection, diagnose, needed_probes, select
 from simdoctor.findings import Finding, Status, exit_code
-from simdoctor.probes.agent import DeepFacts, ModuleState, TorchBuild
+from simdoctor.probes.agent import DeepFacts, HubResolution, ModuleState, TorchBuild
 from simdoctor.probes.display import Glx, XServer
 from simdoctor.probes.gpu import GpuProcess
 from simdoctor.probes.servers import RecordedServer
@@ -1165,6 +1165,8 @@ GOOD_DEEP = DeepFacts(
     agent_import_ok=True,
     agent_import_error=None,
     seconds=9.8,
+    module_errors={"leaderboard.leaderboard_evaluator": None, "leaderboard.scenarios.route_scenario": None},
+    hub={"OpenGVLab/InternVL2-1B": HubResolution(True, "transformers 4.46.3", "InternVLChatConfig")},
 )
 
 
@@ -1177,6 +1179,23 @@ def test_agent_deep_all_good(facts: Facts, settings: Settings) -> None:
     assert f.status is Status.OK
     named(f, "torch runs on the GPU")
     assert "sm_90" in f.details[0]
+
+
+def test_agent_deep_evaluator_import_fails(facts: Facts, settings: Settings) -> None:
+    error = "ModuleNotFoundError: No module named 'pexpect' (at <frozen importlib._bootstrap>:973)"
+    errors = {**GOOD_DEEP.module_errors, "leaderboard.leaderboard_evaluator": error}
+    f = verdict("agent.deep", _deep(facts, module_errors=errors), context(settings, deep=True))
+    assert f.status is Status.FAIL
+    named(f, "`import leaderboard.leaderboard_evaluator` fails: ModuleNotFoundError: No module named 'pexpect'")
+
+
+def test_agent_deep_base_model_not_resolving_by_name_fails(facts: Facts, settings: Settings) -> None:
+    error = "OSError: We couldn't connect to 'https://huggingface.co' to load this file"
+    hub = {"OpenGVLab/InternVL2-1B": HubResolution(False, "transformers", error)}
+    f = verdict("agent.deep", _deep(facts, hub=hub), context(settings, deep=True))
+    assert f.status is Status.FAIL
+    named(f, "OpenGVLab/InternVL2-1B does not resolve by name offline with the agent's transformers")
+    assert commands(f) == ["simdoctor setup --only base_model"]
 
 
 def test_agent_deep_cuda_unavailable_fails(facts: Facts, settings: Settings) -> None:
@@ -1231,6 +1250,29 @@ def _weight(facts: Facts, relpath_end: str, **changes) -> Facts:
 def download_command(settings: Settings, base: bool = False) -> str:
     w = settings.recipe.base_model if base else settings.recipe.weights
     return f"simdoctor download {w.repo} --revision {w.revision} --local-dir {w.local_dir}"
+
+
+def test_weights_hub_cache_resolving_by_name_passes(facts: Facts, ctx: CheckContext) -> None:
+    f = verdict("weights.hub_cache", facts, ctx)
+    assert f.status is Status.OK and f.summary.startswith("OpenGVLab/InternVL2-1B resolves offline to ")
+
+
+def test_weights_hub_cache_missing_fails_with_the_setup_step(facts: Facts, ctx: CheckContext) -> None:
+    """A copy in pretrained/ only: from_pretrained("OpenGVLab/InternVL2-1B") with HF_HUB_OFFLINE=1 cannot find it."""
+    hub = replace(facts.get("weights").hub, commit=None, missing=["config.json"])
+    f = verdict("weights.hub_cache", breaking(facts, "weights", hub=hub), ctx)
+    assert f.status is Status.FAIL
+    named(f, "OpenGVLab/InternVL2-1B does not resolve by name offline", "refs/main")
+    assert commands(f) == ["simdoctor setup --only base_model"]
+
+
+def test_weights_hub_cache_lacking_a_file_or_on_another_commit(facts: Facts, ctx: CheckContext) -> None:
+    hub = facts.get("weights").hub
+    lacking = breaking(facts, "weights", hub=replace(hub, missing=["conversation.py"]))
+    lacking = verdict("weights.hub_cache", lacking, ctx)
+    assert lacking.status is Status.FAIL and "lacks conversation.py" in lacking.summary
+    other = verdict("weights.hub_cache", breaking(facts, "weights", hub=replace(hub, downloaded_commit="a" * 40)), ctx)
+    assert other.status is Status.WARN and "the verified download is aaaaaaaaaaaa" in other.summary
 
 
 def test_weights_checkpoint_lfs_pointer_fails(facts: Facts, settings: Settings, ctx: CheckContext) -> None:

@@ -86,6 +86,19 @@ def test_keep_frames_and_every_tenth_step(standin_stack: Stack) -> None:
     assert [p.name for p in pngs(standin_stack, "1")] == ["10.png", "20.png", "30.png"]
 
 
+def test_a_rerun_encodes_a_finished_route_whose_video_is_missing(standin_stack: Stack) -> None:
+    """A run killed while encoding leaves the frames and no video: the rerun (which skips the finished route)
+    makes it."""
+    done = simdoctor_run(standin_stack, [route("1", sim_s="1")], "--viz", "--keep-frames")
+    assert done.returncode == 0, done.stdout + done.stderr
+    mp4 = standin_stack.home / "out" / "video" / "1.mp4"
+    made = stream_info(mp4)
+    mp4.unlink()
+    done = simdoctor_run(standin_stack, [route("1", sim_s="1")], "--viz", "--keep-frames")
+    assert done.returncode == 0 and "0 to run" in done.stdout, done.stdout + done.stderr
+    assert "route 1: video" in done.stdout and stream_info(mp4) == made
+
+
 def test_viz_every_must_be_a_multiple_of_five(standin_stack: Stack) -> None:
     done = simdoctor_run(standin_stack, [route("1")], "--viz-every", "3")
     assert done.returncode == 2 and "--viz-every 3: give a multiple of 5" in done.stderr

@@ -263,6 +263,15 @@ def deep(facts: Facts, ctx: CheckContext):
             Fix("Match torch's CUDA build to the GPU and driver."),
             details,
         )
+    unresolved = {repo: found for repo, found in d.hub.items() if not found.ok}
+    details += [f"{repo} via {found.via}: {found.detail}" for repo, found in d.hub.items()]
+    if unresolved:
+        repo, found = next(iter(unresolved.items()))
+        return fail(
+            f"{repo} does not resolve by name offline with the agent's {found.via}: {found.detail}",
+            Fix(f"Put {repo} into the Hugging Face cache the agent uses.", ["simdoctor setup --only base_model"]),
+            details,
+        )
     broken = {name: error for name, error in d.module_errors.items() if error}
     if broken:
         name, error = next(iter(broken.items()))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from simdoctor.checks import CheckContext, Verdict, check, fail, gib, ok, warn
+from simdoctor.checks import CheckContext, Verdict, check, fail, gib, ok, skip, warn
 from simdoctor.findings import Fix
 from simdoctor.probes.weights import WeightFile, WeightsFacts
 from simdoctor.probing import Facts
@@ -71,3 +71,31 @@ def base_model(facts: Facts, ctx: CheckContext):
     w: WeightsFacts = facts.get("weights")
     r = ctx.settings.recipe.base_model
     return judge([f for f in w.files if f.role == "base_model"], r.revision, r.repo)
+
+
+@check("weights.hub_cache", "InternVL2-1B by hub name (offline)", needs=("weights",))
+def hub_cache(facts: Facts, ctx: CheckContext):
+    """The agent loads its base model by hub name, and `run` sets HF_HUB_OFFLINE=1: it must resolve through the
+    Hugging Face cache (upstream-behaviour.md §4); a copy in pretrained/ alone ends every route in 'Failed -
+    Agent couldn't be set up'."""
+    w: WeightsFacts = facts.get("weights")
+    r = ctx.settings.recipe.base_model
+    h = w.hub
+    if h is None:
+        return skip("not probed")
+    fix = Fix(
+        f"Put the verified download of {r.repo} into the Hugging Face cache (links, no second copy).",
+        ["simdoctor setup --only base_model"],
+    )
+    details = [f"cache: {h.cache}", f"refs/{h.revision}: {h.commit or 'none'}"]
+    if h.commit is None:
+        return fail(f"{r.repo} does not resolve by name offline: no {h.folder}/refs/{h.revision}", fix, details)
+    if h.missing:
+        return fail(f"{r.repo}@{h.commit[:12]} in the cache lacks {', '.join(h.missing)}", fix, details)
+    if h.downloaded_commit and h.downloaded_commit != h.commit:
+        return warn(
+            f"the cache resolves {r.repo} to {h.commit[:12]}, the verified download is {h.downloaded_commit[:12]}",
+            fix,
+            details,
+        )
+    return ok(f"{r.repo} resolves offline to {h.commit[:12]} in {h.cache}", details)

@@ -386,8 +386,8 @@ class FileJob:
     def checkpoint(self) -> None:
         """Record how far each chunk is written, once those bytes are on disk (fdatasync first)."""
         with self.lock:
-            if self.fd is None or self.stale or not self.resumable:
-                return
+            if self.fd is None or self.stale or not self.resumable or self.nchunks == 1:
+                return  # a one-range file (under 2 MiB) is cheaper to fetch again than to record
             written = self.hasher.written()
             if written == self.saved or not any(written):
                 return

@@ -130,13 +130,13 @@ def _classify(exc: Exception, endpoint: str, shown: str) -> tuple[bool, Optional
         status = getattr(response, "status_code", None)
         if status is not None and (status == 429 or status >= 500):
             after = parse_retry_after(response.headers.get("Retry-After"))
-            return True, after, f"{shown} answers HTTP {status}"
+            return True, after, f"HTTP {status}"  # retrying() names the endpoint
         return False, None, f"{shown} answered HTTP {status}"
     if type(exc).__module__.split(".")[0].startswith("httpx") or isinstance(exc, OSError):
         unresolved = resolution_failure(exc)
         if unresolved is not None:
             raise Unresolvable(urlsplit(endpoint).hostname or shown, unresolved) from None
-        return True, None, f"cannot reach {shown}: {_reason(exc)}"
+        return True, None, _reason(exc)
     raise exc
 
 

@@ -14,12 +14,14 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from simdoctor.settings import redact_url
+
 
 class RichProgress:
     """The engine's Observer, drawn on stderr; used only on a terminal and never with --json."""
 
     def __init__(self, label: str) -> None:
-        self._label = label
+        self._label = redact_url(label)
         self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),

@@ -42,6 +42,13 @@ class TorchBuild:
 
 
 @dataclass(frozen=True)
+class HubResolution:
+    ok: bool
+    via: str  # "transformers 4.46.3", or huggingface_hub where transformers is missing
+    detail: str  # the config class or snapshot path; the error's last line when not ok
+
+
+@dataclass(frozen=True)
 class DeepFacts:
     torch_error: Optional[str]
     cuda_available: Optional[bool]
@@ -53,6 +60,7 @@ class DeepFacts:
     agent_import_error: Optional[str]
     seconds: Optional[float]
     module_errors: dict[str, Optional[str]] = field(default_factory=dict)  # deep_modules: None when it imports
+    hub: dict[str, HubResolution] = field(default_factory=dict)  # the base model by hub name, offline
 
 
 @dataclass(frozen=True)
@@ -130,7 +138,8 @@ def probe_request(settings: Settings, deep: bool = False, node_paths: tuple[str,
     """What scripts/agent_probe.py is asked; `node_paths` makes it also report the node it runs on."""
     agent = settings.recipe.agent
     request = {"modules": list(agent.modules), "agent_file": agent.file, "packages": list(agent.packages),
-               "deep": deep, "deep_modules": list(agent.deep_modules)}  # fmt: skip
+               "deep": deep, "deep_modules": list(agent.deep_modules),
+               "hub_repos": [settings.recipe.base_model.repo]}  # fmt: skip
     if node_paths:
         request.update(node=True, paths=list(node_paths))
     return request
@@ -148,7 +157,12 @@ def facts_from(data: dict, base: dict) -> AgentFacts:
         modules={name: ModuleState(**state) for name, state in data["modules"].items()},
         agent=ModuleState(**agent_state) if agent_state else None,
         torch=TorchBuild(**data["torch"]) if data["torch"] else None,
-        deep=DeepFacts(**data["deep"]) if data["deep"] else None,
+        deep=deep_facts(data["deep"]) if data["deep"] else None,
         node=NodeFacts(**data["node"]) if data.get("node") else None,
         **base,
     )
+
+
+def deep_facts(data: dict) -> DeepFacts:
+    hub = {repo: HubResolution(**found) for repo, found in (data.get("hub") or {}).items()}
+    return DeepFacts(**{**data, "hub": hub})

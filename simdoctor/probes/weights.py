@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from simdoctor import manifest
+from simdoctor import hfcache, manifest
 from simdoctor.probing import ProbeContext, probe
 
 LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1"
@@ -30,6 +31,7 @@ class WeightFile:
 @dataclass(frozen=True)
 class WeightsFacts:
     files: list[WeightFile]
+    hub: Optional[hfcache.CachedRepo] = None  # the base model by hub name, in the cache the agent uses
 
 
 def _partials(local_dir: Path, relpath: str) -> list[str]:
@@ -74,4 +76,6 @@ def probe_weights(ctx: ProbeContext) -> WeightsFacts:
         inspect("config", r.weights.repo, weights_dir, r.weights.config, weights_manifest),
     ]
     files += [inspect("base_model", r.base_model.repo, base_dir, rel, base_manifest) for rel in r.base_model.required]
-    return WeightsFacts(files)
+    b = r.base_model
+    hub = hfcache.inspect(hfcache.hub_cache(os.environ), b.repo, b.revision, b.required, base_dir)
+    return WeightsFacts(files, hub)

@@ -1,12 +1,14 @@
 """Facts about the agent's interpreter, gathered inside it (run by simdoctor as a subprocess).
 
-Reads a JSON request on stdin: {"modules": [names], "agent_file": path, "packages": [names],
-"deep": bool, "deep_modules": [names], "node": bool, "paths": [paths]}; prints one JSON line. Without
-"deep" nothing heavy is imported: versions come from package metadata (importlib.metadata, by pip's name
-or its underscore spelling, as Python 3.8's lookup does not normalize) and torch/version.py. With "deep"
-each of "deep_modules" and the agent module are imported for real. With "node" (a Slurm probe job)
-it also says which host it ran on, the GPU variables Slurm set, and whether each of "paths" exists
-there. Standard library only, Python 3.8 compatible.
+Reads a JSON request on stdin: {"modules": [names], "agent_file": path, "packages": [names], "deep": bool,
+"deep_modules": [names], "hub_repos": [repo ids], "node": bool, "paths": [paths]}; prints one JSON line.
+Without "deep" nothing heavy is imported: versions come from package metadata (importlib.metadata, by pip's
+name or its underscore spelling, as Python 3.8's lookup does not normalize) and torch/version.py. With
+"deep" each of "deep_modules" and the agent module are imported for real, and each of "hub_repos" is
+resolved by name as the agent resolves it (transformers' AutoConfig, offline under the agent's
+HF_HUB_OFFLINE=1; huggingface_hub's snapshot_download with local files only where transformers is not
+installed). With "node" (a Slurm probe job) it also says which host it ran on, the GPU variables Slurm
+set, and whether each of "paths" exists there. Standard library only, Python 3.8 compatible.
 """
 
 import importlib
@@ -92,7 +94,31 @@ def import_error(name):
         return error + (" (at %s:%d)" % (tb[-1].filename, tb[-1].lineno) if tb else "")
 
 
-def deep(agent_file, modules):
+def resolve_repo(repo):
+    """How the agent's from_pretrained(repo) fares offline: {"ok", "via", "detail"}."""
+    try:
+        import transformers
+    except Exception:
+        transformers = None
+    try:
+        if transformers is not None:
+            config = transformers.AutoConfig.from_pretrained(repo, trust_remote_code=True)
+            via, detail = "transformers %s" % transformers.__version__, type(config).__name__
+        else:
+            from huggingface_hub import snapshot_download
+
+            via = "huggingface_hub (transformers is not installed)"
+            detail = snapshot_download(repo, local_files_only=True)
+        return {"ok": True, "via": via, "detail": detail}
+    except BaseException as exc:
+        return {
+            "ok": False,
+            "via": "transformers" if transformers is not None else "huggingface_hub",
+            "detail": last_line(exc),
+        }
+
+
+def deep(agent_file, modules, repos):
     out = {
         "torch_error": None,
         "cuda_available": None,
@@ -103,6 +129,7 @@ def deep(agent_file, modules):
         "agent_import_ok": None,
         "agent_import_error": None,
         "module_errors": {},
+        "hub": {},
         "seconds": None,
     }
     start = time.time()
@@ -121,6 +148,7 @@ def deep(agent_file, modules):
     except Exception as exc:
         out["torch_error"] = last_line(exc)
     out["module_errors"] = dict((name, import_error(name)) for name in modules)
+    out["hub"] = dict((repo, resolve_repo(repo)) for repo in repos)
     if agent_file and os.path.isfile(agent_file):
         sys.path.insert(0, os.path.dirname(agent_file))
         out["agent_import_error"] = import_error(os.path.splitext(os.path.basename(agent_file))[0])
@@ -157,7 +185,9 @@ def main():
         "modules": dict((name, find(name)) for name in request.get("modules", [])),
         "agent": agent,
         "torch": torch_build(),
-        "deep": deep(agent_file, request.get("deep_modules", [])) if request.get("deep") else None,
+        "deep": deep(agent_file, request.get("deep_modules", []), request.get("hub_repos", []))
+        if request.get("deep")
+        else None,
         "node": node(request.get("paths", [])) if request.get("node") else None,
     }
     sys.stdout.write("\n" + json.dumps(result) + "\n")

@@ -2,8 +2,13 @@
 contract without the model. Kept: get_entry_point() -> 'LingoAgent'; a subclass of the leaderboard's
 AutonomousAgent; setup(path_to_conf_file, route_index=None) splitting '<checkpoint>+<save name>' and
 building its save path as SAVE_PATH + save name (a TypeError when SAVE_PATH is unset, as upstream); the
-sensor set of config_simlingo.py (one RGB camera, IMU, GNSS, speedometer); run_step(input_data,
-timestamp, sensors=None); destroy(results=None).
+base model loaded by its hub name, as upstream loads it: the Hydra config at
+`Path(checkpoint).parent.parent.parent / '.hydra' / 'config.yaml'` (lines 146-150; a missing one raises)
+names `model.vision_model.variant`, and `AutoProcessor.from_pretrained(variant)` (line 154; also
+internvl2_model.py line 9) resolves it through the Hugging Face cache, which under the HF_HUB_OFFLINE=1 that
+`run` sets means local files only: here huggingface_hub's hf_hub_download of its config.json, the same
+resolution without transformers (reference/upstream-behaviour.md §4); the sensor set of config_simlingo.py
+(one RGB camera, IMU, GNSS, speedometer); run_step(input_data, timestamp, sensors=None); destroy(results=None).
 
 Its debug view, as upstream draws it (lines 61-62, 212-236, 665-763): the module constants `DEBUG = False`
 and `HD_VIZ = False` (no environment switch); `setup` makes `<save_path>/debug_viz/<session>/iter_<iter>/
@@ -26,6 +31,7 @@ import textwrap
 import time
 
 import carla
+from huggingface_hub import hf_hub_download
 from leaderboard.autoagents import autonomous_agent
 from PIL import Image, ImageDraw, ImageFont
 
@@ -88,6 +94,10 @@ class LingoAgent(autonomous_agent.AutonomousAgent):
             self.config_path, self.save_path_root = path_to_conf_file.split("+")[:2]
         else:
             self.config_path, self.save_path_root = path_to_conf_file, route_index
+        config = pathlib.Path(self.config_path).parent.parent.parent / ".hydra" / "config.yaml"
+        with open(config) as handle:
+            variant = next(line.split(":", 1)[1].strip() for line in handle if line.strip().startswith("variant:"))
+        self.base_model = hf_hub_download(variant, "config.json")
         self.step = -1
         self.initialized = False
         self.model = StandinModel()
