@@ -5,14 +5,16 @@ pins of what the evaluator and agent import), with torch from the index matching
 from __future__ import annotations
 
 import glob
+import json
 import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from simdoctor import atomic
 from simdoctor.recipe import AgentRecipe
-from simdoctor.steps import Action, streamed
+from simdoctor.steps import Action, StepError, streamed
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,27 @@ def conda_env_python(conda: str, name: str) -> Optional[str]:
     return next((str(r / "envs" / name / "bin" / "python") for r in roots if (r / "envs" / name).is_dir()), None)
 
 
-def conda_actions(agent: AgentRecipe, conda: str, index: str, options: Options) -> list[Action]:
+def remember(agent: AgentRecipe, conda: str, config_file: Path) -> Action:
+    """After `env create`: an env outside the recipe's candidates is written to the config as agent_python
+    (unless the config names one already), so that every later command finds it."""
+
+    def run() -> None:
+        python = conda_env_python(conda, agent.build.env_name)
+        if python is None:
+            raise StepError(f"{conda} made no env {agent.build.env_name} where it keeps its envs")
+        if python in agent.python_candidates:
+            return
+        text = config_file.read_text(encoding="utf-8") if config_file.is_file() else ""
+        if any(line.split("=", 1)[0].strip() == "agent_python" for line in text.splitlines()):
+            return
+        config_file.parent.mkdir(parents=True, exist_ok=True)
+        before = text if text.endswith("\n") or not text else text + "\n"
+        atomic.write_text(config_file, f"{before}agent_python = {json.dumps(python)}\n")
+
+    return Action(f"write the env's python to {config_file} as agent_python, if the candidates do not find it", run)
+
+
+def conda_actions(agent: AgentRecipe, conda: str, index: str, options: Options, config_file: Path) -> list[Action]:
     """environment.yaml as it is; torch then comes from the driver's index when that is not CUDA 12.1's."""
     b = agent.build
     create = (
@@ -77,7 +99,10 @@ def conda_actions(agent: AgentRecipe, conda: str, index: str, options: Options) 
         if Path(conda).name == "micromamba"
         else [conda, "env", "create", "-f", b.environment_file]
     )
-    actions = [streamed(create, b.timeout_s, f"create the conda env {b.env_name} from {b.environment_file}")]
+    actions = [
+        streamed(create, b.timeout_s, f"create the conda env {b.env_name} from {b.environment_file}"),
+        remember(agent, conda, config_file),
+    ]
     default = agent.torch_index[max(agent.torch_index, key=int)]
     extra = []
     if index != default:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -146,6 +146,18 @@ def _read_config(path: Path) -> dict[str, Any]:
             f"config file {path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(allowed))}"
         )
     return data
+
+
+def with_config_agent_python(settings: Settings) -> Settings:
+    """The settings with the config file's agent_python, when the file now names one and no flag or environment
+    variable chose another (`setup` writes it there after making a conda env outside the candidates)."""
+    if not settings.is_default("agent_python"):
+        return settings
+    value = _read_config(settings.config_file).get("agent_python")
+    if not value:
+        return settings
+    source = f"config {settings.config_file}"
+    return replace(settings, agent_python=str(value), sources={**settings.sources, "agent_python": source})
 
 
 def _hf_token(env: dict[str, str]) -> Optional[Secret]:

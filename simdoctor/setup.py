@@ -14,6 +14,7 @@ import os
 import shlex
 import shutil
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -32,7 +33,7 @@ from simdoctor.probes.packages import wanted
 from simdoctor.probes.system import SystemFacts, disk_space, simdoctor_command
 from simdoctor.probing import Facts
 from simdoctor.recipe import ConfigError
-from simdoctor.settings import Settings, redact_url
+from simdoctor.settings import Settings, redact_url, with_config_agent_python
 from simdoctor.steps import Action, Planned, StepError, command, say, streamed
 
 PIP_TIMEOUT = 1800.0
@@ -206,7 +207,7 @@ def plan_maps(state: State, carla_planned: bool) -> Optional[Planned]:
 
 def plan_packages(state: State) -> Optional[Planned]:
     """The recipe's host packages and the checkout's tools, with this distribution's package manager."""
-    problem = state.first_problem(STEPS["packages"], (Status.FAIL, Status.WARN))
+    problem = state.first_problem(STEPS["packages"], (Status.FAIL,))  # a warning: the packages could not be told
     if problem is None:
         return None
     s = state.settings
@@ -290,7 +291,7 @@ def plan_agent_env(state: State, options: agentbuild.Options) -> Optional[Planne
     conda = agentbuild.find_conda(r)
     if conda is not None and not lacking:
         planned.notes.append(f"with {conda} and {r.build.environment_file}; torch for {cuda} ({index})")
-        planned.actions = agentbuild.conda_actions(r, conda, index, options)
+        planned.actions = agentbuild.conda_actions(r, conda, index, options, s.config_file)
         return planned
     python = agentbuild.find_python(r)
     uv = agentbuild.find_uv()
@@ -457,8 +458,6 @@ def show(planned: list[Planned]) -> None:
 
 def execute(planned: list[Planned]) -> list[str]:
     """Run the steps in order, each timed; returns the names of those that failed."""
-    import time
-
     failed: list[str] = []
     for p in planned:
         say(f"-> {p.step}")
@@ -574,5 +573,5 @@ def run(settings: Settings, options: Options) -> int:
         failed = execute(planned)
         say(f"setup: {len(planned) - len(failed)} step(s) done" + (f", failed: {', '.join(failed)}" if failed else ""))
     say("")
-    code = doctor.run(settings)
+    code = doctor.run(with_config_agent_python(settings))  # an env setup made may be named there now
     return 1 if failed else code

@@ -11,6 +11,7 @@ from simdoctor import agentbuild
 from simdoctor.settings import Settings
 
 CU118 = "https://download.pytorch.org/whl/cu118"
+CONFIG = Path("/nonexistent/config.toml")
 
 
 def shown(actions) -> list[str]:
@@ -27,9 +28,12 @@ def test_the_torch_index_follows_the_drivers_cuda_and_the_newest_without_one(set
 
 def test_conda_on_a_cuda_11_driver_reinstalls_torch_from_its_index(settings: Settings) -> None:
     a = settings.recipe.agent
-    lines = shown(agentbuild.conda_actions(a, "/opt/conda/bin/conda", CU118, agentbuild.Options(flash_attn=True)))
+    lines = shown(
+        agentbuild.conda_actions(a, "/opt/conda/bin/conda", CU118, agentbuild.Options(flash_attn=True), CONFIG)
+    )
     assert lines == [
         f"/opt/conda/bin/conda env create -f {settings.work_dir}/environment.yaml",
+        f"write the env's python to {CONFIG} as agent_python, if the candidates do not find it",
         "/opt/conda/bin/conda run -n simlingo python -m pip install --force-reinstall --no-deps "
         f"--index-url {CU118} torch==2.2.0 torchvision==0.17.0",
         "/opt/conda/bin/conda run -n simlingo python -m pip install --no-build-isolation flash-attn==2.7.0.post2",
@@ -39,7 +43,7 @@ def test_conda_on_a_cuda_11_driver_reinstalls_torch_from_its_index(settings: Set
 def test_micromamba_keeps_its_own_command_line(settings: Settings) -> None:
     a = settings.recipe.agent
     index = agentbuild.torch_index(a, "12.2")
-    (create,) = shown(agentbuild.conda_actions(a, "/x/bin/micromamba", index, agentbuild.Options()))
+    create, _ = shown(agentbuild.conda_actions(a, "/x/bin/micromamba", index, agentbuild.Options(), CONFIG))
     assert create == f"/x/bin/micromamba create -y -f {settings.work_dir}/environment.yaml"
 
 

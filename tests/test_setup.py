@@ -222,6 +222,21 @@ def test_the_conda_path_creates_the_env_from_environment_yaml(machine: Machine) 
     assert "✓ Agent interpreter" in done.stdout and str(python) in done.stdout
 
 
+def test_a_conda_elsewhere_on_path_has_its_env_remembered_in_the_config(machine: Machine) -> None:
+    conda = machine.home / "tools" / "conda" / "bin" / "conda"
+    conda.parent.mkdir(parents=True)
+    shutil.copy(STANDINS / "conda", conda)
+    machine.rt.chown_tree(machine.home / "tools")
+    base = subprocess.run([USER_AGENT_PYTHON, "-c", "import sys; print(sys._base_executable)"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    path = f"{conda.parent}:/usr/local/bin:/usr/bin:/bin"
+    done = machine.run("setup", "--yes", "--only=checkout,agent_env", STANDIN_CONDA_PYTHON=base, PATH=path)
+    assert "setup: 2 step(s) done" in done.stdout, done.stdout + done.stderr
+    python = machine.home / "tools" / "conda" / "envs" / "simlingo" / "bin" / "python"
+    assert f'agent_python = "{python}"' in (machine.home / "config.toml").read_text()
+    assert "✓ Agent interpreter" in done.stdout and str(python) in done.stdout
+
+
 def test_only_takes_several_steps_and_usage_errors(machine: Machine) -> None:
     only = machine.run("setup", "--yes", "--only", "env,checkout")
     assert "setup: 2 step(s) done" in only.stdout, only.stdout + only.stderr

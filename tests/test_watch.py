@@ -90,7 +90,8 @@ def test_watch_follows_a_run_through_crash_resume_and_end(standin_stack: Stack, 
         # Resumed: the same command stops the dead run's evaluators and drives the routes again.
         rerun = subprocess.run(run_command, env=standin_stack.env(), capture_output=True, text=True, timeout=180)
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-        browser.wait_for("document.getElementById('done').textContent == '3'")
+        browser.wait_for("document.getElementById('done').textContent == '3' && "
+                         "document.body.innerText.includes('no run is using this folder')")  # fmt: skip
         ended = browser.evaluate("document.body.innerText")
         assert "no run is using this folder" in ended and "Driving Score so far 100.00" in ended.replace("\n", " ")
         assert get(base + "/api/state?token=" + url.rsplit("=", 1)[1])[0] == 200

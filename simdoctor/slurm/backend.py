@@ -64,6 +64,7 @@ from simdoctor.supervisor import (
     is_terminal,
     locked,
     refuse_root,
+    writing,
 )
 
 DRY_RUN_SCHEMA_VERSION = 1
@@ -498,45 +499,46 @@ def run(settings: Settings, options: runplan.Options, opts: SlurmOptions, json_o
     plan, texts = runplan.build(settings, options, [])
     mode = "quiet" if json_out else ("live" if is_terminal() else "lines")
     began = time.monotonic()
-    with locked(layout):
-        for line in clean_stale(layout, settings):  # a local run's attempts, killed with their simdoctor
-            sys.stderr.write(f"simdoctor: {line}\n")
-        if options.fresh and jobs.read_ledger(layout).unsettled:
-            raise ConfigError(f"{layout.root} has Slurm jobs that may still run ({layout.ledger_file}): rerun "
-                              "without --fresh to follow them, or cancel them first")  # fmt: skip
-        runplan.prepare(plan, texts, settings)
-        layout.slurm_dir.mkdir(parents=True, exist_ok=True)
-        if options.fresh:
-            for task in plan.tasks:
-                forget(task)
-        progress = Progress(plan, finished_scores(plan), mode)
-        array = ArrayRun(settings, plan, layout, opts, progress)
-        seen: list[int] = []
-        interrupted, failure = False, None
-        try:
-            with terminate_as_interrupt(seen), progress:
-                followed = array.reattach()
-                if followed:
-                    ids = ", ".join(s.job_id or "?" for s in followed)
-                    progress.note(f"following Slurm job(s) {ids} of an earlier run ({len(array.flights)} route(s))")
-                todo = [t.route.id for t in plan.pending if t.route.id not in array.flights]
-                skipped = len(plan.tasks) - len(plan.pending)
-                progress.note(f"{len(plan.tasks)} routes, {skipped} already done, {len(array.flights)} in Slurm's "
-                              f"queue, {len(todo)} to submit · out {plan.out}")  # fmt: skip
-                array.waiting = todo
-                array.follow()
-        except KeyboardInterrupt:
-            interrupted = True
-        except (SubmitError, SlurmError) as exc:
-            failure = str(exc)
-        if interrupted:
-            return _interrupted(array, opts, not seen)
-        if failure is not None:
-            sys.stderr.write(f"simdoctor: {failure}\n")
-            if array.flights:
-                _leave(array)
-            return EXIT_FAILED
-    return conclude(plan, settings, progress, array.attempts, began, array.unclean, json_out)
+    with writing(layout.root):  # a file the run cannot write: one line naming it; the rerun reattaches
+        with locked(layout):
+            for line in clean_stale(layout, settings):  # a local run's attempts, killed with their simdoctor
+                sys.stderr.write(f"simdoctor: {line}\n")
+            if options.fresh and jobs.read_ledger(layout).unsettled:
+                raise ConfigError(f"{layout.root} has Slurm jobs that may still run ({layout.ledger_file}): rerun "
+                                  "without --fresh to follow them, or cancel them first")  # fmt: skip
+            runplan.prepare(plan, texts, settings)
+            layout.slurm_dir.mkdir(parents=True, exist_ok=True)
+            if options.fresh:
+                for task in plan.tasks:
+                    forget(task)
+            progress = Progress(plan, finished_scores(plan), mode)
+            array = ArrayRun(settings, plan, layout, opts, progress)
+            seen: list[int] = []
+            interrupted, failure = False, None
+            try:
+                with terminate_as_interrupt(seen), progress:
+                    followed = array.reattach()
+                    if followed:
+                        ids = ", ".join(s.job_id or "?" for s in followed)
+                        progress.note(f"following Slurm job(s) {ids} of an earlier run ({len(array.flights)} route(s))")
+                    todo = [t.route.id for t in plan.pending if t.route.id not in array.flights]
+                    skipped = len(plan.tasks) - len(plan.pending)
+                    progress.note(f"{len(plan.tasks)} routes, {skipped} already done, {len(array.flights)} in Slurm's "
+                                  f"queue, {len(todo)} to submit · out {plan.out}")  # fmt: skip
+                    array.waiting = todo
+                    array.follow()
+            except KeyboardInterrupt:
+                interrupted = True
+            except (SubmitError, SlurmError) as exc:
+                failure = str(exc)
+            if interrupted:
+                return _interrupted(array, opts, not seen)
+            if failure is not None:
+                sys.stderr.write(f"simdoctor: {failure}\n")
+                if array.flights:
+                    _leave(array)
+                return EXIT_FAILED
+        return conclude(plan, settings, progress, array.attempts, began, array.unclean, json_out)
 
 
 def _interrupted(array: ArrayRun, opts: SlurmOptions, ctrl_c: bool) -> int:
