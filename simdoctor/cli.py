@@ -367,12 +367,12 @@ def report(
 
     settings = settings_from(recipe)
     names = settings.recipe.run
+    from simdoctor import htmlreport
+
     code = 0
-    if not html or (out / names.routes_dir).is_dir():  # a folder of seeds has no report of its own here
+    if not html or htmlreport.is_run_folder(out, names):  # a folder of seeds has no report of its own here
         code = route_report.run(out, names, json_out=json_out)
     if html:
-        from simdoctor import htmlreport
-
         page = htmlreport.write(out, names)
         (sys.stderr if json_out else sys.stdout).write(f"HTML report: {page}\n")
     raise typer.Exit(code)

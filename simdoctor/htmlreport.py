@@ -35,12 +35,23 @@ class Seed:
     steps: list[profiling.StepSummary]  # each timed route's, its latency histogram included
 
 
+def is_run_folder(out: Path, names: RunRecipe) -> bool:
+    """Whether `out` holds a run's route files (rather than `seed-<n>/` runs); an unreadable folder is said."""
+    try:
+        return (Path(out) / names.routes_dir).is_dir()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {out}: {exc.strerror}") from None
+
+
 def run_folders(out: Path, names: RunRecipe) -> list[tuple[str, Path]]:
     """The run folder itself, or its `seed-<n>/` run folders."""
-    if (out / names.routes_dir).is_dir():
+    if is_run_folder(out, names):
         return [("", out)]
-    seeds = sorted((p for p in out.glob("seed-*") if (p / names.routes_dir).is_dir()),
-                   key=lambda p: (len(p.name), p.name))  # fmt: skip
+    try:
+        found = [p for p in out.glob("seed-*") if is_run_folder(p, names)]
+    except OSError as exc:
+        raise ConfigError(f"cannot read {out}: {exc.strerror}") from None
+    seeds = sorted(found, key=lambda p: (len(p.name), p.name))
     if not seeds:
         raise ConfigError(f"{out} is not a `simdoctor run` output folder (no {names.routes_dir}/ or seed-*/ in it)")
     return [(p.name.replace("-", " "), p) for p in seeds]

@@ -183,3 +183,40 @@ def test_report_html_is_one_offline_page_with_plots_and_playable_videos(standin_
     shot = browser.screenshot(tmp_path / "report.png")
     keep_screenshot(shot)
     assert not_blank(shot) > 50  # plots, table, video posters: many colours
+
+
+def test_report_html_of_a_seed_folder_it_cannot_read_is_one_line(standin_stack: Stack) -> None:
+    seeds = standin_stack.home / "seeds"
+    seeds.mkdir()
+    os.chown(seeds, standin_stack.rt.uid, standin_stack.rt.gid)
+    (seeds / "seed-1").mkdir(mode=0o700)  # root's: the test user cannot enter it
+    done = subprocess.run(standin_stack.rt.simdoctor("report", str(seeds), "--html"), env=standin_stack.env(),
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2 and done.stderr == f"simdoctor: cannot read {seeds / 'seed-1'}: Permission denied\n"
+
+
+def test_report_html_of_several_seeds_gives_each_seeds_scores_and_their_mean(standin_stack: Stack, browser, tmp_path):
+    """A folder of `seed-<n>/` runs (run --seeds): DS and SR per seed, their mean and spread, every seed's routes."""
+    done = simdoctor_run(standin_stack, [route("1", sim_s="1"), route("2", "blocked", sim_s="1")], "--viz")
+    assert done.returncode == 0, done.stdout + done.stderr
+    seeds = standin_stack.home / "seeds"
+    shutil.copytree(standin_stack.home / "out", seeds / "seed-1")
+    shutil.copytree(standin_stack.home / "out", seeds / "seed-2")
+    result = seeds / "seed-2" / "res" / "2.json"
+    data = json.loads(result.read_text())
+    data["_checkpoint"]["records"][-1]["scores"]["score_composed"] = 0.0  # seed 2 does worse on route 2
+    result.write_text(json.dumps(data))
+    standin_stack.rt.chown_tree(seeds)
+    done = subprocess.run(standin_stack.rt.simdoctor("report", str(seeds), "--html"), env=standin_stack.env(),
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0 and f"HTML report: {seeds / 'report.html'}" in done.stdout, done.stderr
+    browser.open((seeds / "report.html").as_uri())
+    rows = browser.evaluate("Array.from(document.querySelectorAll('section table')[0].rows).map(r => r.innerText)")
+    assert [r.split("\t")[:3] for r in rows] == [["seed", "DS", "SR %"], ["seed 1", "68.75", "50.00"],
+                                                ["seed 2", "50.00", "50.00"]]  # fmt: skip
+    assert "59.38 ± 13.26" in browser.evaluate("document.querySelector('.card b').innerText")
+    assert browser.evaluate("document.querySelectorAll('video').length") == 4  # both seeds' routes
+    browser.wait_for("Array.from(document.querySelectorAll('video')).every(v => v.readyState >= 2)")
+    shot = browser.screenshot(tmp_path / "report-seeds.png")
+    keep_screenshot(shot)
+    assert not_blank(shot) > 50
