@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import signal
 import subprocess
 import time
@@ -123,7 +124,8 @@ def test_resume_leaves_a_carla_the_user_started_on_the_recorded_port(standin_sta
     try:  # ... and starts one by hand on the same port
         wait_for(lambda: procs.listening_inodes(port), "the user's CARLA")
         mine = [p for p in procs.processes() if p.sid == decoy.pid]
-        done = simdoctor_run(standin_stack, specs, "--route-timeout", "60")
+        # --retries 3: other suites' CARLAs on this machine may take a port between its check and CARLA's bind
+        done = simdoctor_run(standin_stack, specs, "--route-timeout", "60", "--retries", "3")
         assert done.returncode == 0, done.stdout + done.stderr
         assert "route 1 attempt 1 of an earlier run: stopped" in done.stdout
         assert [p for p in evaluator if procs.is_alive(p.pid)] == []
@@ -142,14 +144,14 @@ def test_a_child_that_left_the_tree_is_found_stopped_and_reported(standin_stack:
     def sleepers() -> list[procs.ProcessInfo]:
         return [p for p in procs.processes() if p.uid == standin_stack.rt.uid and p.cmdline == ["sleep", mark]]
 
-    done = subprocess.run(command(standin_stack, [route("1", standin_wall_s="2")]),
+    done = subprocess.run(command(standin_stack, [route("1", standin_wall_s="2")], "--retries", "3"),
                           env=standin_stack.env(STANDIN_AGENT_ESCAPE=mark), capture_output=True, text=True,
                           timeout=180)  # fmt: skip
     left = sleepers()
     proctree.stop_processes(left, grace=1)
     assert left == [], "the escaped child survived the run"
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "route 1 attempt 1: stopped 1 process(es) that had left its process tree: pid " in done.stdout
+    assert re.search(r"route 1 attempt \d: stopped 1 process\(es\) that had left its process tree: pid ", done.stdout)
     assert f"(sleep {mark})" in done.stdout
     record = tasks(standin_stack)["1"]
     assert record.final == "result" and record.last.steps.steps > 0  # its step file summarised for `report`

@@ -180,6 +180,34 @@ def stage(reached, **facts):
     sys.stdout.flush()
 
 
+class VkFailure(Exception):
+    def __init__(self, stage, result):
+        super().__init__(stage)
+        self.stage, self.result = stage, result
+
+
+def open_instance(vk, *extensions):
+    """An instance (with these instance extensions) and its physical devices, in the loader's order."""
+    enabled, keep = names(*extensions) if extensions else (None, None)
+    app = ApplicationInfo(STYPE_APPLICATION_INFO, None, b"simdoctor", 1, b"simdoctor", 1, API_1_1)
+    info = InstanceCreateInfo(STYPE_INSTANCE_CREATE_INFO, None, 0, ctypes.pointer(app), 0, None, len(extensions),
+                              enabled)  # fmt: skip
+    instance = ctypes.c_void_p()
+    result = vk.vkCreateInstance(ctypes.byref(info), None, ctypes.byref(instance))
+    del keep
+    if result != VK_SUCCESS:
+        raise VkFailure("vkCreateInstance", result)
+    count = ctypes.c_uint32()
+    result = vk.vkEnumeratePhysicalDevices(instance, ctypes.byref(count), None)
+    if result != VK_SUCCESS:
+        raise VkFailure("vkEnumeratePhysicalDevices", result)
+    handles = (ctypes.c_void_p * count.value)()
+    result = vk.vkEnumeratePhysicalDevices(instance, ctypes.byref(count), handles)
+    if result not in (VK_SUCCESS, VK_INCOMPLETE):
+        raise VkFailure("vkEnumeratePhysicalDevices", result)
+    return instance, list(handles)
+
+
 def present(index):
     """Can device `index` present to $DISPLAY: presentation support, a surface, a swapchain."""
     done = {"ok": False, "index": index, "name": None, "presentation_support": None, "surface_support": None,
@@ -219,21 +247,12 @@ def present(index):
     x11.XMapWindow(display, window)
     stage("x_window", window=window, visual=visual)
 
-    extensions, keep = names("VK_KHR_surface", "VK_KHR_xlib_surface")
-    app = ApplicationInfo(STYPE_APPLICATION_INFO, None, b"simdoctor", 1, b"simdoctor", 1, API_1_1)
-    info = InstanceCreateInfo(STYPE_INSTANCE_CREATE_INFO, None, 0, ctypes.pointer(app), 0, None, 2, extensions)
-    instance = ctypes.c_void_p()
-    result = vk.vkCreateInstance(ctypes.byref(info), None, ctypes.byref(instance))
-    if result != VK_SUCCESS:
-        return finish("vkCreateInstance", result)
-    count = ctypes.c_uint32()
-    vk.vkEnumeratePhysicalDevices(instance, ctypes.byref(count), None)
-    handles = (ctypes.c_void_p * count.value)()
-    result = vk.vkEnumeratePhysicalDevices(instance, ctypes.byref(count), handles)
-    if result not in (VK_SUCCESS, VK_INCOMPLETE):
-        return finish("vkEnumeratePhysicalDevices", result)
-    if index >= count.value:
-        return finish("select", error="no device %d: the loader lists %d" % (index, count.value))
+    try:
+        instance, handles = open_instance(vk, "VK_KHR_surface", "VK_KHR_xlib_surface")
+    except VkFailure as failure:
+        return finish(failure.stage, failure.result)
+    if index >= len(handles):
+        return finish("select", error="no device %d: the loader lists %d" % (index, len(handles)))
     device = ctypes.c_void_p(handles[index])
     props = (ctypes.c_uint8 * 1024)()
     vk.vkGetPhysicalDeviceProperties(device, props)
@@ -339,7 +358,7 @@ def present(index):
     instance_fn("vkDestroySurfaceKHR", None, *destroy)(instance, surface, None)
     vk.vkDestroyInstance(instance, None)
     x11.XDestroyWindow(display, window)
-    del keep, keep_device
+    del keep_device
     return finish("vkCreateSwapchainKHR", error=None if done["ok"] else "the swapchain has no images")
 
 
@@ -351,27 +370,17 @@ def main():
     except OSError as exc:
         print(json.dumps({"ok": False, "stage": "load", "result": None, "error": str(exc)}))
         return 1
-    app = ApplicationInfo(STYPE_APPLICATION_INFO, None, b"simdoctor", 1, b"simdoctor", 1, API_1_1)
-    info = InstanceCreateInfo(STYPE_INSTANCE_CREATE_INFO, None, 0, ctypes.pointer(app), 0, None, 0, None)
-    instance = ctypes.c_void_p()
-    result = vk.vkCreateInstance(ctypes.byref(info), None, ctypes.byref(instance))
-    if result != VK_SUCCESS:
-        return fail("vkCreateInstance", result)
-    count = ctypes.c_uint32()
-    result = vk.vkEnumeratePhysicalDevices(instance, ctypes.byref(count), None)
-    if result != VK_SUCCESS:
-        return fail("vkEnumeratePhysicalDevices", result)
-    handles = (ctypes.c_void_p * count.value)()
-    result = vk.vkEnumeratePhysicalDevices(instance, ctypes.byref(count), handles)
-    if result not in (VK_SUCCESS, VK_INCOMPLETE):
-        return fail("vkEnumeratePhysicalDevices", result)
+    try:
+        instance, handles = open_instance(vk)
+    except VkFailure as failure:
+        return fail(failure.stage, failure.result)
 
     vk.vkGetInstanceProcAddr.restype = ctypes.c_void_p
     address = vk.vkGetInstanceProcAddr(instance, b"vkGetPhysicalDeviceProperties2")
     get_properties2 = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)(address) if address else None
 
     devices = []
-    for index in range(count.value):
+    for index in range(len(handles)):
         props = Properties2(STYPE_PHYSICAL_DEVICE_PROPERTIES_2, None)
         ids = IdProperties(STYPE_PHYSICAL_DEVICE_ID_PROPERTIES, None)
         driver = DriverProperties(STYPE_PHYSICAL_DEVICE_DRIVER_PROPERTIES, None)

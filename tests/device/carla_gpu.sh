@@ -18,18 +18,7 @@
 set -u
 source tests/device/common.sh
 device_prologue carla_gpu
-PYTHONPATH="$WORK/code" python3 - "$HOME_DIR" "$PYTHON" "$WORK/code" <<'EOF'
-import sys
-from pathlib import Path
-from simdoctor.settings import load_settings
-from tests import builders
-home, python, code = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
-recipe = load_settings(env={"HOME": str(home)}).recipe
-builders.carla_root(home / "carla", recipe)
-builders.standin_server(home / "carla", recipe, python, code, {"vulkan": "real", "gpu_memory_mib": 2048})
-EOF
-chown -R "$USER_NAME:$USER_NAME" "$HOME_DIR"
-chmod -R a+rX "$WORK/code"
+standin_carla 2048
 PORT=${PORT:-2000}
 as_user() {  # run a command as the user, with a clean environment plus what the driver needs
   setpriv --reuid="$USER_NAME" --regid="$USER_NAME" --init-groups -- env -i \

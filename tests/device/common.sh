@@ -3,6 +3,7 @@
 # typer, rich, nvidia-ml-py), unpacks Debian's Vulkan loader from .gl/ when there is none, makes the non-root
 # user CARLA must run as, and copies the code where that user can read it. Sets OUT, REPO, USER_NAME, WORK,
 # HOME_DIR, PYTHON. Helpers below it: fail, live_carla, agent_python (an interpreter with the carla client),
+# standin_carla (the stand-in CARLA that renders through the real Vulkan),
 # as_user.
 FAIL=0
 fail() { echo "FAIL: $*"; FAIL=1; }
@@ -62,4 +63,22 @@ as_user() {
     CARLA_ROOT="$HOME_DIR/carla" SIMDOCTOR_WORK_DIR="$HOME_DIR/simlingo" SIMDOCTOR_AGENT_PYTHON="${AGENT_PY:-$PYTHON}" \
     SIMDOCTOR_STATE_DIR="$HOME_DIR/state" SIMDOCTOR_CONFIG="$HOME_DIR/config.toml" STANDIN_STATE_DIR="$HOME_DIR/state" \
     LD_LIBRARY_PATH="${LD_LIBRARY_PATH:-}" ${VK_DRIVER_FILES:+VK_DRIVER_FILES=$VK_DRIVER_FILES} "$@"
+}
+
+# standin_carla MIB: under $HOME_DIR/carla the real launcher script and a shipping binary that enumerates Vulkan
+# for real, picks the device -graphicsadapter names and holds MIB of GPU memory on it with torch, as CARLA's
+# renderer would; the user owns it all and can read the code.
+standin_carla() {
+  PYTHONPATH="$WORK/code" python3 - "$HOME_DIR" "$PYTHON" "$WORK/code" "$1" <<'EOF'
+import sys
+from pathlib import Path
+from simdoctor.settings import load_settings
+from tests import builders
+home, python, code, mib = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
+recipe = load_settings(env={"HOME": str(home)}).recipe
+builders.carla_root(home / "carla", recipe)
+builders.standin_server(home / "carla", recipe, python, code, {"vulkan": "real", "gpu_memory_mib": mib})
+EOF
+  chown -R "$USER_NAME:$USER_NAME" "$HOME_DIR"
+  chmod -R a+rX "$WORK/code"
 }

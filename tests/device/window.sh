@@ -46,18 +46,7 @@ stop_xvfb() { kill "$XVFB_PID" 2>/dev/null; wait "$XVFB_PID" 2>/dev/null; }
 trap stop_xvfb EXIT
 on_display() { as_user env DISPLAY=":$DISPLAY_NUMBER" LD_LIBRARY_PATH="$XLIB:${LD_LIBRARY_PATH:-}" "$@"; }
 
-PYTHONPATH="$WORK/code" python3 - "$HOME_DIR" "$PYTHON" "$WORK/code" <<'EOF'
-import sys
-from pathlib import Path
-from simdoctor.settings import load_settings
-from tests import builders
-home, python, code = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
-recipe = load_settings(env={"HOME": str(home)}).recipe
-builders.carla_root(home / "carla", recipe)
-builders.standin_server(home / "carla", recipe, python, code, {"vulkan": "real", "gpu_memory_mib": 2048})
-EOF
-chown -R "$USER_NAME:$USER_NAME" "$HOME_DIR"
-chmod -R a+rX "$WORK/code"
+standin_carla 2048
 PORT=${PORT:-2000}
 
 echo "== 1. check --window on Xvfb"
