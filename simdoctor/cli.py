@@ -404,7 +404,7 @@ def report(
 
     settings = settings_from(recipe)
     names = settings.recipe.run
-    code = route_report.run(out, names, json_out=json_out)  # a folder of seeds: each seed's, then their mean
+    code = route_report.run(out, names, json_out=json_out, settings=settings)  # seeds: each seed's, then their mean
     if html:
         from simdoctor import htmlreport
 

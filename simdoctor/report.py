@@ -14,8 +14,11 @@ without 'index', sorted by route_id descending; 'driving score' 0-100, 'success 
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import re
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +28,7 @@ from simdoctor import atomic, profiling, results, routes
 from simdoctor.findings import Fix
 from simdoctor.outdir import Layout
 from simdoctor.recipe import ConfigError, RunRecipe
+from simdoctor.settings import Settings
 from simdoctor.typed import to_data
 
 REPORT_SCHEMA_VERSION = 1
@@ -118,6 +122,9 @@ class Report:
     rows: list[RouteRow]
     merged_file: str
     definitions: list[Definition] = field(default_factory=list)
+    metric_dir: str = ""  # efficiency_smoothness_benchmark.py's --metric_dir, filled by publish
+    metric_files: int = 0  # records whose metric_info.json it links
+    tools: list[str] = field(default_factory=list)  # the exact command of each Bench2Drive tool on this folder
 
 
 def route_number(record_route_id: str) -> str:
@@ -385,13 +392,19 @@ def show(report: Report, out) -> None:
             )
         )
     out.print(f"\nmerged.json for Bench2Drive's tools: {report.merged_file}")
+    out.print(f"metric dir for efficiency_smoothness_benchmark.py: {report.metric_dir} "
+              f"({report.metric_files} of {report.evaluated} records have their metric_info.json)")  # fmt: skip
+    if report.tools:
+        out.print("Bench2Drive's own tools on this folder:")
+        for command in report.tools:
+            out.print(f"  $ {command}", markup=False, highlight=False)
 
 
-def run(out: Path, names: RunRecipe, json_out: bool = False) -> int:
+def run(out: Path, names: RunRecipe, json_out: bool = False, settings: Optional[Settings] = None) -> int:
     """`simdoctor report`: 0 when printed. A folder of seeds (`run --seeds`) gets each seed's merged.json and the
     seeds' DS and SR with their mean and standard deviation."""
     if run_folders(Path(out).expanduser(), names)[0][0] == "":
-        publish(out, names, json_out)
+        publish(out, names, json_out, settings=settings)
     else:
         publish_seeds(out, names, json_out)
     return 0
@@ -489,13 +502,67 @@ def show_seeds(report: SeedsReport, out) -> None:
                    style="bold"))  # fmt: skip
 
 
-def publish(out: Path, names: RunRecipe, json_out: bool = False, display: bool = True) -> Report:
-    """Build the report, write merged.json beside it, print it when `display` (also at the end of `simdoctor
-    run`)."""
+METRIC_FILE = "metric_info.json"
+
+
+def link_metrics(layout: Layout, records: list[results.RouteRecord]) -> int:
+    """<metric_dir>/<save_name>/metric_info.json -> the file the agent wrote for that record, as Bench2Drive's
+    efficiency_smoothness_benchmark.py opens it (line 243: os.path.join(metric_dir, save_name, 'metric_info.json')).
+    SimLingo's agent writes it at SAVE_PATH + save_name + /debug_viz/<session>/iter_<n>/<route type>/
+    <route number>_<time>/metric/ (agent_simlingo.py lines 212, 229-232, 792-797): the newest such file of the
+    record's save name. Relative symlinks, replaced atomically; returns how many records have one."""
+    linked = 0
+    for record in records:
+        if not record.save_name or "/" in record.save_name or record.save_name in (".", ".."):
+            continue
+        agent_dir = layout.viz_dir(route_number(record.route_id)) / record.save_name
+        found = sorted(agent_dir.glob(f"debug_viz/**/metric/{METRIC_FILE}"), key=lambda p: p.stat().st_mtime_ns)
+        if not found:
+            continue
+        link = layout.metric_dir / record.save_name / METRIC_FILE
+        link.parent.mkdir(parents=True, exist_ok=True)
+        target = os.path.relpath(found[-1], link.parent)
+        if not (link.is_symlink() and os.readlink(link) == target):
+            temp = link.with_name(f".{METRIC_FILE}.tmp")
+            temp.unlink(missing_ok=True)
+            os.symlink(target, temp)
+            os.replace(temp, link)
+        linked += 1
+    return linked
+
+
+def tool_commands(layout: Layout, settings: Settings) -> list[str]:
+    """Bench2Drive's own tools on this folder, unmodified, as run from SimLingo's Bench2Drive/ with the agent's
+    interpreter: merge_route_json.py on the results, ability_benchmark.py (it needs CARLA's PythonAPI) and
+    efficiency_smoothness_benchmark.py on merged.json and the metric dir."""
+    from simdoctor.agentenv import agent_environment
+    from simdoctor.probes.agent import resolve_python
+
+    python = resolve_python(settings)[0] or "python"
+    env = agent_environment(settings)
+    cd = f"cd {shlex.quote(str(Path(settings.work_dir) / 'Bench2Drive'))} && "
+    merged_file, metric = shlex.quote(str(layout.merged_file)), shlex.quote(str(layout.metric_dir))
+    carla = " ".join(f"{k}={shlex.quote(env[k])}" for k in ("CARLA_ROOT", "PYTHONPATH"))
+    return [
+        f"{cd}{python} tools/merge_route_json.py -f {shlex.quote(str(layout.results_dir))}",
+        f"{cd}env {carla} {python} tools/ability_benchmark.py -r {merged_file}",
+        f"{cd}{python} tools/efficiency_smoothness_benchmark.py -f {merged_file} -m {metric}",
+    ]
+
+
+def publish(out: Path, names: RunRecipe, json_out: bool = False, display: bool = True,
+            settings: Optional[Settings] = None) -> Report:  # fmt: skip
+    """Build the report, write merged.json and the metric dir beside it, print it when `display` (also at the end
+    of `simdoctor run`), with each Bench2Drive tool's command when `settings` say where SimLingo is."""
     report, records = build(out, names)
     # Unindented: json's C encoder only writes without indent, and an indented merged.json of 2,200 routes took
     # longer to write than the rest of the report took to build; upstream's tools only parse it.
     atomic.write_json(Path(report.merged_file), merged(records, report), indent=None)
+    layout = Layout(Path(report.out), names)
+    report = dataclasses.replace(
+        report, metric_dir=str(layout.metric_dir), metric_files=link_metrics(layout, records),
+        tools=tool_commands(layout, settings) if settings is not None else [],
+    )  # fmt: skip
     if not display:
         return report
     if json_out:

@@ -683,7 +683,7 @@ def conclude(plan: Plan, settings: Settings, progress: Progress, attempts: int, 
     """The end of a run, either backend: the totals, the report, what survived a cleanup; the exit code."""
     took = time.monotonic() - began
     progress.note(f"ran {attempts} attempt(s) of {len(plan.pending)} route(s) in {took:.1f} s")
-    built = report.publish(Path(plan.out), settings.recipe.run, json_out)
+    built = report.publish(Path(plan.out), settings.recipe.run, json_out, settings=settings)
     for line in unclean:
         sys.stderr.write(f"simdoctor: {line}\n")
     failed = built.crashed or built.missing or unclean
