@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -169,6 +170,10 @@ def run(
     ] = None,
     retries: Annotated[Optional[int], typer.Option("--retries", help="Retries after infrastructure failures.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Traffic manager seed.")] = None,
+    seeds: Annotated[
+        Optional[str],
+        typer.Option("--seeds", help="Run the routes once per seed (1,2,3: SimLingo's protocol) into OUT/seed-N/."),
+    ] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Start over instead of resuming.")] = False,
     viz: Annotated[bool, typer.Option("--viz", help="Record SimLingo's own view of each route as a video.")] = False,
     viz_every: Annotated[
@@ -220,6 +225,7 @@ def run(
     slurm_only = {"--partition": partition, "--account": account, "--qos": qos, "--time": time_limit,
                   "--max-concurrent": max_concurrent, "--gpus-per-task": gpus_per_task,
                   "--cpus-per-task": cpus_per_task, "--mem": mem, "--on-interrupt": on_interrupt}  # fmt: skip
+    each = _seed_runs(seeds, seed, options, settings, json_out)
     if backend == "slurm":
         from simdoctor.slurm import backend as slurm_backend
 
@@ -232,16 +238,47 @@ def run(
             cpus_per_task=cpus_per_task, mem=mem, on_interrupt=on_interrupt,
         )  # fmt: skip
         if dry_run:
-            raise typer.Exit(slurm_backend.dry_run(settings, options, opts, json_out=json_out))
-        raise typer.Exit(_refusable(lambda output: slurm_backend.run(settings, options, opts, json_out), json_out))
+            raise typer.Exit(each(lambda o: slurm_backend.dry_run(settings, o, opts, json_out=json_out), False))
+        raise typer.Exit(each(lambda o: _refusable(lambda _: slurm_backend.run(settings, o, opts, json_out), json_out)))
     if backend != "local":
         raise ConfigError(f"--backend must be local or slurm, not {backend!r}")
     given = [name for name, value in slurm_only.items() if value is not None]
     if given:
         raise ConfigError(f"{', '.join(given)}: only with --backend slurm")
     if dry_run:
-        raise typer.Exit(runplan.dry_run(settings, options, json_out=json_out))
-    raise typer.Exit(_refusable(lambda output: supervisor.run(settings, options, json_out=json_out), json_out))
+        raise typer.Exit(each(lambda o: runplan.dry_run(settings, o, json_out=json_out), False))
+    raise typer.Exit(each(lambda o: _refusable(lambda _: supervisor.run(settings, o, json_out=json_out), json_out)))
+
+
+def _seed_runs(seeds: Optional[str], seed: Optional[int], options, settings: Settings, json_out: bool):
+    """How to run `options`: as given, or with --seeds once per seed into OUT/seed-N/ (each resumable on its own),
+    stopping at an interrupt, then the seeds' report (mean ± std); the worst exit code."""
+    from simdoctor import report
+    from simdoctor.supervisor import EXIT_INTERRUPTED
+
+    if seeds is None:
+        return lambda call, summary=True: call(options)
+    if seed is not None:
+        raise ConfigError("--seed and --seeds: give one of them")
+    try:
+        numbers = list(dict.fromkeys(int(s) for s in seeds.split(",") if s.strip()))
+    except ValueError:
+        raise ConfigError(f"--seeds takes seed numbers separated by commas (1,2,3), not {seeds!r}") from None
+    if not numbers or min(numbers) < 0:
+        raise ConfigError(f"--seeds takes seed numbers of 0 or more separated by commas (1,2,3), not {seeds!r}")
+    base = Path(options.out or settings.recipe.run.out_dir).expanduser()
+
+    def each(call, summary: bool = True) -> int:
+        code = 0
+        for number in numbers:
+            code = max(code, call(dataclasses.replace(options, out=base / f"seed-{number}", seed=number)))
+            if code == EXIT_INTERRUPTED:
+                return code
+        if summary:
+            report.publish_seeds(base, settings.recipe.run, json_out)
+        return code
+
+    return each
 
 
 def _viz_every(viz: bool, every: Optional[int], keep_frames: bool, settings: Settings) -> Optional[int]:
@@ -367,12 +404,10 @@ def report(
 
     settings = settings_from(recipe)
     names = settings.recipe.run
-    from simdoctor import htmlreport
-
-    code = 0
-    if not html or htmlreport.is_run_folder(out, names):  # a folder of seeds has no report of its own here
-        code = route_report.run(out, names, json_out=json_out)
+    code = route_report.run(out, names, json_out=json_out)  # a folder of seeds: each seed's, then their mean
     if html:
+        from simdoctor import htmlreport
+
         page = htmlreport.write(out, names)
         (sys.stderr if json_out else sys.stdout).write(f"HTML report: {page}\n")
     raise typer.Exit(code)

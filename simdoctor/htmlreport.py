@@ -20,7 +20,7 @@ from typing import Optional
 
 from simdoctor import atomic, profiling, report, results, routes
 from simdoctor.outdir import Layout
-from simdoctor.recipe import ConfigError, RunRecipe
+from simdoctor.recipe import RunRecipe
 
 PAGE = "report.html"
 GIB = 2**30
@@ -35,31 +35,9 @@ class Seed:
     steps: list[profiling.StepSummary]  # each timed route's, its latency histogram included
 
 
-def is_run_folder(out: Path, names: RunRecipe) -> bool:
-    """Whether `out` holds a run's route files (rather than `seed-<n>/` runs); an unreadable folder is said."""
-    try:
-        return (Path(out) / names.routes_dir).is_dir()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {out}: {exc.strerror}") from None
-
-
-def run_folders(out: Path, names: RunRecipe) -> list[tuple[str, Path]]:
-    """The run folder itself, or its `seed-<n>/` run folders."""
-    if is_run_folder(out, names):
-        return [("", out)]
-    try:
-        found = [p for p in out.glob("seed-*") if is_run_folder(p, names)]
-    except OSError as exc:
-        raise ConfigError(f"cannot read {out}: {exc.strerror}") from None
-    seeds = sorted(found, key=lambda p: (len(p.name), p.name))
-    if not seeds:
-        raise ConfigError(f"{out} is not a `simdoctor run` output folder (no {names.routes_dir}/ or seed-*/ in it)")
-    return [(p.name.replace("-", " "), p) for p in seeds]
-
-
 def load(out: Path, names: RunRecipe) -> list[Seed]:
     seeds = []
-    for label, folder in run_folders(out, names):
+    for label, folder in report.run_folders(out, names):
         built, records = report.build(folder, names)
         by_route = {report.route_number(r.route_id): r for r in records}
         layout = Layout(folder, names)

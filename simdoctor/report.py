@@ -72,6 +72,18 @@ class GroupRow:
 
 
 @dataclass(frozen=True)
+class Definition:
+    """DS and SR by one of the three definitions in use; they differ on any set but the full 220 routes run
+    without a crash (module docstring)."""
+
+    name: str  # routes_run, bench2drive, simlingo
+    label: str
+    divisor: int
+    driving_score: Optional[float]  # 0-100; None when the divisor is 0
+    success_rate: Optional[float]  # percent
+
+
+@dataclass(frozen=True)
 class Speed:
     """The agent over every timed step of every route."""
 
@@ -105,6 +117,7 @@ class Report:
     speed: Speed
     rows: list[RouteRow]
     merged_file: str
+    definitions: list[Definition] = field(default_factory=list)
 
 
 def route_number(record_route_id: str) -> str:
@@ -263,8 +276,33 @@ def build(out: Path, names: RunRecipe) -> tuple[Report, list[results.RouteRecord
         speed=_speed(rows, route_steps),
         rows=rows,
         merged_file=str(layout.merged_file),
+        definitions=definitions(rows, records),
     )
     return report, records
+
+
+BENCH2DRIVE_ROUTES = 220  # merge_route_json.py's divisor
+AGENT_CRASHED = "Failed - Agent crashed"  # the status SimLingo's copy of merge_route_json.py drops
+
+
+def _definition(name: str, label: str, divisor: int, scores: float, successes: int) -> Definition:
+    if not divisor:
+        return Definition(name, label, 0, None, None)
+    return Definition(name, label, divisor, scores / divisor, 100 * successes / divisor)
+
+
+def definitions(rows: list[RouteRow], records: list[results.RouteRecord]) -> list[Definition]:
+    """The routes run (simdoctor: a route without a record scores 0), Bench2Drive's tools/merge_route_json.py
+    (every record / 220), SimLingo's copy of it (records but 'Failed - Agent crashed' / the records kept)."""
+    kept = [r for r in records if r.status != AGENT_CRASHED]
+    return [
+        _definition("routes_run", f"over the {len(rows)} routes run (no record: 0)", len(rows),
+                    sum(r.score_composed for r in rows), sum(r.success for r in rows)),
+        _definition("bench2drive", "Bench2Drive merge_route_json.py (÷ 220)", BENCH2DRIVE_ROUTES,
+                    sum(r.score_composed for r in records), sum(r.success for r in records)),
+        _definition("simlingo", f"SimLingo's copy (drops '{AGENT_CRASHED}', ÷ {len(kept)} kept)", len(kept),
+                    sum(r.score_composed for r in kept), sum(r.success for r in kept)),
+    ]  # fmt: skip
 
 
 def _seconds(value: Optional[float], digits: int = 3) -> str:
@@ -293,6 +331,9 @@ def show(report: Report, out) -> None:
         f"evaluated {report.evaluated} · missing {len(report.missing)} (count as failed, score 0) · "
         f"crashed {len(report.crashed)}"
     )
+    for d in report.definitions:
+        if d.driving_score is not None:
+            out.print(f"  DS {d.driving_score:6.2f}  SR {d.success_rate:6.2f} %   {d.label}")
     out.print("statuses: " + ", ".join(f"{status} {n}" for status, n in report.statuses.items()))
     out.print(Text(f"\ninfractions per km ({report.km_driven:.3f} km driven; outside_route_lanes in km)", style="bold"))
     out.print("  " + ", ".join(f"{k} {v:g}" for k, v in report.infractions_per_km.items()))
@@ -347,17 +388,116 @@ def show(report: Report, out) -> None:
 
 
 def run(out: Path, names: RunRecipe, json_out: bool = False) -> int:
-    """`simdoctor report`: 0 when printed."""
-    publish(out, names, json_out)
+    """`simdoctor report`: 0 when printed. A folder of seeds (`run --seeds`) gets each seed's merged.json and the
+    seeds' DS and SR with their mean and standard deviation."""
+    if run_folders(Path(out).expanduser(), names)[0][0] == "":
+        publish(out, names, json_out)
+    else:
+        publish_seeds(out, names, json_out)
     return 0
 
 
-def publish(out: Path, names: RunRecipe, json_out: bool = False) -> Report:
-    """Build the report, write merged.json beside it, print it (also at the end of `simdoctor run`)."""
+def is_run_folder(out: Path, names: RunRecipe) -> bool:
+    """Whether `out` holds a run's route files (rather than `seed-<n>/` runs); an unreadable folder is said."""
+    try:
+        return (Path(out) / names.routes_dir).is_dir()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {out}: {exc.strerror}") from None
+
+
+def run_folders(out: Path, names: RunRecipe) -> list[tuple[str, Path]]:
+    """The run folder itself, or its `seed-<n>/` run folders (`run --seeds`)."""
+    if not out.is_dir():
+        raise ConfigError(f"{out}: no such folder" if not out.exists() else f"{out} is a file, not a folder")
+    if is_run_folder(out, names):
+        return [("", out)]
+    try:
+        found = [p for p in out.glob("seed-*") if is_run_folder(p, names)]
+    except OSError as exc:
+        raise ConfigError(f"cannot read {out}: {exc.strerror}") from None
+    seeds = sorted(found, key=lambda p: (len(p.name), p.name))
+    if not seeds:
+        raise ConfigError(f"{out} is not a `simdoctor run` output folder (no {names.routes_dir}/ or seed-*/ in it)")
+    return [(p.name.replace("-", " "), p) for p in seeds]
+
+
+@dataclass(frozen=True)
+class SeedRow:
+    seed: str  # "seed 1"
+    out: str
+    routes: int
+    evaluated: int
+    driving_score: Optional[float]
+    success_rate: Optional[float]
+    crashed: int
+    missing: int
+
+
+@dataclass(frozen=True)
+class SeedsReport:
+    """SimLingo's protocol: the same routes once per traffic-manager seed, reported as mean ± std (sample std,
+    n - 1, of the seeds' DS and SR over the routes run)."""
+
+    out: str
+    seeds: list[SeedRow]
+    driving_score_mean: Optional[float]
+    driving_score_std: Optional[float]
+    success_rate_mean: Optional[float]
+    success_rate_std: Optional[float]
+
+
+def _spread(values: list[float]) -> tuple[Optional[float], Optional[float]]:
+    import statistics
+
+    if not values:
+        return None, None
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def publish_seeds(out: Path, names: RunRecipe, json_out: bool = False) -> SeedsReport:
+    """Each seed's report built and its merged.json written; the seeds' scores printed side by side."""
+    rows = []
+    for label, folder in run_folders(Path(out).expanduser().resolve(), names):
+        r = publish(folder, names, display=False)
+        rows.append(SeedRow(label, str(folder), r.routes, r.evaluated, r.driving_score, r.success_rate,
+                            len(r.crashed), len(r.missing)))  # fmt: skip
+    ds = _spread([r.driving_score for r in rows if r.driving_score is not None])
+    sr = _spread([r.success_rate for r in rows if r.success_rate is not None])
+    report = SeedsReport(str(out), rows, *ds, *sr)
+    if json_out:
+        sys.stdout.write(json.dumps({"schema_version": REPORT_SCHEMA_VERSION, **to_data(report)}) + "\n")
+    else:
+        from simdoctor import render
+
+        show_seeds(report, render.console())
+    return report
+
+
+def _pm(mean: Optional[float], std: Optional[float]) -> str:
+    return "-" if mean is None else f"{mean:.2f}" + (f" ± {std:.2f}" if std is not None else "")
+
+
+def show_seeds(report: SeedsReport, out) -> None:
+    from rich.text import Text
+
+    out.print(Text(f"simdoctor report · {report.out} · {len(report.seeds)} seeds (SimLingo's protocol)", style="bold"))
+    for s in report.seeds:
+        out.print(f"  {s.seed}: DS {_seconds(s.driving_score, 2)}  SR {_seconds(s.success_rate, 2)} %  "
+                  f"({s.routes} routes, {s.crashed} crashed, {s.missing} missing)  {s.out}")  # fmt: skip
+    out.print(Text(f"mean ± std (sample, n-1) over seeds: DS {_pm(report.driving_score_mean, report.driving_score_std)}"
+                   f"   SR {_pm(report.success_rate_mean, report.success_rate_std)} %  (each over the routes run)",
+                   style="bold"))  # fmt: skip
+
+
+def publish(out: Path, names: RunRecipe, json_out: bool = False, display: bool = True) -> Report:
+    """Build the report, write merged.json beside it, print it when `display` (also at the end of `simdoctor
+    run`)."""
     report, records = build(out, names)
     # Unindented: json's C encoder only writes without indent, and an indented merged.json of 2,200 routes took
     # longer to write than the rest of the report took to build; upstream's tools only parse it.
     atomic.write_json(Path(report.merged_file), merged(records, report), indent=None)
+    if not display:
+        return report
     if json_out:
         payload = {"schema_version": REPORT_SCHEMA_VERSION, **to_data(report)}
         sys.stdout.write(json.dumps(payload) + "\n")  # one line: see merged.json above

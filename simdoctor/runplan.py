@@ -416,6 +416,7 @@ def launch(plan: Plan, task: Task, slot: Slot) -> Launch:
         argv.append(f"--gpu-rank={slot.graphics_adapter}")
     env = dict(plan.environment)
     env["SAVE_PATH"] = task.viz_dir.rstrip("/") + "/"  # the agent appends the save name without a separator
+    env["ROUTES"] = task.route_file  # agent_simlingo.py line 113: names its debug folder after the route file's stem
     if slot.gpu is not None:
         env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # CUDA's own order is fastest-first, NVML's is PCI
         env["CUDA_VISIBLE_DEVICES"] = str(slot.gpu)

@@ -58,6 +58,7 @@ from simdoctor.evaluator import EvaluatorRun
 from simdoctor.findings import Fix
 from simdoctor.outdir import Layout
 from simdoctor.probes.ports import bindable, worker_ports
+from simdoctor.procs import ProcessInfo
 from simdoctor.proctree import StopResult
 from simdoctor.progress import Progress, slot_lane
 from simdoctor.results import Attempt, Exit, Kind, TaskRecord
@@ -133,6 +134,16 @@ class CarlaWatch:
         self.offset = run.log_offset
         self.output = ""  # the attempt's log since the launch line's look, whole lines
         self.fatal: Optional[diagnose.Diagnosis] = None
+        self.seen: list[ProcessInfo] = []  # CARLA's processes at the last full look
+
+    def _alive(self) -> bool:
+        """Whether CARLA still runs: the processes seen last still there (cheap: the shell and the launcher wait for
+        the server, so they live as long as it does), else a full look at the attempt's processes."""
+        self.seen = [p for p in self.seen if (now := procs.process(p.pid)) and now.start_ticks == p.start_ticks
+                     and procs.is_alive(p.pid)]  # fmt: skip
+        if not self.seen:
+            self.seen = self.run.carla_processes()
+        return bool(self.seen)
 
     def look(self, now: float) -> Optional[CarlaDeath]:
         """A CarlaDeath once no CARLA process is left or CARLA printed a fatal line; None while it lives."""
@@ -140,7 +151,7 @@ class CarlaWatch:
         self.output += text[: max(0, OUTPUT_CAP - len(self.output))]
         if text and self.fatal is None:
             self.fatal = next((d for d in diagnose.diagnose(text, exited=False) if d.key in diagnose.FATAL), None)
-        if self.fatal is None and self.run.carla_processes():
+        if self.fatal is None and self._alive():
             return None
         found = diagnose.first_cause(diagnose.diagnose(self.output)) or self.fatal
         return CarlaDeath(now, now - self.launched_at, found)
@@ -401,9 +412,12 @@ class Supervisor:
                     active.carla_death = watch.look(now)
                 if active.carla_death is not None and now - active.carla_death.at >= DEATH_GRACE_S:
                     assert watch is not None
-                    if watch.look(now) is not None:  # still gone (a process table read mid-change can miss it)
+                    again = watch.look(now)  # still gone? (a process table read mid-change can miss it)
+                    if again is None:
+                        active.carla_death = None
+                    else:  # the first sighting's time, the words CARLA has written by now
+                        active.carla_death = dataclasses.replace(active.carla_death, diagnosis=again.diagnosis)
                         return "carla_died"
-                    active.carla_death = None
                 if fd is not None:
                     select.select([fd], [], [], POLL_S)
                 else:

@@ -136,6 +136,28 @@ def test_a_subset_is_scored_over_its_own_routes(layout, tmp_path):
     assert [g.name for g in built.scenario_types] == ["Accident", "HardBreakRoute"]
 
 
+def test_a_subset_labels_each_definition(layout, tmp_path):
+    """Four routes: Perfect, Completed with a collision (60), 'Failed - Agent crashed' (25), one never ran. Over the
+    routes run: (100 + 60 + 25 + 0) / 4; Bench2Drive's merge_route_json.py: / 220; SimLingo's copy drops the agent
+    crash and divides by the 2 records kept."""
+    specs = [{"id": str(i), "town": "Town01", "type": "Accident"} for i in range(1, 5)]
+    routes.write_route_files(routes.read_routes(builders.routes_xml(tmp_path / "r.xml", specs)), layout.routes_dir)
+    builders.results_file(layout.results_file("1"), "1", "Town01", "Accident")
+    builders.results_file(layout.results_file("2"), "2", "Town01", "Accident",
+                          infractions={"collisions_vehicle": [COLLISION]})  # fmt: skip
+    builders.results_file(layout.results_file("3"), "3", "Town01", "Accident", completion=25.0, failure="Agent crashed")
+    built, _ = report.build(layout.root, layout.names)
+    found = {d.name: (d.divisor, d.driving_score, d.success_rate) for d in built.definitions}
+    assert found == {
+        "routes_run": (4, pytest.approx(185 / 4), 25.0),
+        "bench2drive": (220, pytest.approx(185 / 220), pytest.approx(100 / 220)),
+        "simlingo": (2, pytest.approx(160 / 2), 50.0),
+    }
+    labels = [d.label for d in built.definitions]
+    assert labels == ["over the 4 routes run (no record: 0)", "Bench2Drive merge_route_json.py (÷ 220)",
+                      "SimLingo's copy (drops 'Failed - Agent crashed', ÷ 2 kept)"]  # fmt: skip
+
+
 def test_crashed_routes_slowest_routes_and_profiling(layout, tmp_path):
     specs = [{"id": str(i), "town": "Town03", "type": "Accident"} for i in range(1, 4)]
     routes.write_route_files(routes.read_routes(builders.routes_xml(tmp_path / "r.xml", specs)), layout.routes_dir)

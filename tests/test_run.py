@@ -339,3 +339,30 @@ def test_the_live_view_on_a_terminal(standin_stack: Stack) -> None:
     assert "slot 0 (no GPU): route 1 (Town01) attempt 1, port " in text  # the live view's slot line
     assert "1/1 routes done · DS so far 100.00" in text and "\x1b[" in text  # styled: a terminal
     assert "Driving Score 100.00" in text
+
+
+def test_seeds_run_the_routes_once_per_seed_and_report_mean_and_std(standin_stack: Stack) -> None:
+    """SimLingo's protocol (start_eval_simlingo.py: seeds 1, 2, 3 as full runs): `--seeds 1,2` runs the set into
+    OUT/seed-1/ and OUT/seed-2/, each with its --traffic-manager-seed; route 2 is blocked only on its first run, so
+    the seeds differ. The report gives each seed's DS/SR and their mean ± std; a rerun resumes (runs nothing)."""
+    specs = [route("1"), route("2", "blocked", standin_failing_attempts="1")]
+    done = simdoctor_run(standin_stack, specs, "--seeds", "1,2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = standin_stack.home / "out"
+    for seed in (1, 2):
+        plan = json.loads((out / f"seed-{seed}" / "run.json").read_text())
+        assert plan["seed"] == seed, plan
+        records = [results.read_task(p) for p in (out / f"seed-{seed}" / "tasks").glob("*.json")]
+        assert {r.route_id: r.final for r in records} == {"1": "result", "2": "result"}
+    report = subprocess.run(standin_stack.rt.simdoctor("report", str(out), "--json"), env=standin_stack.env(),
+                            capture_output=True, text=True)  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    seeds = json.loads(report.stdout)
+    one, two = seeds["seeds"]
+    assert (one["seed"], two["seed"]) == ("seed 1", "seed 2")
+    assert one["success_rate"] == 50.0 and two["success_rate"] == 100.0
+    assert seeds["success_rate_mean"] == 75.0 and seeds["success_rate_std"] == pytest.approx(35.355, abs=1e-3)
+    assert seeds["driving_score_mean"] == pytest.approx((one["driving_score"] + two["driving_score"]) / 2)
+    assert "2 seeds (SimLingo's protocol)" in done.stdout and "mean ± std (sample, n-1) over seeds" in done.stdout
+    again = simdoctor_run(standin_stack, specs, "--seeds", "1,2")
+    assert again.returncode == 0 and again.stdout.count("2 routes, 2 already done, 0 to run") == 2, again.stdout

@@ -161,6 +161,7 @@ def test_each_task_gets_the_exact_evaluator_command(stack, tmp_path):
     assert run.env == {
         **agent_environment(settings),
         "SAVE_PATH": f"{out}/viz/1773/",
+        "ROUTES": f"{out}/routes/1773.xml",
         "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
         "CUDA_VISIBLE_DEVICES": "1",
         "SIMDOCTOR_AGENT_FILE": f"{work}/team_code/agent_simlingo.py",

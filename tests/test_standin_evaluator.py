@@ -219,8 +219,11 @@ def test_a_carla_that_dies_at_start_keeps_the_evaluator_trying_for_hours(standin
     60 + 20 x (600 + 5) + 40 x 5 s, about 3.4 hours."""
     builders.set_behaviour(standin_stack.carla_root, {"fail": "no_device"})
     plan = plan_for(standin_stack, [builders.standin_route("7")])
+    # Ports away from the 20000s other stand-in stacks on this machine may hold: a live server there would answer.
+    carla = standin_stack.settings().recipe.carla
+    slot = dataclasses.replace(plan.slots[0], ports=worker_ports(carla, 1, 40000 + os.getpid() % 20000)[0])
     began = time.monotonic()
-    exit, log = execute(standin_stack, plan, plan.tasks[0], STANDIN_EVALUATOR_TIME_SCALE="0.0002")
+    exit, log = execute(standin_stack, plan, plan.tasks[0], slot=slot, STANDIN_EVALUATOR_TIME_SCALE="0.0002")
     took = time.monotonic() - began
     assert exit == Exit(1), log
     assert "Cannot find a compatible Vulkan device or driver" in log
