@@ -88,7 +88,7 @@ def test_two_workers_on_each_of_four_gpus(make_settings):
     ],
 )
 def test_a_subset_out_of_order_keeps_its_order_and_mapping(make_settings, gpus, workers, expected):
-    slots, _ = runplan.plan_slots(make_settings(), runplan.parse_gpus(gpus), runplan.parse_workers(workers),
+    slots, _ = runplan.plan_slots(make_settings(), runplan.parse_gpus(gpus), runplan.parse_workers(workers, 16),
                                   node(free_gib=13), vulkan(), **ANY_PORT)  # fmt: skip
     assert [(s.gpu, s.graphics_adapter, s.gpu_uuid) for s in slots] == [(g, ADAPTER[g], UUIDS[g]) for g in expected]
 

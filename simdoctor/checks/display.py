@@ -150,7 +150,8 @@ def window(facts: Facts, ctx: CheckContext):
             return fail(f"Vulkan device {adapter} (GPU {ctx.gpu}) was not probed", window_fix(ctx, gpus))
     details = [describe(p) for p in w.devices]
     gpu = "the NVIDIA GPU" if ctx.gpu is None else f"GPU {ctx.gpu}"
-    label = f"{gpu} ({presentation.name}, -graphicsadapter={presentation.index})"
+    listed = next((dev.name for dev in devices if dev.index == presentation.index), None)
+    label = f"{gpu} ({presentation.name or listed or '?'}, -graphicsadapter={presentation.index})"
     if presentation.ok:
         return ok(f"{label} presents to {where}: surface and swapchain ({presentation.swapchain_images} images)",
                   details)  # fmt: skip
