@@ -485,17 +485,7 @@ def show_upstream(folder: Path, sets: list[tuple[str, list[results.ResultsFile]]
 
             show(report, render.console())
         return
-    rows = [SeedRow(label, r.out, r.routes, r.evaluated, r.driving_score, r.success_rate, len(r.crashed),
-                    len(r.missing)) for label, r in reports]  # fmt: skip
-    ds = _spread([r.driving_score for r in rows if r.driving_score is not None])
-    sr = _spread([r.success_rate for r in rows if r.success_rate is not None])
-    seeds = SeedsReport(str(folder), rows, *ds, *sr)
-    if json_out:
-        sys.stdout.write(json.dumps({"schema_version": REPORT_SCHEMA_VERSION, **to_data(seeds)}) + "\n")
-    else:
-        from simdoctor import render
-
-        show_seeds(seeds, render.console())
+    seeds_summary(folder, reports, json_out)
 
 
 def is_run_folder(out: Path, names: RunRecipe) -> bool:
@@ -557,11 +547,17 @@ def _spread(values: list[float]) -> tuple[Optional[float], Optional[float]]:
 
 def publish_seeds(out: Path, names: RunRecipe, json_out: bool = False) -> SeedsReport:
     """Each seed's report built and its merged.json written; the seeds' scores printed side by side."""
-    rows = []
-    for label, folder in run_folders(Path(out).expanduser().resolve(), names):
-        r = publish(folder, names, display=False)
-        rows.append(SeedRow(label, str(folder), r.routes, r.evaluated, r.driving_score, r.success_rate,
-                            len(r.crashed), len(r.missing)))  # fmt: skip
+    reports = [
+        (label, publish(folder, names, display=False))
+        for label, folder in run_folders(Path(out).expanduser().resolve(), names)
+    ]
+    return seeds_summary(Path(out), reports, json_out)
+
+
+def seeds_summary(out: Path, reports: list[tuple[str, Report]], json_out: bool) -> SeedsReport:
+    """Each seed's DS/SR and their mean ± std, printed (or one JSON object)."""
+    rows = [SeedRow(label, r.out, r.routes, r.evaluated, r.driving_score, r.success_rate, len(r.crashed),
+                    len(r.missing)) for label, r in reports]  # fmt: skip
     ds = _spread([r.driving_score for r in rows if r.driving_score is not None])
     sr = _spread([r.success_rate for r in rows if r.success_rate is not None])
     report = SeedsReport(str(out), rows, *ds, *sr)
