@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from simdoctor import filelock, handoff, procs, proctree, profiling, report, results, runplan, safefile
+from simdoctor import distro, filelock, handoff, procs, proctree, profiling, report, results, runplan, safefile
 from simdoctor.agentenv import without_tokens
 from simdoctor.carla import diagnose
 from simdoctor.carla.errors import Refusal
@@ -452,7 +452,8 @@ class Supervisor:
             elif outcome == "carla_died" and verdict.status is None:
                 death = active.carla_death
                 assert death is not None
-                reason, fix = death.reason(), death.diagnosis.fix if death.diagnosis else None
+                fix = distro.localize(death.diagnosis.fix, distro.Machine.here()) if death.diagnosis else None
+                reason = death.reason()
             attempt = dataclasses.replace(active.attempt, **done, kind=verdict.kind, status=verdict.status,
                                           reason=reason, fix=fix)  # fmt: skip
         record = dataclasses.replace(active.record, attempts=[*active.record.attempts[:-1], attempt])
