@@ -42,18 +42,22 @@ app = typer.Typer(
 EXIT_USAGE = 2
 
 RecipeOpt = Annotated[Optional[str], typer.Option("--recipe", help="Recipe NAME or PATH to a .toml file.")]
-CarlaRootOpt = Annotated[Optional[str], typer.Option("--carla-root", help="CARLA package dir [env CARLA_ROOT].")]
-WorkDirOpt = Annotated[Optional[str], typer.Option("--work-dir", help="SimLingo checkout [env SIMDOCTOR_WORK_DIR].")]
+CarlaRootOpt = Annotated[Optional[str], typer.Option("--carla-root", help="CARLA package dir (env CARLA_ROOT).")]
+WorkDirOpt = Annotated[Optional[str], typer.Option("--work-dir", help="SimLingo checkout (env SIMDOCTOR_WORK_DIR).")]
 AgentPythonOpt = Annotated[
-    Optional[str], typer.Option("--agent-python", help="Agent interpreter [env SIMDOCTOR_AGENT_PYTHON].")
+    Optional[str], typer.Option("--agent-python", help="Agent interpreter (env SIMDOCTOR_AGENT_PYTHON).")
 ]
-CarlaHostOpt = Annotated[Optional[str], typer.Option("--carla-host", help="CARLA server host.")]
-CarlaPortOpt = Annotated[Optional[int], typer.Option("--carla-port", help="CARLA server RPC port.")]
+CarlaHostOpt = Annotated[
+    Optional[str], typer.Option("--carla-host", help="CARLA server host (env SIMDOCTOR_CARLA_HOST).")
+]
+CarlaPortOpt = Annotated[
+    Optional[int], typer.Option("--carla-port", help="CARLA server RPC port (env SIMDOCTOR_CARLA_PORT).")
+]
 PartitionOpt = Annotated[
-    Optional[str], typer.Option("--partition", help="Slurm partition [env SIMDOCTOR_SLURM_PARTITION].")
+    Optional[str], typer.Option("--partition", help="Slurm partition (env SIMDOCTOR_SLURM_PARTITION).")
 ]
-AccountOpt = Annotated[Optional[str], typer.Option("--account", help="Slurm account [env SIMDOCTOR_SLURM_ACCOUNT].")]
-QosOpt = Annotated[Optional[str], typer.Option("--qos", help="Slurm QOS [env SIMDOCTOR_SLURM_QOS].")]
+AccountOpt = Annotated[Optional[str], typer.Option("--account", help="Slurm account (env SIMDOCTOR_SLURM_ACCOUNT).")]
+QosOpt = Annotated[Optional[str], typer.Option("--qos", help="Slurm QOS (env SIMDOCTOR_SLURM_QOS).")]
 BackendOpt = Annotated[str, typer.Option("--backend", help="How CARLA runs: process or docker.")]
 
 

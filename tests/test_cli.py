@@ -110,3 +110,13 @@ def test_verbose_adds_details(home):
     quiet = simdoctor("check", "--only", "vulkan").stdout
     loud = simdoctor("check", "--only", "vulkan", "-v").stdout
     assert "searched:" in loud and "searched:" not in quiet
+
+
+def test_help_names_each_settings_variable(home):
+    """Typer renders help through rich markup, which swallowed `[env X]` as a tag: the variables vanished."""
+    env = {**os.environ, "COLUMNS": "200"}
+    out = simdoctor("check", "--help", env=env).stdout
+    names = ["CARLA_ROOT", "SIMDOCTOR_WORK_DIR", "SIMDOCTOR_AGENT_PYTHON", "SIMDOCTOR_CARLA_HOST"]
+    names += ["SIMDOCTOR_CARLA_PORT", "SIMDOCTOR_SLURM_PARTITION", "SIMDOCTOR_SLURM_ACCOUNT", "SIMDOCTOR_SLURM_QOS"]
+    for name in names:
+        assert f"(env {name})" in out, name
