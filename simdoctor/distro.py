@@ -8,13 +8,15 @@ was written, and simdoctor named as it is installed.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import shutil
 from dataclasses import dataclass
 from typing import Optional
 
 from simdoctor.findings import Fix
-from simdoctor.probes.system import OsRelease, SystemFacts
+from simdoctor.probes.system import OsRelease, SystemFacts, read_os_release, simdoctor_command
 from simdoctor.recipe import Family, PlatformRecipe
 
 SUDO_AS = re.compile(r"^sudo -iu (\S+) (.+)$")
@@ -35,6 +37,11 @@ class Machine:
         if system is None:
             return cls()
         return cls(system.os_release, system.euid == 0, system.sudo is not None, system.simdoctor)
+
+    @classmethod
+    def here(cls) -> Machine:
+        """This machine, read now: for fixes printed outside `check` (CARLA's log, a refusal), which has no facts."""
+        return cls(read_os_release(), os.geteuid() == 0, shutil.which("sudo") is not None, simdoctor_command())
 
     @property
     def without_privileges(self) -> bool:

@@ -19,7 +19,6 @@ from urllib.parse import unquote, urlsplit
 
 from simdoctor import __version__, distro
 from simdoctor.findings import Fix
-from simdoctor.probes.system import simdoctor_command
 from simdoctor.recipe import ConfigError, PlatformSetup
 from simdoctor.settings import Settings
 from simdoctor.steps import Action, StepError, command
@@ -70,8 +69,7 @@ def root_fix_commands(setup: PlatformSetup, user: str, then: str = "run") -> lis
 def root_fix(settings: Settings, text: str, then: str = "run") -> Fix:
     """The same path as `check`'s root finding, for a command that refuses root: runnable as printed here."""
     setup = settings.recipe.platform.setup
-    here = distro.Machine(root=True, sudo=shutil.which("sudo") is not None, simdoctor=simdoctor_command())
-    return distro.localize(Fix(text, root_fix_commands(setup, setup.user, then)), here)
+    return distro.localize(Fix(text, root_fix_commands(setup, setup.user, then)), distro.Machine.here())
 
 
 def checked_user(name: str) -> str:

@@ -27,6 +27,15 @@ class Layout:
         return self.root / self.names.merged_file
 
     @property
+    def metric_dir(self) -> Path:
+        """efficiency_smoothness_benchmark.py's --metric_dir: <save_name>/metric_info.json links."""
+        return self.root / self.names.metric_dir
+
+    @property
+    def results_dir(self) -> Path:
+        return self.root / self.names.results_dir
+
+    @property
     def lock_file(self) -> Path:
         return self.root / self.names.lock_file
 
@@ -39,7 +48,7 @@ class Layout:
 
     def results_file(self, route_id: str) -> Path:
         """The evaluator's --checkpoint."""
-        return self.root / self.names.results_dir / f"{route_id}.json"
+        return self.results_dir / f"{route_id}.json"
 
     def viz_dir(self, route_id: str) -> Path:
         """The agent's SAVE_PATH (it appends the save name without a separator)."""

@@ -166,6 +166,7 @@ class RunRecipe:
     tasks_dir: str
     run_file: str
     merged_file: str
+    metric_dir: str
     lock_file: str
     slurm_dir: str
     frames_dir: str

@@ -14,8 +14,11 @@ without 'index', sorted by route_id descending; 'driving score' 0-100, 'success 
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import re
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +28,7 @@ from simdoctor import atomic, profiling, results, routes
 from simdoctor.findings import Fix
 from simdoctor.outdir import Layout
 from simdoctor.recipe import ConfigError, RunRecipe
+from simdoctor.settings import Settings
 from simdoctor.typed import to_data
 
 REPORT_SCHEMA_VERSION = 1
@@ -38,6 +42,7 @@ INFRACTION_ORDER = (
 OUTSIDE_LANES = "outside_route_lanes"
 OUTSIDE_METERS = re.compile(r"for about ([0-9.]+) meters")
 MISSING = "missing"
+MERGED = "merged.json"  # merge_route_json.py's output, skipped by its own glob
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,9 @@ class Report:
     rows: list[RouteRow]
     merged_file: str
     definitions: list[Definition] = field(default_factory=list)
+    metric_dir: str = ""  # efficiency_smoothness_benchmark.py's --metric_dir, filled by publish
+    metric_files: int = 0  # records whose metric_info.json it links
+    tools: list[str] = field(default_factory=list)  # the exact command of each Bench2Drive tool on this folder
 
 
 def route_number(record_route_id: str) -> str:
@@ -251,6 +259,18 @@ def build(out: Path, names: RunRecipe) -> tuple[Report, list[results.RouteRecord
         rows.append(row)
         records += [record] if record is not None else []
         route_steps += [steps] if steps is not None else []
+    return summarize(str(layout.root), rows, records, route_steps, str(layout.merged_file)), records
+
+
+def summarize(
+    out: str,
+    rows: list[RouteRow],
+    records: list[results.RouteRecord],
+    route_steps: list[profiling.StepSummary],
+    merged_file: str,
+    over: str = "routes run",
+) -> Report:
+    """The report over `rows` (one per route, or per record of an upstream folder) and their `records`."""
     statuses: dict[str, int] = {}
     for row in rows:
         statuses[row.status] = statuses.get(row.status, 0) + 1
@@ -258,8 +278,8 @@ def build(out: Path, names: RunRecipe) -> tuple[Report, list[results.RouteRecord
     count = len(rows)
     successes = sum(r.success for r in rows)
     timed = [r for r in rows if r.duration_system is not None]
-    report = Report(
-        out=str(layout.root),
+    return Report(
+        out=out,
         routes=count,
         evaluated=len(records),
         driving_score=sum(r.score_composed for r in rows) / count if count else None,
@@ -275,10 +295,9 @@ def build(out: Path, names: RunRecipe) -> tuple[Report, list[results.RouteRecord
         slowest=[r.route_id for r in sorted(timed, key=lambda r: -(r.duration_system or 0))[:SLOWEST]],
         speed=_speed(rows, route_steps),
         rows=rows,
-        merged_file=str(layout.merged_file),
-        definitions=definitions(rows, records),
+        merged_file=merged_file,
+        definitions=definitions(rows, records, over),
     )
-    return report, records
 
 
 BENCH2DRIVE_ROUTES = 220  # merge_route_json.py's divisor
@@ -291,12 +310,13 @@ def _definition(name: str, label: str, divisor: int, scores: float, successes: i
     return Definition(name, label, divisor, scores / divisor, 100 * successes / divisor)
 
 
-def definitions(rows: list[RouteRow], records: list[results.RouteRecord]) -> list[Definition]:
+def definitions(rows: list[RouteRow], records: list[results.RouteRecord], over: str = "routes run") -> list[Definition]:
     """The routes run (simdoctor: a route without a record scores 0), Bench2Drive's tools/merge_route_json.py
     (every record / 220), SimLingo's copy of it (records but 'Failed - Agent crashed' / the records kept)."""
     kept = [r for r in records if r.status != AGENT_CRASHED]
     return [
-        _definition("routes_run", f"over the {len(rows)} routes run (no record: 0)", len(rows),
+        _definition("routes_run", f"over the {len(rows)} {over}" + (" (no record: 0)" if over == "routes run" else ""),
+                    len(rows),
                     sum(r.score_composed for r in rows), sum(r.success for r in rows)),
         _definition("bench2drive", "Bench2Drive merge_route_json.py (÷ 220)", BENCH2DRIVE_ROUTES,
                     sum(r.score_composed for r in records), sum(r.success for r in records)),
@@ -384,17 +404,88 @@ def show(report: Report, out) -> None:
                 style="bold",
             )
         )
-    out.print(f"\nmerged.json for Bench2Drive's tools: {report.merged_file}")
+    if report.merged_file:
+        out.print(f"\nmerged.json for Bench2Drive's tools: {report.merged_file}")
+    if report.metric_dir:
+        out.print(f"metric dir for efficiency_smoothness_benchmark.py: {report.metric_dir} "
+                  f"({report.metric_files} of {report.evaluated} records have their metric_info.json)")  # fmt: skip
+    if report.tools:
+        out.print("Bench2Drive's own tools on this folder:")
+        for command in report.tools:
+            out.print(f"  $ {command}", markup=False, highlight=False)
 
 
-def run(out: Path, names: RunRecipe, json_out: bool = False) -> int:
+def run(out: Path, names: RunRecipe, json_out: bool = False, settings: Optional[Settings] = None) -> int:
     """`simdoctor report`: 0 when printed. A folder of seeds (`run --seeds`) gets each seed's merged.json and the
-    seeds' DS and SR with their mean and standard deviation."""
-    if run_folders(Path(out).expanduser(), names)[0][0] == "":
-        publish(out, names, json_out)
+    seeds' DS and SR with their mean and standard deviation. A folder of upstream results, as Bench2Drive's or
+    SimLingo's own scripts left it, is read as it is (nothing written into it)."""
+    folder = Path(out).expanduser()
+    found = upstream_sets(folder, names) if folder.is_dir() and not _simdoctor_folder(folder, names) else []
+    if found:
+        show_upstream(folder, found, json_out)
+    elif run_folders(folder, names)[0][0] == "":
+        publish(out, names, json_out, settings=settings)
     else:
         publish_seeds(out, names, json_out)
     return 0
+
+
+def _simdoctor_folder(out: Path, names: RunRecipe) -> bool:
+    return is_run_folder(out, names) or any(is_run_folder(p, names) for p in out.glob("seed-*"))
+
+
+# --- results that simdoctor did not produce: Bench2Drive's and SimLingo's own folders ---------------------------
+
+
+def _results_in(folder: Path) -> list[results.ResultsFile]:
+    """The leaderboard results files directly in `folder` (merge_route_json.py's glob, merged.json excepted)."""
+    found = [results.read_results(p) for p in sorted(folder.glob("*.json")) if p.name != MERGED]
+    return [f for f in found if f.records]
+
+
+def upstream_sets(folder: Path, names: RunRecipe) -> list[tuple[str, list[results.ResultsFile]]]:
+    """The result sets of an upstream folder: its own results files (Bench2Drive's run_evaluation_multi_*.sh writes
+    one multi-route JSON per task into one folder), or its `res/` (SimLingo's `<seed>/res/<index>_res.json`), or
+    one set per `<seed>/res/` under it (start_eval_simlingo.py's `<agent>/<benchmark>/<seed>/res/`)."""
+    for candidate in (folder, folder / "res"):
+        if candidate.is_dir() and _results_in(candidate):
+            return [("", _results_in(candidate))]
+    seeds = sorted((p for p in folder.iterdir() if (p / "res").is_dir() and not _simdoctor_folder(p, names)),
+                   key=lambda p: (len(p.name), p.name))  # fmt: skip
+    sets = [(f"seed {p.name}", _results_in(p / "res")) for p in seeds]
+    return [(label, files) for label, files in sets if files]
+
+
+def upstream_row(record: results.RouteRecord) -> RouteRow:
+    scenario = record.scenario_name or ""
+    return RouteRow(
+        route_id=route_number(record.route_id), town=record.town or "?",
+        scenario_type=scenario.rsplit("_", 1)[0] if "_" in scenario else scenario or None,
+        status=record.status, success=record.success, score_composed=record.score_composed,
+        score_route=record.score_route, score_penalty=record.score_penalty, route_length=record.route_length,
+        duration_game=record.duration_game, duration_system=record.duration_system, attempts=0,
+        crashed=record.kind is results.Kind.RETRY, reason=None,
+    )  # fmt: skip
+
+
+def upstream_report(where: str, files: list[results.ResultsFile]) -> Report:
+    """Every record of every file, as merge_route_json.py counts them."""
+    records = [r for f in files for r in f.records]
+    return summarize(where, [upstream_row(r) for r in records], records, [], "", over="records found")
+
+
+def show_upstream(folder: Path, sets: list[tuple[str, list[results.ResultsFile]]], json_out: bool) -> None:
+    reports = [(label, upstream_report(str(folder) + (f" ({label})" if label else ""), files)) for label, files in sets]
+    if len(reports) == 1:
+        report = reports[0][1]
+        if json_out:
+            sys.stdout.write(json.dumps({"schema_version": REPORT_SCHEMA_VERSION, **to_data(report)}) + "\n")
+        else:
+            from simdoctor import render
+
+            show(report, render.console())
+        return
+    seeds_summary(folder, reports, json_out)
 
 
 def is_run_folder(out: Path, names: RunRecipe) -> bool:
@@ -456,11 +547,17 @@ def _spread(values: list[float]) -> tuple[Optional[float], Optional[float]]:
 
 def publish_seeds(out: Path, names: RunRecipe, json_out: bool = False) -> SeedsReport:
     """Each seed's report built and its merged.json written; the seeds' scores printed side by side."""
-    rows = []
-    for label, folder in run_folders(Path(out).expanduser().resolve(), names):
-        r = publish(folder, names, display=False)
-        rows.append(SeedRow(label, str(folder), r.routes, r.evaluated, r.driving_score, r.success_rate,
-                            len(r.crashed), len(r.missing)))  # fmt: skip
+    reports = [
+        (label, publish(folder, names, display=False))
+        for label, folder in run_folders(Path(out).expanduser().resolve(), names)
+    ]
+    return seeds_summary(Path(out), reports, json_out)
+
+
+def seeds_summary(out: Path, reports: list[tuple[str, Report]], json_out: bool) -> SeedsReport:
+    """Each seed's DS/SR and their mean ± std, printed (or one JSON object)."""
+    rows = [SeedRow(label, r.out, r.routes, r.evaluated, r.driving_score, r.success_rate, len(r.crashed),
+                    len(r.missing)) for label, r in reports]  # fmt: skip
     ds = _spread([r.driving_score for r in rows if r.driving_score is not None])
     sr = _spread([r.success_rate for r in rows if r.success_rate is not None])
     report = SeedsReport(str(out), rows, *ds, *sr)
@@ -489,13 +586,67 @@ def show_seeds(report: SeedsReport, out) -> None:
                    style="bold"))  # fmt: skip
 
 
-def publish(out: Path, names: RunRecipe, json_out: bool = False, display: bool = True) -> Report:
-    """Build the report, write merged.json beside it, print it when `display` (also at the end of `simdoctor
-    run`)."""
+METRIC_FILE = "metric_info.json"
+
+
+def link_metrics(layout: Layout, records: list[results.RouteRecord]) -> int:
+    """<metric_dir>/<save_name>/metric_info.json -> the file the agent wrote for that record, as Bench2Drive's
+    efficiency_smoothness_benchmark.py opens it (line 243: os.path.join(metric_dir, save_name, 'metric_info.json')).
+    SimLingo's agent writes it at SAVE_PATH + save_name + /debug_viz/<session>/iter_<n>/<route type>/
+    <route number>_<time>/metric/ (agent_simlingo.py lines 212, 229-232, 792-797): the newest such file of the
+    record's save name. Relative symlinks, replaced atomically; returns how many records have one."""
+    linked = 0
+    for record in records:
+        if not record.save_name or "/" in record.save_name or record.save_name in (".", ".."):
+            continue
+        agent_dir = layout.viz_dir(route_number(record.route_id)) / record.save_name
+        found = sorted(agent_dir.glob(f"debug_viz/**/metric/{METRIC_FILE}"), key=lambda p: p.stat().st_mtime_ns)
+        if not found:
+            continue
+        link = layout.metric_dir / record.save_name / METRIC_FILE
+        link.parent.mkdir(parents=True, exist_ok=True)
+        target = os.path.relpath(found[-1], link.parent)
+        if not (link.is_symlink() and os.readlink(link) == target):
+            temp = link.with_name(f".{METRIC_FILE}.tmp")
+            temp.unlink(missing_ok=True)
+            os.symlink(target, temp)
+            os.replace(temp, link)
+        linked += 1
+    return linked
+
+
+def tool_commands(layout: Layout, settings: Settings) -> list[str]:
+    """Bench2Drive's own tools on this folder, unmodified, as run from SimLingo's Bench2Drive/ with the agent's
+    interpreter: merge_route_json.py on the results, ability_benchmark.py (it needs CARLA's PythonAPI) and
+    efficiency_smoothness_benchmark.py on merged.json and the metric dir."""
+    from simdoctor.agentenv import agent_environment
+    from simdoctor.probes.agent import resolve_python
+
+    python = resolve_python(settings)[0] or "python"
+    env = agent_environment(settings)
+    cd = f"cd {shlex.quote(str(Path(settings.work_dir) / 'Bench2Drive'))} && "
+    merged_file, metric = shlex.quote(str(layout.merged_file)), shlex.quote(str(layout.metric_dir))
+    carla = " ".join(f"{k}={shlex.quote(env[k])}" for k in ("CARLA_ROOT", "PYTHONPATH"))
+    return [
+        f"{cd}{python} tools/merge_route_json.py -f {shlex.quote(str(layout.results_dir))}",
+        f"{cd}env {carla} {python} tools/ability_benchmark.py -r {merged_file}",
+        f"{cd}{python} tools/efficiency_smoothness_benchmark.py -f {merged_file} -m {metric}",
+    ]
+
+
+def publish(out: Path, names: RunRecipe, json_out: bool = False, display: bool = True,
+            settings: Optional[Settings] = None) -> Report:  # fmt: skip
+    """Build the report, write merged.json and the metric dir beside it, print it when `display` (also at the end
+    of `simdoctor run`), with each Bench2Drive tool's command when `settings` say where SimLingo is."""
     report, records = build(out, names)
     # Unindented: json's C encoder only writes without indent, and an indented merged.json of 2,200 routes took
     # longer to write than the rest of the report took to build; upstream's tools only parse it.
     atomic.write_json(Path(report.merged_file), merged(records, report), indent=None)
+    layout = Layout(Path(report.out), names)
+    report = dataclasses.replace(
+        report, metric_dir=str(layout.metric_dir), metric_files=link_metrics(layout, records),
+        tools=tool_commands(layout, settings) if settings is not None else [],
+    )  # fmt: skip
     if not display:
         return report
     if json_out:

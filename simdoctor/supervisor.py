@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from simdoctor import filelock, handoff, procs, proctree, profiling, report, results, runplan, safefile
+from simdoctor import distro, filelock, handoff, procs, proctree, profiling, report, results, runplan, safefile
 from simdoctor.agentenv import without_tokens
 from simdoctor.carla import diagnose
 from simdoctor.carla.errors import Refusal
@@ -452,7 +452,8 @@ class Supervisor:
             elif outcome == "carla_died" and verdict.status is None:
                 death = active.carla_death
                 assert death is not None
-                reason, fix = death.reason(), death.diagnosis.fix if death.diagnosis else None
+                fix = distro.localize(death.diagnosis.fix, distro.Machine.here()) if death.diagnosis else None
+                reason = death.reason()
             attempt = dataclasses.replace(active.attempt, **done, kind=verdict.kind, status=verdict.status,
                                           reason=reason, fix=fix)  # fmt: skip
         record = dataclasses.replace(active.record, attempts=[*active.record.attempts[:-1], attempt])
@@ -683,7 +684,7 @@ def conclude(plan: Plan, settings: Settings, progress: Progress, attempts: int, 
     """The end of a run, either backend: the totals, the report, what survived a cleanup; the exit code."""
     took = time.monotonic() - began
     progress.note(f"ran {attempts} attempt(s) of {len(plan.pending)} route(s) in {took:.1f} s")
-    built = report.publish(Path(plan.out), settings.recipe.run, json_out)
+    built = report.publish(Path(plan.out), settings.recipe.run, json_out, settings=settings)
     for line in unclean:
         sys.stderr.write(f"simdoctor: {line}\n")
     failed = built.crashed or built.missing or unclean

@@ -98,9 +98,10 @@ def state(layout: Layout) -> dict[str, Any]:
     }
 
 
-def frame_file(layout: Layout, route_id: str) -> Optional[Path]:
-    """The newest frame the route's log names, only when it is a PNG inside the run folder."""
-    frame = video.last_frame(layout.frames_file(route_id))
+def frame_file(layout: Layout, route_id: str, step: Optional[int] = None) -> Optional[Path]:
+    """The frame of `step` (else the newest) the route's log names, only when it is a PNG inside the run folder:
+    the picture then shows the answer the page shows beside it."""
+    frame = video.last_frame(layout.frames_file(route_id), step)
     if frame is None or not frame.frame:
         return None
     path = Path(os.path.realpath(frame.frame))
@@ -159,7 +160,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             elif url.path == "/api/state":
                 self._send(200, json.dumps(state(layout)).encode(), "application/json", cookie=by_url)
             elif url.path.startswith("/frame/"):
-                path = frame_file(layout, urllib.parse.unquote(url.path[len("/frame/") :]))
+                step = urllib.parse.parse_qs(url.query).get("step", [""])[0]
+                path = frame_file(
+                    layout, urllib.parse.unquote(url.path[len("/frame/") :]), int(step) if step.isdigit() else None
+                )
                 if path is None:
                     self._send(404, b"no frame\n", "text/plain; charset=utf-8")
                 else:

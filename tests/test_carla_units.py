@@ -86,6 +86,21 @@ def test_harmless_noise_never_leads_and_silent_exit() -> None:
     assert diagnose("Disabling core dumps.\n", exited=False) == []  # still running: not a silent exit
 
 
+def test_a_diagnosis_fix_is_printed_runnable_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CARLA's log fixes are written as `sudo CMD`; as root (or without sudo) they print without it."""
+    import io
+
+    from simdoctor.carla import output
+
+    root_refusal = diagnose(f"{LINES['root']}\n")[0]
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    printed = io.StringIO()
+    output._diagnosis(root_refusal, printed, cause_known=True)
+    commands = [line.strip()[2:] for line in printed.getvalue().splitlines() if line.strip().startswith("$ ")]
+    assert commands and not any(c.startswith("sudo") for c in commands)
+    assert any(c.startswith("su - carla -c ") for c in commands)
+
+
 # ---- rendering ----
 
 

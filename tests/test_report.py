@@ -229,3 +229,62 @@ def test_steps_summarised_in_the_task_record_need_no_step_file(layout, tmp_path)
     assert summarised.rows[1].profile.step_p50_s == pytest.approx(1.1) and summarised.speed.steps == 20
     exact = profiling.percentile([0.1 * (k + 1) for k in range(10)] + [0.2 * (k + 1) for k in range(10)], 95)
     assert summarised.speed.step_p95_s == pytest.approx(exact, rel=0.01)  # from the merged histograms
+
+
+def _multi_route(path, tmp_path, specs):
+    """One results JSON holding several routes' records, as a Bench2Drive task of run_evaluation_multi_*.sh
+    writes it (tfpp_b2d_traj/eval_bench2drive220_0.json in SimLingo's copy)."""
+    records = []
+    for route_id, kwargs in specs:
+        one = builders.results_file(tmp_path / "one" / f"{route_id}.json", route_id, "Town05", "Accident", **kwargs)
+        records += json.loads(one.read_text())["_checkpoint"]["records"]
+    data = json.loads(one.read_text())
+    data["_checkpoint"]["records"] = records
+    data["_checkpoint"]["progress"] = [len(records), len(records)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=4))
+    return path
+
+
+def test_a_bench2drive_results_folder_is_read_as_it_is(tmp_path):
+    """No routes/ folder: the multi-route JSONs of a Bench2Drive run, every record counted as merge_route_json.py
+    counts it (its merged.json skipped), nothing written into the folder."""
+    folder = tmp_path / "tfpp_b2d_traj"
+    _multi_route(folder / "eval_bench2drive220_0.json", tmp_path, [("1711", {}), ("1773", {"completion": 40.0,
+                 "failure": "Agent got blocked"})])  # fmt: skip
+    _multi_route(folder / "eval_bench2drive220_1.json", tmp_path, [("2086", {"completion": 25.0,
+                 "failure": "Agent crashed"})])  # fmt: skip
+    (folder / "merged.json").write_text('{"_checkpoint": {"records": []}}')
+    before = sorted(p.name for p in folder.iterdir())
+    done = simdoctor("report", str(folder), "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["routes"] == data["evaluated"] == 3
+    assert [r["route_id"] for r in data["rows"]] == ["1711", "1773", "2086"]
+    found = {d["name"]: (d["divisor"], d["driving_score"]) for d in data["definitions"]}
+    assert found == {"routes_run": (3, pytest.approx(165 / 3)), "bench2drive": (220, pytest.approx(165 / 220)),
+                     "simlingo": (2, pytest.approx(140 / 2))}  # fmt: skip
+    assert data["definitions"][0]["label"] == "over the 3 records found"
+    assert data["crashed"] == ["2086"] and {g["name"] for g in data["scenario_types"]} == {"Accident"}
+    assert sorted(p.name for p in folder.iterdir()) == before  # read as it is
+    text = simdoctor("report", str(folder))
+    assert "DS  55.00  SR  33.33 %   over the 3 records found" in text.stdout, text.stdout
+
+
+def test_simlingos_seed_folders_are_read_as_it_left_them(tmp_path):
+    """start_eval_simlingo.py's `<agent>/<benchmark>/<seed>/res/<index>_res.json`: one set per seed, with the
+    seeds' mean ± std."""
+    root = tmp_path / "simlingo" / "bench2drive"
+    builders.results_file(root / "1" / "res" / "0_res.json", "1711", "Town12", "Accident")
+    builders.results_file(root / "1" / "res" / "1_res.json", "1773", "Town12", "Accident", completion=50.0,
+                          failure="Agent got blocked")  # fmt: skip
+    builders.results_file(root / "2" / "res" / "0_res.json", "1711", "Town12", "Accident")
+    builders.results_file(root / "2" / "res" / "1_res.json", "1773", "Town12", "Accident")
+    data = json.loads(simdoctor("report", str(root), "--json").stdout)
+    assert [(s["seed"], s["routes"], s["driving_score"]) for s in data["seeds"]] == [
+        ("seed 1", 2, 75.0),
+        ("seed 2", 2, 100.0),
+    ]
+    assert data["driving_score_mean"] == 87.5 and data["driving_score_std"] == pytest.approx(17.678, abs=1e-3)
+    one = json.loads(simdoctor("report", str(root / "1"), "--json").stdout)  # a seed folder alone: its res/
+    assert one["driving_score"] == 75.0 and one["success_rate"] == 50.0

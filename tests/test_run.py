@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import builders
 import pytest
@@ -366,3 +367,27 @@ def test_seeds_run_the_routes_once_per_seed_and_report_mean_and_std(standin_stac
     assert "2 seeds (SimLingo's protocol)" in done.stdout and "mean ± std (sample, n-1) over seeds" in done.stdout
     again = simdoctor_run(standin_stack, specs, "--seeds", "1,2")
     assert again.returncode == 0 and again.stdout.count("2 routes, 2 already done, 0 to run") == 2, again.stdout
+
+
+def test_bench2drive_tools_find_their_inputs_in_the_output_folder(standin_stack: Stack) -> None:
+    """Bench2Drive's tools run unmodified on OUT (reference §6): merged.json in merge_route_json.py's format, and
+    for efficiency_smoothness_benchmark.py each record's `<metric_dir>/<save_name>/metric_info.json` (its line 243),
+    linked to the file the agent wrote under viz/<id>/<save_name>/debug_viz/.../metric/. The report prints each
+    tool's exact command. (The tools themselves are not in the project; this reads the inputs as they do.)"""
+    done = simdoctor_run(standin_stack, [route("1"), route("2", "completed")])
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = standin_stack.home / "out"
+    merged = json.loads((out / "merged.json").read_text())
+    assert len(merged["_checkpoint"]["records"]) == merged["eval num"] == 2
+    for record in merged["_checkpoint"]["records"]:  # efficiency_smoothness_benchmark.py read_from_json
+        path = os.path.join(str(out / "metric"), record["save_name"], "metric_info.json")
+        steps = json.loads(Path(path).read_text())
+        assert os.path.islink(path) and "/debug_viz/" in os.path.realpath(path)
+        assert {"acceleration", "angular_velocity", "forward_vector", "right_vector", "location", "rotation"} <= set(
+            steps["0"]
+        )
+    work = standin_stack.work_dir / "Bench2Drive"
+    assert f"cd {work} && " in done.stdout
+    assert f"tools/efficiency_smoothness_benchmark.py -f {out}/merged.json -m {out}/metric" in done.stdout
+    assert f"tools/merge_route_json.py -f {out}/res" in done.stdout and "tools/ability_benchmark.py -r" in done.stdout
+    assert "2 of 2 records have their metric_info.json" in done.stdout

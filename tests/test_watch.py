@@ -152,3 +152,23 @@ def test_a_frame_outside_the_run_folder_is_not_served(standin_stack: Stack, tmp_
         assert get(f"{base}/frame/..%2F..%2Fetc%2Fpasswd?token={token}")[0] == 404
     finally:
         assert stop(watch) == 0
+
+
+def test_the_frame_served_is_the_step_the_page_was_told_of(standin_stack: Stack) -> None:
+    """The page shows a step's answer, then asks for its frame; lines written in between must not swap the picture."""
+    out = standin_stack.home / "out"
+    (out / "routes").mkdir(parents=True)
+    (out / "frames").mkdir()
+    (out / "frames" / "5.png").write_bytes(b"\x89PNG step 5")
+    (out / "frames" / "10.png").write_bytes(b"\x89PNG step 10")
+    lines = [{"step": n, "frame": str(out / "frames" / f"{n}.png")} for n in (5, 10)]
+    (out / "frames" / "1.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    standin_stack.rt.chown_tree(out)
+    watch, url = start_watch(standin_stack)
+    try:
+        base, token = url.split("/?", 1)[0], url.rsplit("=", 1)[1]
+        assert get(f"{base}/frame/1?step=5&token={token}")[1] == b"\x89PNG step 5"
+        assert get(f"{base}/frame/1?step=10&token={token}")[1] == b"\x89PNG step 10"
+        assert get(f"{base}/frame/1?token={token}")[1] == b"\x89PNG step 10"
+    finally:
+        assert stop(watch) == 0

@@ -7,6 +7,7 @@ import sys
 import time
 from typing import Any, Optional, TextIO
 
+from simdoctor import distro
 from simdoctor.carla.diagnose import Diagnosis
 from simdoctor.carla.errors import Refusal
 from simdoctor.carla.lifecycle import StartResult, StatusReport, Stopped
@@ -58,7 +59,7 @@ def _diagnosis(d: Diagnosis, out: TextIO, cause_known: bool) -> None:
     for line in d.lines:
         out.write(f"      | {line}\n")
     if d.kind == "cause" or (d.kind == "trailer" and not cause_known):  # a known cause's fix says it all
-        _fix(d.fix, out, "    ")
+        _fix(distro.localize(d.fix, distro.Machine.here()), out, "    ")
 
 
 def start(result: StartResult, json_out: bool, out: TextIO = sys.stdout) -> None:

@@ -79,8 +79,9 @@ def read_frames(path: Path) -> Iterator[Frame]:
                 continue
 
 
-def last_frame(path: Path) -> Optional[Frame]:
-    """The newest drawn frame of the log (read from its end: `watch` asks often, logs grow long)."""
+def last_frame(path: Path, step: Optional[int] = None) -> Optional[Frame]:
+    """The newest drawn frame of the log, or the one of `step` (read from its end: `watch` asks often, logs grow
+    long, and the page asks for the step it was told of, which newer lines may have passed since)."""
     try:
         with open(path, "rb") as handle:
             handle.seek(0, os.SEEK_END)
@@ -94,7 +95,7 @@ def last_frame(path: Path) -> Optional[Frame]:
             frame = Frame(**{k: data.get(k) for k in Frame.__dataclass_fields__})
         except (ValueError, TypeError):
             continue
-        if frame.frame:
+        if frame.frame and (step is None or frame.step == step):
             return frame
     return None
 

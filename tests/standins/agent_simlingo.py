@@ -24,6 +24,7 @@ Test knobs (environment): STANDIN_AGENT_STEP_S seconds of "inference" per step; 
 makes setup raise; STANDIN_AGENT_FAIL_AT_STEP=N makes step N raise; STANDIN_AGENT_ESCAPE=S makes setup start
 `setsid env -i sleep S`, a child that leaves the tree: own session, no environment (no simdoctor cookie)."""
 
+import json
 import os
 import pathlib
 import subprocess
@@ -85,6 +86,19 @@ def camera_image(step):
     return image
 
 
+def metric_info(step):
+    """AutonomousAgent.get_metric_info's keys (leaderboard autonomous_agent.py lines 147-162) for a car driving
+    straight at 5 m/s: acceleration, angular_velocity, forward/right vectors, location, rotation (roll, pitch, yaw)."""
+    return {
+        "acceleration": [0.0, 0.0, 0.0],
+        "angular_velocity": [0.0, 0.0, 0.0],
+        "forward_vector": [1.0, 0.0, 0.0],
+        "right_vector": [0.0, 1.0, 0.0],
+        "location": [0.25 * step, 0.0, 0.0],
+        "rotation": [0.0, 0.0, 0.0],
+    }
+
+
 class LingoAgent(autonomous_agent.AutonomousAgent):
     def setup(self, path_to_conf_file, route_index=None):
         self.track = autonomous_agent.Track.SENSORS
@@ -115,6 +129,9 @@ class LingoAgent(autonomous_agent.AutonomousAgent):
             )
         )
         pathlib.Path(self.debug_save_path).mkdir(parents=True, exist_ok=True)
+        self.save_path_metric = self.debug_save_path + "/metric"
+        pathlib.Path(self.save_path_metric).mkdir(parents=True, exist_ok=True)
+        self.metric_info = {}
         if DEBUG:
             self.save_path_img = self.debug_save_path + "/images"
             pathlib.Path(self.save_path_img).mkdir(parents=True, exist_ok=True)
@@ -146,6 +163,9 @@ class LingoAgent(autonomous_agent.AutonomousAgent):
             raise RuntimeError("stand-in agent: step %d failed on purpose" % self.step)
         if self.step_seconds:
             time.sleep(self.step_seconds)
+        self.metric_info[self.step] = metric_info(self.step)
+        with open(self.save_path_metric + "/metric_info.json", "w") as outfile:
+            json.dump(self.metric_info, outfile, indent=4)
         if not self.initialized:
             self.initialized = True
             return carla.VehicleControl(steer=0.0, throttle=0.0, brake=1.0)
