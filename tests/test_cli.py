@@ -110,4 +110,3 @@ def test_verbose_adds_details(home):
     quiet = simdoctor("check", "--only", "vulkan").stdout
     loud = simdoctor("check", "--only", "vulkan", "-v").stdout
     assert "searched:" in loud and "searched:" not in quiet
-
