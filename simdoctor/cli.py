@@ -408,14 +408,15 @@ def report(
     recipe: RecipeOpt = None,
 ) -> None:
     """Driving Score, Success Rate and the agent's speed over a run's routes; writes OUT/merged.json."""
+    from simdoctor import htmlreport
     from simdoctor import report as route_report
 
     settings = settings_from(recipe)
     names = settings.recipe.run
+    if html:
+        htmlreport.require_plotting()
     code = route_report.run(out, names, json_out=json_out, settings=settings)  # seeds: each seed's, then their mean
     if html:
-        from simdoctor import htmlreport
-
         page = htmlreport.write(out, names)
         (sys.stderr if json_out else sys.stdout).write(f"HTML report: {page}\n")
     raise typer.Exit(code)
