@@ -8,14 +8,14 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import Annotated, Literal, NoReturn, Optional
 
 import typer
 import typer.core
 
 from simdoctor import __version__
 from simdoctor.recipe import ConfigError
-from simdoctor.settings import Settings, load_settings, redact_url
+from simdoctor.settings import SETTINGS, Settings, load_settings, redact_url
 
 
 class Interrupted(Exception):
@@ -35,26 +35,37 @@ app = typer.Typer(
     name="simdoctor",
     help="Diagnose, provision and run closed-loop CARLA evaluations of SimLingo on Bench2Drive.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 EXIT_USAGE = 2
+_ENV = {setting.name: setting.env for setting in SETTINGS}
 
-RecipeOpt = Annotated[Optional[str], typer.Option("--recipe", help="Recipe NAME or PATH to a .toml file.")]
-CarlaRootOpt = Annotated[Optional[str], typer.Option("--carla-root", help="CARLA package dir [env CARLA_ROOT].")]
-WorkDirOpt = Annotated[Optional[str], typer.Option("--work-dir", help="SimLingo checkout [env SIMDOCTOR_WORK_DIR].")]
+
+def _env(help_text: str, setting: str) -> str:
+    """Name the environment variable the settings layer reads for a flag, in click's own "[default: ...]" style.
+
+    Not click's envvar=: click would pass the value on as a flag and the finding would no longer say it came from
+    the environment."""
+    return f"{help_text}  [env var: {_ENV[setting]}]"
+
+
+RecipeOpt = Annotated[
+    Optional[str], typer.Option("--recipe", help="Recipe NAME or PATH to a .toml file.  [env var: SIMDOCTOR_RECIPE]")
+]
+CarlaRootOpt = Annotated[Optional[str], typer.Option("--carla-root", help=_env("CARLA package dir.", "carla_root"))]
+WorkDirOpt = Annotated[Optional[str], typer.Option("--work-dir", help=_env("SimLingo checkout.", "work_dir"))]
 AgentPythonOpt = Annotated[
-    Optional[str], typer.Option("--agent-python", help="Agent interpreter [env SIMDOCTOR_AGENT_PYTHON].")
+    Optional[str], typer.Option("--agent-python", help=_env("Agent interpreter.", "agent_python"))
 ]
-CarlaHostOpt = Annotated[Optional[str], typer.Option("--carla-host", help="CARLA server host.")]
-CarlaPortOpt = Annotated[Optional[int], typer.Option("--carla-port", help="CARLA server RPC port.")]
-PartitionOpt = Annotated[
-    Optional[str], typer.Option("--partition", help="Slurm partition [env SIMDOCTOR_SLURM_PARTITION].")
-]
-AccountOpt = Annotated[Optional[str], typer.Option("--account", help="Slurm account [env SIMDOCTOR_SLURM_ACCOUNT].")]
-QosOpt = Annotated[Optional[str], typer.Option("--qos", help="Slurm QOS [env SIMDOCTOR_SLURM_QOS].")]
-BackendOpt = Annotated[str, typer.Option("--backend", help="How CARLA runs: process or docker.")]
+CarlaHostOpt = Annotated[Optional[str], typer.Option("--carla-host", help=_env("CARLA server host.", "carla_host"))]
+CarlaPortOpt = Annotated[Optional[int], typer.Option("--carla-port", help=_env("CARLA server RPC port.", "carla_port"))]
+PartitionOpt = Annotated[Optional[str], typer.Option("--partition", help=_env("Slurm partition.", "slurm_partition"))]
+AccountOpt = Annotated[Optional[str], typer.Option("--account", help=_env("Slurm account.", "slurm_account"))]
+QosOpt = Annotated[Optional[str], typer.Option("--qos", help=_env("Slurm QOS.", "slurm_qos"))]
+BackendOpt = Annotated[Literal["process", "docker"], typer.Option("--backend", help="How CARLA runs.")]
 
 
 def settings_from(recipe: Optional[str] = None, **flags: object) -> Settings:
@@ -116,12 +127,10 @@ def check(
     account: AccountOpt = None,
     qos: QosOpt = None,
 ) -> None:
-    """Diagnose the whole stack in about a second; exit 0 when nothing fails, 1 when something does."""
+    """Diagnose the whole stack in well under a second; exit 0 when nothing fails, 1 when something does."""
     from simdoctor import probing
     from simdoctor.probes.slurm import SlurmIntent
 
-    if backend not in ("process", "docker"):
-        raise ConfigError(f"--backend must be process or docker, not {backend!r}")
     if probe and not slurm:
         raise ConfigError("--probe needs --slurm")
     settings = settings_from(
@@ -191,7 +200,7 @@ def run(
     keep_frames: Annotated[bool, typer.Option("--keep-frames", help="With --viz: keep the PNG frames.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
     backend: Annotated[
-        str, typer.Option("--backend", help="Where the routes run: local (this machine's GPUs) or slurm.")
+        Literal["local", "slurm"], typer.Option("--backend", help="Where the routes run: local is this machine's GPUs.")
     ] = "local",
     partition: PartitionOpt = None,
     account: AccountOpt = None,
@@ -212,7 +221,8 @@ def run(
         Optional[str], typer.Option("--mem", help="Slurm: memory per task, e.g. 40G (default: the recipe's worker).")
     ] = None,
     on_interrupt: Annotated[
-        Optional[str], typer.Option("--on-interrupt", help="Slurm, Ctrl-C: cancel or leave (default: ask on a TTY).")
+        Optional[Literal["cancel", "leave"]],
+        typer.Option("--on-interrupt", help="Slurm, on Ctrl-C: cancel the jobs or leave them (default: ask on a TTY)."),
     ] = None,
     recipe: RecipeOpt = None,
     carla_root: CarlaRootOpt = None,
@@ -249,8 +259,6 @@ def run(
         if dry_run:
             raise typer.Exit(each(lambda o: slurm_backend.dry_run(settings, o, opts, json_out=json_out), False))
         raise typer.Exit(each(lambda o: _refusable(lambda _: slurm_backend.run(settings, o, opts, json_out), json_out)))
-    if backend != "local":
-        raise ConfigError(f"--backend must be local or slurm, not {backend!r}")
     given = [name for name, value in slurm_only.items() if value is not None]
     if given:
         raise ConfigError(f"{', '.join(given)}: only with --backend slurm")
@@ -317,7 +325,7 @@ def download(
     revision: Annotated[
         Optional[str], typer.Option("--revision", help="Branch, tag or commit (default: main).")
     ] = None,
-    repo_type: Annotated[str, typer.Option("--repo-type", help="model or dataset.")] = "model",
+    repo_type: Annotated[Literal["model", "dataset"], typer.Option("--repo-type", help="Hub repo type.")] = "model",
     include: Annotated[
         Optional[list[str]], typer.Option("--include", help="Only paths matching this glob (repeatable).")
     ] = None,
@@ -325,7 +333,7 @@ def download(
         Optional[list[str]], typer.Option("--exclude", help="Leave out paths matching this glob (repeatable).")
     ] = None,
     endpoint: Annotated[
-        Optional[str], typer.Option("--endpoint", help="Hub endpoint or mirror (default: $HF_ENDPOINT).")
+        Optional[str], typer.Option("--endpoint", help=_env("Hub endpoint or mirror.", "hf_endpoint"))
     ] = None,
     connections: Annotated[int, typer.Option("--connections", help="Parallel HTTP connections.")] = 32,
     chunk_mib: Annotated[int, typer.Option("--chunk-mib", help="Largest byte range, in MiB.")] = 16,
@@ -352,7 +360,7 @@ def download(
 
 @app.command()
 def env(
-    fmt: Annotated[str, typer.Option("--format", help="bash (also zsh), fish or json.")] = "bash",
+    fmt: Annotated[Literal["bash", "fish", "json"], typer.Option("--format", help="bash serves zsh too.")] = "bash",
     recipe: RecipeOpt = None,
     carla_root: CarlaRootOpt = None,
     work_dir: WorkDirOpt = None,
@@ -409,14 +417,15 @@ def report(
     recipe: RecipeOpt = None,
 ) -> None:
     """Driving Score, Success Rate and the agent's speed over a run's routes; writes OUT/merged.json."""
+    from simdoctor import htmlreport
     from simdoctor import report as route_report
 
     settings = settings_from(recipe)
     names = settings.recipe.run
+    if html:
+        htmlreport.require_plotting()
     code = route_report.run(out, names, json_out=json_out, settings=settings)  # seeds: each seed's, then their mean
     if html:
-        from simdoctor import htmlreport
-
         page = htmlreport.write(out, names)
         (sys.stderr if json_out else sys.stdout).write(f"HTML report: {page}\n")
     raise typer.Exit(code)
@@ -443,6 +452,7 @@ carla_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 app.add_typer(carla_app, name="carla")
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object with the result.")]
@@ -574,7 +584,9 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt, Interrupted):
         typer.echo("simdoctor: interrupted", err=True)
         sys.exit(130)
-    except typer.TyperException as exc:  # usage errors: unknown option, bad value
+    except typer.BadParameter as exc:  # a value that is not one of the choices, or not a number: one line
+        _fail(exc.format_message(), EXIT_USAGE)
+    except typer.TyperException as exc:  # usage errors: unknown option
         show = getattr(exc, "show", None)
         if show is not None:
             show()

@@ -186,6 +186,8 @@ class Server(http.server.ThreadingHTTPServer):
 def serve(out: Path, names: RunRecipe, host: str, port: Optional[int]) -> tuple[Server, str]:
     """A server for OUT on host:port (the first free from 8765 when no port is given) and its URL."""
     layout = Layout(Path(out).expanduser().resolve(), names)
+    if layout.root.exists() and not layout.root.is_dir():
+        raise ConfigError(f"{out} is a file, not a folder: give the `simdoctor run` output folder")
     if layout.root.exists() and not layout.routes_dir.is_dir() and any(layout.root.iterdir()):
         raise ConfigError(f"{out} is not a `simdoctor run` output folder (no {names.routes_dir}/ in it)")
     try:

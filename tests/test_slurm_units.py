@@ -226,9 +226,9 @@ def test_dry_run_prints_the_script_and_the_submission(simdoctor, tmp_path: Path)
         (("--backend", "slurm", "--gpus", "0"), "--gpus: with --backend slurm, Slurm gives each task its GPU"),
         (("--time", "10"), "--time: only with --backend slurm"),
         (("--backend", "slurm", "--gpus-per-task", "2"), "--gpus-per-task 2: a route's evaluator runs CARLA"),
-        (("--backend", "slurm", "--on-interrupt", "kill"), "--on-interrupt must be cancel or leave"),
+        (("--backend", "slurm", "--on-interrupt", "kill"), "'kill' is not one of 'cancel', 'leave'"),
         (("--backend", "slurm", "--out", "/tmp/with space"), "cannot hold spaces"),
-        (("--backend", "pbs",), "--backend must be local or slurm"),
+        (("--backend", "pbs",), "'pbs' is not one of 'local', 'slurm'"),
     ],
 )  # fmt: skip
 def test_options_that_do_not_fit_the_backend(simdoctor, args, says) -> None:

@@ -7,6 +7,7 @@ reasons say what is wrong, for the check's owner to fix.
 
 from __future__ import annotations
 
+import sys
 import threading
 from dataclasses import replace
 
@@ -1470,7 +1471,9 @@ def test_docker_findings_only_with_the_docker_backend(facts: Facts, ctx: CheckCo
 def test_docker_sdk_missing_fails(facts: Facts, dctx: CheckContext) -> None:
     f = verdict("docker.sdk", breaking(facts, "docker", sdk_installed=False), dctx)
     assert f.status is Status.FAIL
-    assert commands(f) == ["pip install 'simdoctor[docker]'"]
+    # this interpreter's pip and the extra's own requirement: `pip` on PATH may be another Python's, and
+    # `simdoctor[docker]` from an index would replace a simdoctor installed from a checkout
+    assert commands(f) == [f"{sys.executable} -m pip install 'docker>=7'"]
 
 
 def test_docker_daemon_permission_denied_fails(facts: Facts, dctx: CheckContext) -> None:

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -110,6 +111,17 @@ def test_watch_refuses_what_is_not_a_run_folder_and_bad_hosts(standin_stack: Sta
     done = subprocess.run(standin_stack.rt.simdoctor("watch", str(standin_stack.home / "out"), "--host", "example"),
                           env=standin_stack.env(), capture_output=True, text=True, timeout=30)  # fmt: skip
     assert done.returncode == 2 and "--host 'example': give an IP address" in done.stderr
+
+
+def test_watch_on_a_file_is_one_line_and_exit_2(home: Path, tmp_path: Path) -> None:
+    """A file given as OUT was an internal error (NotADirectoryError from listing it), exit 70."""
+    (tmp_path / "notes.txt").write_text("not a run\n")
+    done = subprocess.run([sys.executable, "-m", "simdoctor", "watch", str(tmp_path / "notes.txt")],
+                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    said = f"simdoctor: {tmp_path / 'notes.txt'} is a file, not a folder: give the `simdoctor run` output folder\n"
+    assert done.stderr == said
+    assert done.stdout == ""
 
 
 def test_watch_with_host_listens_wider_and_still_needs_the_token(standin_stack: Stack) -> None:
