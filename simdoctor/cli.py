@@ -128,7 +128,7 @@ def check(
     qos: QosOpt = None,
 ) -> None:
     """Diagnose the whole stack in well under a second; exit 0 when nothing fails, 1 when something does."""
-    from simdoctor import doctor
+    from simdoctor import probing
     from simdoctor.probes.slurm import SlurmIntent
 
     if probe and not slurm:
@@ -139,6 +139,14 @@ def check(
         slurm_partition=partition, slurm_account=account, slurm_qos=qos,
     )  # fmt: skip
     intent = SlurmIntent(str(out or settings.recipe.run.out_dir), probe) if slurm else None
+    every_check = not (only or skip or facts_file or list_checks)  # then the slow probes are surely needed
+    early = (
+        probing.start_probes(list(probing.SLOW_PROBES), probing.ProbeContext(settings, deep, intent))
+        if every_check
+        else None
+    )
+    from simdoctor import doctor  # the checks and the other probes import while the slow probes run
+
     code = doctor.run(
         settings,
         only=_split(only),
@@ -154,6 +162,7 @@ def check(
         dump_facts=dump_facts,
         facts_file=facts_file,
         slurm=intent,
+        early=early,
     )
     raise typer.Exit(code)
 
@@ -408,14 +417,15 @@ def report(
     recipe: RecipeOpt = None,
 ) -> None:
     """Driving Score, Success Rate and the agent's speed over a run's routes; writes OUT/merged.json."""
+    from simdoctor import htmlreport
     from simdoctor import report as route_report
 
     settings = settings_from(recipe)
     names = settings.recipe.run
+    if html:
+        htmlreport.require_plotting()
     code = route_report.run(out, names, json_out=json_out, settings=settings)  # seeds: each seed's, then their mean
     if html:
-        from simdoctor import htmlreport
-
         page = htmlreport.write(out, names)
         (sys.stderr if json_out else sys.stdout).write(f"HTML report: {page}\n")
     raise typer.Exit(code)

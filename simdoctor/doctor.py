@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from simdoctor import distro
+from simdoctor import distro, procs
 from simdoctor.checks import CHECKS, Check, CheckContext
 from simdoctor.findings import Finding, Fix, Status, exit_code
 from simdoctor.probes.slurm import SlurmIntent
@@ -106,10 +106,13 @@ def _has(facts: Facts, name: str) -> bool:
     return facts.get(name) is not None
 
 
-def start(checks: list[Check], ctx: CheckContext) -> Pending:
-    """Start the probes the checks need; collect them with `.wait()`."""
+def start(checks: list[Check], ctx: CheckContext, early: Optional[Pending] = None) -> Pending:
+    """Start the probes the checks need, beside those `early` already runs; collect them with `.wait()`."""
     names = list(dict.fromkeys([*needed_probes(checks), "system"]))  # the system facts localize every fix
-    return start_probes(names, ProbeContext(ctx.settings, deep=ctx.deep, slurm=ctx.slurm))
+    if early is None:
+        return start_probes(names, ProbeContext(ctx.settings, deep=ctx.deep, slurm=ctx.slurm))
+    early.start(names)
+    return early
 
 
 def run(
@@ -127,16 +130,19 @@ def run(
     dump_facts: Optional[Path] = None,
     facts_file: Optional[Path] = None,
     slurm: Optional[SlurmIntent] = None,
+    early: Optional[Pending] = None,
 ) -> int:
-    """`simdoctor check`: run the selected checks and print them; returns the exit code."""
+    """`simdoctor check`: run the selected checks and print them; returns the exit code.
+
+    `early` holds probes the caller started before importing this module (see probing.SLOW_PROBES), made with
+    the same settings, deep and slurm; --json's seconds count from the process's start, imports included."""
     if list_checks:
         for c in CHECKS:
             sys.stdout.write(f"{c.id:26} {c.title}\n")
         return 0
-    began = time.monotonic()
     ctx = CheckContext(settings, window=window, deep=deep, backend=backend, slurm=slurm, viz=viz)
     checks = applicable(select(Selection(only, skip)), ctx)
-    pending = None if facts_file else start(checks, ctx)
+    pending = None if facts_file else start(checks, ctx, early)
     from simdoctor import render  # imported here: rich loads while the probes' subprocesses run
 
     if pending is not None:
@@ -153,7 +159,7 @@ def run(
             raise ConfigError(f"cannot write facts to {dump_facts}: {exc.strerror}") from None
     findings = diagnose(facts, checks, ctx)
     code = exit_code(findings, strict)
-    elapsed = round(time.monotonic() - began, 3)
+    elapsed = round(procs.age(os.getpid()) or 0.0, 3)
     if json_out:
         sys.stdout.write(
             render.findings_json(findings, {"exit_code": code, "recipe": settings.recipe.name, "seconds": elapsed})

@@ -10,6 +10,7 @@ a run folder) gets DS and SR per seed and their mean; the rest of the page cover
 from __future__ import annotations
 
 import html
+import importlib.util
 import io
 import json
 import statistics
@@ -18,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from simdoctor import atomic, profiling, report, results, routes
+from simdoctor import atomic, extras, profiling, report, results, routes
 from simdoctor.outdir import Layout
-from simdoctor.recipe import RunRecipe
+from simdoctor.recipe import ConfigError, RunRecipe
 
 PAGE = "report.html"
 GIB = 2**30
@@ -33,6 +34,15 @@ class Seed:
     report: report.Report
     records: dict[str, results.RouteRecord]  # by route id
     steps: list[profiling.StepSummary]  # each timed route's, its latency histogram included
+
+
+def require_plotting() -> None:
+    """matplotlib is an extra (`viz`): without it, say so and how to add it before anything is read or written,
+    not as an internal error after the text report."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ConfigError(
+            f"--html draws its plots with matplotlib, which is not installed: {extras.install_command('viz')}"
+        )
 
 
 def load(out: Path, names: RunRecipe) -> list[Seed]:

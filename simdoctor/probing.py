@@ -7,6 +7,7 @@ cannot be interrupted, and a pool would make the interpreter wait for it at exit
 
 from __future__ import annotations
 
+import importlib
 import json
 import threading
 import time
@@ -21,6 +22,14 @@ if TYPE_CHECKING:
 from simdoctor.typed import DataError, from_data, to_data
 
 FACTS_SCHEMA_VERSION = 1
+# Modules under simdoctor.probes; each registers its probes when imported.
+PROBE_MODULES = (
+    "agent", "carla", "checkout", "display", "docker", "gpu", "network", "packages", "ports",
+    "server", "servers", "slurm", "system", "viz", "vulkan", "weights", "window",
+)  # fmt: skip
+# The probes that wait on a subprocess the longest (the agent's interpreter, Vulkan's enumeration): `check`
+# starts them before it imports the checks and the other probes, so that work runs beside theirs.
+SLOW_PROBES = ("agent", "vulkan")
 
 
 @dataclass(frozen=True)
@@ -87,24 +96,40 @@ def probe(
 
 
 def _load_all() -> None:
-    import simdoctor.probes  # noqa: F401  (registers every probe)
+    for module in PROBE_MODULES:
+        importlib.import_module(f"simdoctor.probes.{module}")
+
+
+def _registered(name: str) -> Probe:
+    """The probe `name`, importing only its own module where that bears its name, every module otherwise."""
+    if name not in REGISTRY and name in PROBE_MODULES:
+        importlib.import_module(f"simdoctor.probes.{name}")
+    if name not in REGISTRY:
+        _load_all()
+    return REGISTRY[name]
 
 
 class Pending:
     """Probes under way; `wait()` collects them, each by its own deadline."""
 
     def __init__(self, names: list[str], ctx: ProbeContext) -> None:
-        _load_all()
         self._results: dict[str, Any] = {}
         self._durations: dict[str, float] = {}
         self._threads: dict[str, tuple[threading.Thread, float]] = {}
+        self._names: list[str] = []
         self._ctx = ctx
-        started = time.monotonic()
+        self.start(names)
+
+    def start(self, names: list[str]) -> None:
+        """Start those of `names` not yet under way; `wait()` then collects `names`, in that order."""
         for name in names:
-            p = REGISTRY[name]
+            if name in self._threads:
+                continue
+            p = _registered(name)
             thread = threading.Thread(target=self._work, args=(p,), name=f"probe-{name}", daemon=True)
+            self._threads[name] = (thread, time.monotonic() + p.deadline(self._ctx.deep))
             thread.start()
-            self._threads[name] = (thread, started + p.deadline(ctx.deep))
+        self._names = list(names)
 
     def _work(self, p: Probe) -> None:
         start = time.monotonic()
@@ -116,7 +141,8 @@ class Pending:
 
     def wait(self) -> Facts:
         facts = Facts()
-        for name, (thread, deadline) in self._threads.items():
+        for name in self._names:
+            thread, deadline = self._threads[name]
             thread.join(max(0.0, deadline - time.monotonic()))
             if name in self._results:
                 facts.by_probe[name] = self._results[name]

@@ -6,6 +6,7 @@ Shared by the probes (ports, GPU processes, X servers) and by the CARLA lifecycl
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,14 @@ def process(pid: int) -> Optional[ProcessInfo]:
     args = [a.decode("utf-8", "replace") for a in cmdline if a]
     # stat fields after comm: state ppid pgrp session ... (field 22, starttime, is fields[20])
     return ProcessInfo(pid, int(fields[2]), int(fields[3]), int(fields[4]), uid, fields[0], args, int(fields[20]))
+
+
+def age(pid: int) -> Optional[float]:
+    """Seconds since the process started (its fork, as /proc counts it: to the clock tick, 10 ms here), or None."""
+    info = process(pid)
+    if info is None:
+        return None
+    return time.clock_gettime(time.CLOCK_BOOTTIME) - info.start_ticks / os.sysconf("SC_CLK_TCK")
 
 
 def pids() -> Iterator[int]:

@@ -328,7 +328,9 @@ def build(
     python, tried = resolve_python(settings)
     if python is None:
         raise ConfigError(
-            f"no agent interpreter found (tried {', '.join(tried)}): pass --agent-python or set SIMDOCTOR_AGENT_PYTHON"
+            f"no agent interpreter found (tried {', '.join(tried)}): make SimLingo's environment with "
+            "`simdoctor setup --only checkout,agent_env` (as check says), or pass --agent-python "
+            "(or set SIMDOCTOR_AGENT_PYTHON)"
         )
     python = os.path.abspath(python)  # the evaluator runs in the SimLingo checkout; keep venv symlinks
     tasks = []

@@ -101,6 +101,29 @@ def test_a_diagnosis_fix_is_printed_runnable_here(monkeypatch: pytest.MonkeyPatc
     assert any(c.startswith("su - carla -c ") for c in commands)
 
 
+def test_a_refusal_fix_is_printed_runnable_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`carla start`/`stop`/`logs` refusals printed `simdoctor carla status` (not on PATH when simdoctor is in a
+    venv) and `sudo ...` to root on a machine without sudo; now as check prints them, text and JSON alike."""
+    import io
+    import json
+
+    from simdoctor.carla import output
+    from simdoctor.carla.errors import Refusal
+    from simdoctor.findings import Fix
+
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    monkeypatch.setattr("simdoctor.distro.simdoctor_command", lambda: "/opt/venv/bin/simdoctor")
+    refused = Refusal(
+        "no server 2000", Fix("See what runs.", ["simdoctor carla status", "sudo systemctl start docker"])
+    )
+    err, out = io.StringIO(), io.StringIO()
+    output.refusal(refused, False, err=err)
+    output.refusal(refused, True, out=out)
+    expected = ["/opt/venv/bin/simdoctor carla status", "systemctl start docker"]
+    assert [line.strip()[2:] for line in err.getvalue().splitlines() if line.strip().startswith("$ ")] == expected
+    assert json.loads(out.getvalue())["fix"]["commands"] == expected
+
+
 # ---- rendering ----
 
 

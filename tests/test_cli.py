@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,17 @@ def test_json_has_exactly_the_documented_shape(home):
     summary = payload["summary"]
     assert {"ok", "warn", "fail", "skip", "exit_code"} <= set(summary)
     assert done.returncode == summary["exit_code"] == (1 if summary["fail"] else 0)
+
+
+def test_json_seconds_count_from_the_process_start(home):
+    """summary.seconds is the whole run, the interpreter's start and imports included: a second spent before
+    simdoctor is even imported shows in it, and it never exceeds the wall time around the process."""
+    code = "import runpy, sys, time; time.sleep(1); sys.argv = ['simdoctor', 'check', '--json', '--only', 'system'];"
+    code += "runpy.run_module('simdoctor', run_name='__main__')"
+    began = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+    wall = time.monotonic() - began
+    assert 1.0 <= json.loads(done.stdout)["summary"]["seconds"] <= wall + 0.01  # /proc counts 10 ms ticks
 
 
 def test_exit_0_when_nothing_fails_and_1_with_strict_warnings(home):

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from simdoctor import probing
-from simdoctor.probing import Facts, Probe, ProbeContext, ProbeFailure, dump_facts, load_facts, run_probes
+from simdoctor.probing import (
+    PROBE_MODULES,
+    SLOW_PROBES,
+    Facts,
+    Probe,
+    ProbeContext,
+    ProbeFailure,
+    dump_facts,
+    load_facts,
+    run_probes,
+)
 
 
 @dataclass(frozen=True)
@@ -66,7 +79,7 @@ def test_loading_rejects_foreign_files(tmp_path):
 
 
 def test_every_registered_probe_has_a_facts_type_that_round_trips(make_settings, tmp_path):
-    import simdoctor.probes  # noqa: F401  (registers them)
+    probing._load_all()
 
     names = sorted(probing.REGISTRY)
     assert {"system", "gpu", "vulkan", "display", "carla", "ports", "server", "agent", "weights", "network"} <= set(
@@ -76,3 +89,47 @@ def test_every_registered_probe_has_a_facts_type_that_round_trips(make_settings,
     dump_facts(facts, tmp_path / "all.json")
     assert load_facts(tmp_path / "all.json").by_probe == facts.by_probe
     assert isinstance(facts, Facts) and not any(isinstance(v, ProbeFailure) for v in facts.by_probe.values())
+
+
+def test_probe_modules_name_every_module_of_the_package():
+    """Probes register on import and only PROBE_MODULES get imported: a module left out would never run."""
+    import simdoctor.probes
+
+    package = Path(simdoctor.probes.__file__).parent
+    assert sorted(PROBE_MODULES) == sorted(p.stem for p in package.glob("*.py") if p.stem != "__init__")
+
+
+def test_a_slow_probe_imports_its_own_module_only(home):
+    """`check` starts the slow probes before the other probe modules load (issue 15)."""
+    code = (
+        "import sys; from simdoctor import probing; from simdoctor.settings import load_settings;"
+        "probing.start_probes(list(probing.SLOW_PROBES), probing.ProbeContext(load_settings({}))).wait();"
+        "print(sorted(m for m in sys.modules if m.startswith('simdoctor.probes.')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.split("\n")[0] == str(sorted(f"simdoctor.probes.{n}" for n in SLOW_PROBES))
+
+
+def test_started_probes_are_kept_and_collected_in_the_last_order_asked(fake_probes, make_settings):
+    pending = probing.start_probes(["answers"], ProbeContext(make_settings()))
+    first = pending._threads["answers"][0]
+    pending.start(["raises", "answers"])
+    assert pending._threads["answers"][0] is first  # not started twice
+    facts = pending.wait()
+    assert list(facts.by_probe) == ["raises", "answers"]
+    assert facts.get("answers") == Answer(42)
+
+
+def test_slow_probes_are_needed_by_every_check_run_without_a_selection(make_settings):
+    """cli.check starts SLOW_PROBES before knowing the checks whenever no --only/--skip narrows them."""
+    from simdoctor import doctor
+    from simdoctor.checks import CheckContext
+    from simdoctor.probes.slurm import SlurmIntent
+
+    for backend in ("process", "docker"):
+        for flags in range(16):
+            deep, window, viz, slurm = (bool(flags & bit) for bit in (1, 2, 4, 8))
+            intent = SlurmIntent("/tmp/out", probe_job=deep) if slurm else None
+            ctx = CheckContext(make_settings(), window=window, deep=deep, backend=backend, slurm=intent, viz=viz)
+            needed = doctor.needed_probes(doctor.applicable(doctor.select(doctor.Selection()), ctx))
+            assert set(SLOW_PROBES) <= set(needed), (backend, flags)

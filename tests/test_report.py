@@ -288,3 +288,20 @@ def test_simlingos_seed_folders_are_read_as_it_left_them(tmp_path):
     assert data["driving_score_mean"] == 87.5 and data["driving_score_std"] == pytest.approx(17.678, abs=1e-3)
     one = json.loads(simdoctor("report", str(root / "1"), "--json").stdout)  # a seed folder alone: its res/
     assert one["driving_score"] == 75.0 and one["success_rate"] == 50.0
+
+
+def test_html_without_matplotlib_is_one_line_with_the_install_before_anything_is_written(layout, tmp_path):
+    """matplotlib is the `viz` extra, which the README's first command does not install: `report --html` was an
+    internal error (exit 70) after the text report. Blocked here as Python does for a missing module."""
+    import subprocess
+    import sys
+
+    spec = {"id": "1", "town": "Town12", "type": "Accident"}
+    routes.write_route_files(routes.read_routes(builders.routes_xml(tmp_path / "r.xml", [spec])), layout.routes_dir)
+    blocked = "import sys; sys.modules['matplotlib'] = None; from simdoctor.cli import main; main()"
+    done = subprocess.run([sys.executable, "-c", blocked, "report", str(layout.root), "--html"],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    install = f"{sys.executable} -m pip install 'imageio-ffmpeg>=0.5' 'matplotlib>=3.7'"
+    assert done.stderr == f"simdoctor: --html draws its plots with matplotlib, which is not installed: {install}\n"
+    assert done.stdout == "" and not layout.merged_file.exists()

@@ -7,6 +7,7 @@ reasons say what is wrong, for the check's owner to fix.
 
 from __future__ import annotations
 
+import sys
 import threading
 from dataclasses import replace
 
@@ -661,6 +662,17 @@ def test_display_window_a_driver_crash_is_a_finding(facts: Facts, settings: Sett
     assert f.status is Status.FAIL
     named(f, "would crash", "GPU 0 (NVIDIA H100 80GB HBM3, -graphicsadapter=0)",
           "the driver crashed (SIGSEGV) after x_window")  # fmt: skip
+
+
+def test_display_window_on_a_display_nothing_serves_says_so(facts: Facts, settings: Settings) -> None:
+    """DISPLAY=:99 left over with no X server: each device's probe fails to open the display and names nothing;
+    the finding said `no NVIDIA GPU among the Vulkan devices ([0] None)` on a machine whose GPU is fine."""
+    unopened = Presentation(0, None, False, "x_window", "cannot open display :99", stages=[])
+    dead = Facts({**breaking(facts, "display", display=":99").by_probe, "window": WindowFacts(":99", [unopened])})
+    f = verdict("display.window", dead, context(settings, window=True))
+    assert f.status is Status.FAIL
+    assert f.summary == "no X server serves DISPLAY=:99: a CARLA window has nowhere to open"
+    assert commands(f)[0] == "unset DISPLAY"
 
 
 def test_display_window_nvidia_presenting_is_ok(facts: Facts, settings: Settings) -> None:
@@ -1470,7 +1482,9 @@ def test_docker_findings_only_with_the_docker_backend(facts: Facts, ctx: CheckCo
 def test_docker_sdk_missing_fails(facts: Facts, dctx: CheckContext) -> None:
     f = verdict("docker.sdk", breaking(facts, "docker", sdk_installed=False), dctx)
     assert f.status is Status.FAIL
-    assert commands(f) == ["pip install 'simdoctor[docker]'"]
+    # this interpreter's pip and the extra's own requirement: `pip` on PATH may be another Python's, and
+    # `simdoctor[docker]` from an index would replace a simdoctor installed from a checkout
+    assert commands(f) == [f"{sys.executable} -m pip install 'docker>=7'"]
 
 
 def test_docker_daemon_permission_denied_fails(facts: Facts, dctx: CheckContext) -> None:

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -112,6 +113,17 @@ def test_watch_refuses_what_is_not_a_run_folder_and_bad_hosts(standin_stack: Sta
     assert done.returncode == 2 and "--host 'example': give an IP address" in done.stderr
 
 
+def test_watch_on_a_file_is_one_line_and_exit_2(home: Path, tmp_path: Path) -> None:
+    """A file given as OUT was an internal error (NotADirectoryError from listing it), exit 70."""
+    (tmp_path / "notes.txt").write_text("not a run\n")
+    done = subprocess.run([sys.executable, "-m", "simdoctor", "watch", str(tmp_path / "notes.txt")],
+                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    said = f"simdoctor: {tmp_path / 'notes.txt'} is a file, not a folder: give the `simdoctor run` output folder\n"
+    assert done.stderr == said
+    assert done.stdout == ""
+
+
 def test_watch_with_host_listens_wider_and_still_needs_the_token(standin_stack: Stack) -> None:
     (standin_stack.home / "out" / "routes").mkdir(parents=True)
     watch, url = start_watch(standin_stack, "--host", "0.0.0.0")
@@ -160,3 +172,17 @@ def test_the_frame_served_is_the_step_the_page_was_told_of(standin_stack: Stack)
         assert get(f"{base}/frame/1?token={token}")[1] == b"\x89PNG step 10"
     finally:
         assert stop(watch) == 0
+
+
+def test_watch_on_a_folder_of_seeds_names_the_seed_folders(home: Path, tmp_path: Path) -> None:
+    """`run --seeds 1,2` writes OUT/seed-1/ and OUT/seed-2/; `watch OUT` called that 'not a run folder'."""
+    for seed in ("seed-1", "seed-2"):
+        (tmp_path / "out" / seed / "routes").mkdir(parents=True)
+    done = subprocess.run([sys.executable, "-m", "simdoctor", "watch", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    out = tmp_path / "out"
+    said = (
+        f"simdoctor: {out} holds a run per seed (seed-1, seed-2): watch one, e.g. `simdoctor watch {out / 'seed-1'}`\n"
+    )
+    assert done.stderr == said

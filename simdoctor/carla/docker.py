@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
-from simdoctor import procs, proctree
+from simdoctor import extras, procs, proctree
 from simdoctor.carla.errors import Refusal
 from simdoctor.carla.process import Launched
 from simdoctor.carla.state import ServerRecord, hostname
@@ -44,7 +44,7 @@ def sdk() -> Any:
     except ImportError:
         raise Refusal(
             "the docker backend needs the docker Python package, which is not installed",
-            Fix("Install it.", ["pip install 'simdoctor[docker]'"]),
+            Fix("Install it into simdoctor's interpreter.", [extras.install_command("docker")]),
         ) from None
     return docker
 

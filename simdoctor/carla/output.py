@@ -34,14 +34,16 @@ def _fix(fix: Optional[Fix], out: TextIO, indent: str = "  ") -> None:
 
 
 def refusal(exc: Refusal, json_out: bool, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> None:
+    """A refusal's fixes are written canonically (`simdoctor ...`, `sudo ...`): printed as they run here."""
+    fix = distro.localize(exc.fix, distro.Machine.here())
     if json_out:
-        _json({"status": "refused", "exit_code": 1, "summary": str(exc), "fix": to_data(exc.fix),
+        _json({"status": "refused", "exit_code": 1, "summary": str(exc), "fix": to_data(fix),
                "details": exc.details}, out)  # fmt: skip
         return
     err.write(f"simdoctor: {exc}\n")
     for line in exc.details:
         err.write(f"  {line}\n")
-    _fix(exc.fix, err)
+    _fix(fix, err)
 
 
 def _cleanup(result: StopResult) -> str:

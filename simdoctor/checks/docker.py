@@ -3,6 +3,7 @@ Container Toolkit for the GPU request, the `graphics` capability's files on the 
 
 from __future__ import annotations
 
+from simdoctor import extras
 from simdoctor.checks import CheckContext, check, fail, ok, skip, warn
 from simdoctor.checks.gpu import graphics_fix
 from simdoctor.distro import guide, os_of
@@ -24,7 +25,7 @@ def sdk(facts: Facts, ctx: CheckContext):
         return ok("the docker package is installed")
     return fail(
         "the docker Python package is missing: `simdoctor carla start --backend docker` needs it",
-        Fix("Install simdoctor's docker extra.", ["pip install 'simdoctor[docker]'"]),
+        Fix("Install simdoctor's docker extra into its interpreter.", [extras.install_command("docker")]),
     )
 
 

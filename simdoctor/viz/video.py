@@ -5,7 +5,7 @@ Streaming throughout: the log is read line by line and each PNG is piped to ffmp
 stays flat however long the route. Real time: SimLingo draws every N-th step of the leaderboard's 20 Hz
 tick, so the video runs at 20/N frames per second and a frame missing from the log (a step the agent did
 not draw) is filled with the one before it, keeping each frame at its simulated time. ffmpeg is
-imageio-ffmpeg's bundled build when installed (`pip install 'simdoctor[viz]'`, a static build with
+imageio-ffmpeg's bundled build when installed (simdoctor's `viz` extra, a static build with
 libx264), else the system's.
 """
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from simdoctor import atomic
+from simdoctor import atomic, extras
 from simdoctor.outdir import Layout
 from simdoctor.recipe import VizRecipe
 
@@ -131,7 +131,7 @@ def encode_route(layout: Layout, route_id: str, viz: VizRecipe, every: int, keep
         return None
     encoder = find_encoder()
     if encoder is None:
-        raise VizError("no ffmpeg: pip install 'simdoctor[viz]' (imageio-ffmpeg bundles one), or install ffmpeg")
+        raise VizError(f"no ffmpeg: {extras.install_command('viz')} (imageio-ffmpeg bundles one), or install ffmpeg")
     out = layout.videos_dir
     fps = viz.tick_hz / every
     began = time.monotonic()
