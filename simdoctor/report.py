@@ -338,7 +338,9 @@ def show(report: Report, out) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    out.print(Text(f"simdoctor report · {report.out} · {report.routes} routes", style="bold"))
+    from simdoctor.render import fit, say, shell_lines
+
+    say(out, f"simdoctor report · {report.out} · {report.routes} routes", hang=2, style="bold")
     if report.driving_score is not None:
         out.print(
             Text(
@@ -347,16 +349,19 @@ def show(report: Report, out) -> None:
                 style="bold",
             )
         )
-    out.print(
-        f"evaluated {report.evaluated} · missing {len(report.missing)} (count as failed, score 0) · "
-        f"crashed {len(report.crashed)}"
-    )
+    say(out, f"evaluated {report.evaluated} · missing {len(report.missing)} (count as failed, score 0) · "
+        f"crashed {len(report.crashed)}", hang=2)  # fmt: skip
     for d in report.definitions:
         if d.driving_score is not None:
-            out.print(f"  DS {d.driving_score:6.2f}  SR {d.success_rate:6.2f} %   {d.label}")
-    out.print("statuses: " + ", ".join(f"{status} {n}" for status, n in report.statuses.items()))
-    out.print(Text(f"\ninfractions per km ({report.km_driven:.3f} km driven; outside_route_lanes in km)", style="bold"))
-    out.print("  " + ", ".join(f"{k} {v:g}" for k, v in report.infractions_per_km.items()))
+            head = f"  DS {d.driving_score:6.2f}  SR {d.success_rate:6.2f} %   "
+            first, *rest = fit(d.label, out.width, len(head), len(head))
+            out.print(Text(head + first[len(head) :]))
+            for line in rest:
+                out.print(Text(line))
+    say(out, "statuses: " + ", ".join(f"{status} {n}" for status, n in report.statuses.items()), hang=2)
+    out.print()
+    say(out, f"infractions per km ({report.km_driven:.3f} km driven; outside_route_lanes in km)", style="bold")
+    say(out, ", ".join(f"{k} {v:g}" for k, v in report.infractions_per_km.items()), indent=2)
 
     def groups(title: str, rows: list[GroupRow]) -> None:
         table = Table(title=title, box=box.SIMPLE, title_justify="left", title_style="bold")
@@ -371,48 +376,52 @@ def show(report: Report, out) -> None:
     groups("by scenario type", report.scenario_types)
     by_id = {r.route_id: r for r in report.rows}
     if report.slowest:
-        out.print(Text("slowest routes (system and game seconds, run_step p50/p95/max s, steps/s, peak GPU/RAM)",
-                       style="bold"))  # fmt: skip
-    for route_id in report.slowest:
-        r, p = by_id[route_id], by_id[route_id].profile
-        out.print(
-            f"  {r.route_id}  {r.town}  {_seconds(r.duration_system, 1)} s  game {_seconds(r.duration_game, 1)} s  "
-            f"step {_seconds(p and p.step_p50_s)}/{_seconds(p and p.step_p95_s)}/{_seconds(p and p.step_max_s)}  "
-            f"{_seconds(p and p.steps_per_wall_s, 1)}/s  GPU {_gib(p and p.peak_gpu_bytes)} GiB  "
-            f"RAM {_gib(p and p.peak_ram_bytes)} GiB  {r.status}"
-        )
+        say(out, "slowest routes (system and game seconds, run_step p50/p95/max s, steps/s, peak GPU/RAM GiB)",
+            hang=2, style="bold")  # fmt: skip
+        table = Table(box=box.SIMPLE, pad_edge=False)
+        for column in ("route", "town", "system", "game", "step", "steps/s", "GPU", "RAM", "status"):
+            table.add_column(column, justify="left" if column in ("route", "town", "status") else "right")
+        for route_id in report.slowest:
+            r, p = by_id[route_id], by_id[route_id].profile
+            step = f"{_seconds(p and p.step_p50_s)}/{_seconds(p and p.step_p95_s)}/{_seconds(p and p.step_max_s)}"
+            table.add_row(r.route_id, r.town, _seconds(r.duration_system, 1), _seconds(r.duration_game, 1), step,
+                          _seconds(p and p.steps_per_wall_s, 1), _gib(p and p.peak_gpu_bytes),
+                          _gib(p and p.peak_ram_bytes), r.status)  # fmt: skip
+        out.print(table)
     for route_id in report.crashed:
         r = by_id[route_id]
-        out.print(Text(f"crashed: route {r.route_id} ({r.town}): {r.reason or r.status}", style="red"))
+        say(out, f"crashed: route {r.route_id} ({r.town}): {r.reason or r.status}", hang=4, style="red")
         for finding in r.log:
             detail = f": {finding.detail}" if finding.detail else ""
-            out.print(f"    log line {finding.line_number}: {finding.meaning}{detail}")
+            say(out, f"log line {finding.line_number}: {finding.meaning}{detail}", indent=4, hang=6)
         if r.fix is not None:
-            out.print(f"    fix: {r.fix.text}")
+            say(out, f"fix: {r.fix.text}", indent=4, hang=9)
             for command in r.fix.commands:
-                out.print(f"      $ {command}")
+                for line in shell_lines(command, out.width, "      $ ", " " * 10):
+                    out.print(Text(line))
     if report.missing:
-        out.print(Text("missing: " + ", ".join(report.missing), style="yellow"))
+        say(out, "missing: " + ", ".join(report.missing), hang=2, style="yellow")
     s = report.speed
     if s.steps:
-        out.print(
-            Text(
-                f"\nagent speed over {s.steps} steps of {s.routes} routes: run_step p50 {_seconds(s.step_p50_s)} s, "
-                f"p95 {_seconds(s.step_p95_s)} s, max {_seconds(s.step_max_s)} s; "
-                f"{_seconds(s.steps_per_wall_s, 2)} steps per wall second ({_seconds(s.sim_per_wall, 3)}x real time); "
-                f"peak GPU {_gib(s.peak_gpu_bytes)} GiB, peak RAM {_gib(s.peak_ram_bytes)} GiB",
-                style="bold",
-            )
+        out.print()
+        speed = (
+            f"agent speed over {s.steps} steps of {s.routes} routes: run_step p50 {_seconds(s.step_p50_s)} s, "
+            f"p95 {_seconds(s.step_p95_s)} s, max {_seconds(s.step_max_s)} s; "
+            f"{_seconds(s.steps_per_wall_s, 2)} steps per wall second ({_seconds(s.sim_per_wall, 3)}x real time); "
+            f"peak GPU {_gib(s.peak_gpu_bytes)} GiB, peak RAM {_gib(s.peak_ram_bytes)} GiB"
         )
+        say(out, speed, hang=2, style="bold")
     if report.merged_file:
-        out.print(f"\nmerged.json for Bench2Drive's tools: {report.merged_file}")
+        out.print()
+        say(out, f"merged.json for Bench2Drive's tools: {report.merged_file}", hang=2)
     if report.metric_dir:
-        out.print(f"metric dir for efficiency_smoothness_benchmark.py: {report.metric_dir} "
-                  f"({report.metric_files} of {report.evaluated} records have their metric_info.json)")  # fmt: skip
+        say(out, f"metric dir for efficiency_smoothness_benchmark.py: {report.metric_dir} "
+            f"({report.metric_files} of {report.evaluated} records have their metric_info.json)", hang=2)  # fmt: skip
     if report.tools:
         out.print("Bench2Drive's own tools on this folder:")
         for command in report.tools:
-            out.print(f"  $ {command}", markup=False, highlight=False)
+            for line in shell_lines(command, out.width, "  $ ", " " * 6):
+                out.print(Text(line))
 
 
 def run(out: Path, names: RunRecipe, json_out: bool = False, settings: Optional[Settings] = None) -> int:
@@ -575,15 +584,16 @@ def _pm(mean: Optional[float], std: Optional[float]) -> str:
 
 
 def show_seeds(report: SeedsReport, out) -> None:
-    from rich.text import Text
+    from simdoctor.render import say
 
-    out.print(Text(f"simdoctor report · {report.out} · {len(report.seeds)} seeds (SimLingo's protocol)", style="bold"))
+    say(out, f"simdoctor report · {report.out} · {len(report.seeds)} seeds (SimLingo's protocol)", hang=2,
+        style="bold")  # fmt: skip
     for s in report.seeds:
-        out.print(f"  {s.seed}: DS {_seconds(s.driving_score, 2)}  SR {_seconds(s.success_rate, 2)} %  "
-                  f"({s.routes} routes, {s.crashed} crashed, {s.missing} missing)  {s.out}")  # fmt: skip
-    out.print(Text(f"mean ± std (sample, n-1) over seeds: DS {_pm(report.driving_score_mean, report.driving_score_std)}"
-                   f"   SR {_pm(report.success_rate_mean, report.success_rate_std)} %  (each over the routes run)",
-                   style="bold"))  # fmt: skip
+        say(out, f"{s.seed}: DS {_seconds(s.driving_score, 2)}  SR {_seconds(s.success_rate, 2)} %  "
+            f"({s.routes} routes, {s.crashed} crashed, {s.missing} missing)  {s.out}", indent=2, hang=4)  # fmt: skip
+    say(out, f"mean ± std (sample, n-1) over seeds: DS {_pm(report.driving_score_mean, report.driving_score_std)}"
+        f"   SR {_pm(report.success_rate_mean, report.success_rate_std)} %  (each over the routes run)", hang=2,
+        style="bold")  # fmt: skip
 
 
 METRIC_FILE = "metric_info.json"

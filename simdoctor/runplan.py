@@ -328,7 +328,9 @@ def build(
     python, tried = resolve_python(settings)
     if python is None:
         raise ConfigError(
-            f"no agent interpreter found (tried {', '.join(tried)}): pass --agent-python or set SIMDOCTOR_AGENT_PYTHON"
+            f"no agent interpreter found (tried {', '.join(tried)}): make SimLingo's environment with "
+            "`simdoctor setup --only checkout,agent_env` (as check says), or pass --agent-python "
+            "(or set SIMDOCTOR_AGENT_PYTHON)"
         )
     python = os.path.abspath(python)  # the evaluator runs in the SimLingo checkout; keep venv symlinks
     tasks = []
@@ -466,15 +468,20 @@ def plan_json(plan: Plan) -> str:
 
 
 def show_plan(plan: Plan, out) -> None:
-    """The plan as text: slots, routes, the environment every task shares, then each task's command."""
+    """The plan as text: slots, routes, the environment every task shares, then each task's command, fitted to
+    the console's width (an assignment NAME=value is one shell word and stays whole)."""
     from rich.text import Text
 
+    from simdoctor.render import say, shell_lines
+
     finished = len(plan.tasks) - len(plan.pending)
-    out.print(Text(f"simdoctor run --dry-run · {plan.out}", style="bold"))
-    out.print(
+    say(out, f"simdoctor run --dry-run · {plan.out}", hang=2, style="bold")
+    say(
+        out,
         f"routes: {len(plan.tasks)} from {plan.routes_source}"
         + (f" ({finished} finished, {len(plan.pending)} to run)" if finished else "")
-        + f" · seed {plan.seed} · retries {plan.retries} · route timeout {plan.route_timeout_s:g} s"
+        + f" · seed {plan.seed} · retries {plan.retries} · route timeout {plan.route_timeout_s:g} s",
+        hang=2,
     )
     out.print(Text(f"\nslots ({len(plan.slots)})", style="bold"))
     for slot in plan.slots:
@@ -482,23 +489,25 @@ def show_plan(plan: Plan, out) -> None:
         if slot.gpu is not None:
             gpu = f"GPU {slot.gpu} {slot.gpu_name or ''} -graphicsadapter={slot.graphics_adapter}"
         ports = " ".join(f"{role}={port}" for role, port in slot.ports.items())
-        out.print(f"  {slot.index}: {gpu.strip()}  {ports}")
+        say(out, f"{slot.index}: {gpu.strip()}  {ports}", indent=2, hang=5)
     for note in plan.notes:
-        out.print(Text(f"  ! {note}", style="yellow"))
-    out.print(Text(f"\nenvironment of every task (cwd {plan.cwd})", style="bold"))
+        say(out, f"! {note}", indent=2, hang=4, style="yellow")
+    out.print()
+    say(out, f"environment of every task (cwd {plan.cwd})", hang=2, style="bold")
     for name, value in plan.environment.items():
         out.print(f"  {name}={shlex.quote(value)}")
     out.print(Text("\ntasks (first assignment; slots take the next task as they free up)", style="bold"))
     for task, slot in _initial(plan):
         run = launch(plan, task, slot)
-        out.print(Text(f"route {task.route.id} ({task.route.town}, {task.route.scenario_type}) on slot {slot.index}"))
+        say(out, f"route {task.route.id} ({task.route.town}, {task.route.scenario_type}) on slot {slot.index}", hang=2)
         for name, value in run.env.items():
             if plan.environment.get(name) != value:
                 out.print(f"  {name}={shlex.quote(value)}")
-        out.print(f"  {shlex.join(run.argv)}")
+        for line in shell_lines(run.argv, out.width, "  ", "      "):
+            out.print(Text(line))
     for task in plan.tasks:
         if task.finished:
-            out.print(Text(f"route {task.route.id}: finished, skipped ({task.results_file})", style="dim"))
+            say(out, f"route {task.route.id}: finished, skipped ({task.results_file})", hang=2, style="dim")
 
 
 def make(settings: Settings, options: Options) -> tuple[Optional[Plan], list[routes.RouteText], list[Finding]]:

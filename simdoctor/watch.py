@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from simdoctor import filelock, results, routes
+from simdoctor import filelock, report, results, routes
 from simdoctor.outdir import Layout
 from simdoctor.recipe import ConfigError, RunRecipe
 from simdoctor.viz import video
@@ -189,7 +189,9 @@ def serve(out: Path, names: RunRecipe, host: str, port: Optional[int]) -> tuple[
     if layout.root.exists() and not layout.root.is_dir():
         raise ConfigError(f"{out} is a file, not a folder: give the `simdoctor run` output folder")
     if layout.root.exists() and not layout.routes_dir.is_dir() and any(layout.root.iterdir()):
-        raise ConfigError(f"{out} is not a `simdoctor run` output folder (no {names.routes_dir}/ in it)")
+        seeds = report.run_folders(layout.root, names)  # not a run folder: says so
+        shown = ", ".join(p.name for _, p in seeds)
+        raise ConfigError(f"{out} holds a run per seed ({shown}): watch one, e.g. `simdoctor watch {seeds[0][1]}`")
     try:
         family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
     except ValueError:

@@ -208,7 +208,8 @@ def test_option_errors(stack, tmp_path):
         with pytest.raises(ConfigError, match=message):
             runplan.build(settings, dataclasses.replace(options, out=tmp_path / "o"), [])
     nowhere = dataclasses.replace(settings, agent_python=str(tmp_path / "python3.8"))
-    with pytest.raises(ConfigError, match="no agent interpreter found"):
+    # a new user without one is told how to make it, not only how to name one
+    with pytest.raises(ConfigError, match=r"no agent interpreter found .*`simdoctor setup --only checkout,agent_env`"):
         runplan.build(nowhere, runplan.Options(routes=source, out=tmp_path / "o"), [])
 
 

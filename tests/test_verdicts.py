@@ -664,6 +664,17 @@ def test_display_window_a_driver_crash_is_a_finding(facts: Facts, settings: Sett
           "the driver crashed (SIGSEGV) after x_window")  # fmt: skip
 
 
+def test_display_window_on_a_display_nothing_serves_says_so(facts: Facts, settings: Settings) -> None:
+    """DISPLAY=:99 left over with no X server: each device's probe fails to open the display and names nothing;
+    the finding said `no NVIDIA GPU among the Vulkan devices ([0] None)` on a machine whose GPU is fine."""
+    unopened = Presentation(0, None, False, "x_window", "cannot open display :99", stages=[])
+    dead = Facts({**breaking(facts, "display", display=":99").by_probe, "window": WindowFacts(":99", [unopened])})
+    f = verdict("display.window", dead, context(settings, window=True))
+    assert f.status is Status.FAIL
+    assert f.summary == "no X server serves DISPLAY=:99: a CARLA window has nowhere to open"
+    assert commands(f)[0] == "unset DISPLAY"
+
+
 def test_display_window_nvidia_presenting_is_ok(facts: Facts, settings: Settings) -> None:
     presenting = Presentation(0, "NVIDIA H100 80GB HBM3", True, "vkCreateSwapchainKHR", None,
                               presentation_support=True, swapchain_images=3)  # fmt: skip

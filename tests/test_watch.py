@@ -172,3 +172,17 @@ def test_the_frame_served_is_the_step_the_page_was_told_of(standin_stack: Stack)
         assert get(f"{base}/frame/1?token={token}")[1] == b"\x89PNG step 10"
     finally:
         assert stop(watch) == 0
+
+
+def test_watch_on_a_folder_of_seeds_names_the_seed_folders(home: Path, tmp_path: Path) -> None:
+    """`run --seeds 1,2` writes OUT/seed-1/ and OUT/seed-2/; `watch OUT` called that 'not a run folder'."""
+    for seed in ("seed-1", "seed-2"):
+        (tmp_path / "out" / seed / "routes").mkdir(parents=True)
+    done = subprocess.run([sys.executable, "-m", "simdoctor", "watch", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    out = tmp_path / "out"
+    said = (
+        f"simdoctor: {out} holds a run per seed (seed-1, seed-2): watch one, e.g. `simdoctor watch {out / 'seed-1'}`\n"
+    )
+    assert done.stderr == said

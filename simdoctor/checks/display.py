@@ -129,6 +129,10 @@ def window(facts: Facts, ctx: CheckContext):
         return skip("no DISPLAY to present to (see display.server)")
     if w.error:
         return fail(f"Vulkan lists no device to present with: {w.error}", window_fix(ctx, gpus))
+    if d.server is None and d.socket is None:  # each device's probe fails at its X connection, nameless
+        return fail(
+            f"no X server serves DISPLAY={d.display}: a CARLA window has nowhere to open", window_fix(ctx, gpus)
+        )
     where = f"DISPLAY={d.display}" + (f" ({SERVER_NAMES.get(d.server.kind, d.server.kind)})" if d.server else "")
     devices = vulkan.enumeration.devices if vulkan and vulkan.enumeration else []
     mapping = adapter_map(gpus.gpus, devices) if gpus and not gpus.nvml_error else {}
