@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -138,7 +138,12 @@ def socket_owners(inodes: set[int]) -> dict[int, list[int]]:
 
 def listening_inodes(port: int) -> set[int]:
     """Inodes of TCP sockets in LISTEN state on `port`, on any local address (IPv4 and IPv6)."""
-    found: set[int] = set()
+    return listening([port])[port]
+
+
+def listening(ports: Collection[int]) -> dict[int, set[int]]:
+    """listening_inodes for several ports at one read of the tables, which the kernel builds slowly."""
+    found: dict[int, set[int]] = {port: set() for port in ports}
     for table in ("tcp", "tcp6"):
         try:
             lines = (PROC / "net" / table).read_text().splitlines()[1:]
@@ -148,6 +153,7 @@ def listening_inodes(port: int) -> set[int]:
             parts = line.split()
             if len(parts) < 10 or parts[3] != "0A":  # 0A = TCP_LISTEN
                 continue
-            if int(parts[1].rsplit(":", 1)[1], 16) == port:
-                found.add(int(parts[9]))
+            port = int(parts[1].rsplit(":", 1)[1], 16)
+            if port in found:
+                found[port].add(int(parts[9]))
     return found

@@ -92,8 +92,9 @@ def is_local(host: str) -> bool:
     return host in LOCAL_HOSTS or host == socket.gethostname()
 
 
-def port_state(role: str, port: int, carla_names: tuple[str, ...]) -> PortState:
-    inodes = procs.listening_inodes(port)
+def port_state(role: str, port: int, carla_names: tuple[str, ...], inodes: Optional[set[int]] = None) -> PortState:
+    """Who listens on `port`; `inodes` when the caller read the listening sockets already."""
+    inodes = procs.listening_inodes(port) if inodes is None else inodes
     if not inodes:
         return PortState(role, port, False, [], None, False)
     pids = sorted({pid for found in procs.socket_owners(inodes).values() for pid in found})
@@ -108,5 +109,7 @@ def probe_ports(ctx: ProbeContext) -> PortsFacts:
     carla = s.recipe.carla
     local = is_local(s.carla_host)
     names = (carla.process_name, carla.launcher)
-    states = [port_state(role, port, names) for role, port in carla_ports(carla, s.carla_port).items()] if local else []
+    by_role = carla_ports(carla, s.carla_port) if local else {}
+    inodes = procs.listening(by_role.values()) if local else {}
+    states = [port_state(role, port, names, inodes[port]) for role, port in by_role.items()]
     return PortsFacts(s.carla_host, local, states)
