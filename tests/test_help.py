@@ -83,3 +83,12 @@ def test_completion_installs_and_completes(tmp_path: Path) -> None:
         capture_output=True, text=True, env=dict(env, PATH=f"{SCRIPT.parent}:{os.environ['PATH']}"),
     )  # fmt: skip
     assert done.stdout.split() == ["local", "slurm"], done.stdout + done.stderr
+
+
+def test_check_help_and_readme_give_the_same_speed() -> None:
+    """`check --help` once said "about a second" while the README said "well under"."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## `simdoctor check`") :].split("\n## ", 1)[0]
+    said = " ".join(help_text("check").split())
+    assert "in well under a second" in said and "well under a second" in section
+    assert "about a second" not in said + readme
