@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-from simdoctor.agentbuild import torch_index
 from simdoctor.checks import CheckContext, check, fail, ok, skip, warn
 from simdoctor.checks.gpu import driver_fix
 from simdoctor.findings import Fix
@@ -39,6 +38,8 @@ def env_fix(ctx: CheckContext) -> Fix:
 def torch_fix(a: AgentFacts, ctx: CheckContext, driver_cuda: Optional[str]) -> Fix:
     """Replace torch by the pinned version built for the driver's CUDA; a plain `pip install torch==2.2.0`
     would do nothing, since `2.2.0+cpu` or `2.2.0+cu121` already satisfies `==2.2.0`."""
+    from simdoctor.agentbuild import torch_index  # imported here, not at the top: `check` starts faster
+
     r = ctx.settings.recipe.agent
     index = torch_index(r, driver_cuda)
     return Fix(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shlex
 
 from simdoctor.checks import CheckContext, check, fail, ok, skip, warn
-from simdoctor.evaluator import carla_root_problem
 from simdoctor.findings import Fix
 from simdoctor.probes.agent import AgentFacts
 from simdoctor.probes.carla import CarlaInstallFacts
@@ -44,6 +43,8 @@ def root(facts: Facts, ctx: CheckContext):
             f"{c.root} has no {launcher}: not a packaged CARLA (a source checkout, or one folder too high?)",
             install_fix(ctx),
         )
+    from simdoctor.evaluator import carla_root_problem  # imported here, not at the top: `check` starts faster
+
     problem = carla_root_problem(str(c.root))
     if problem:
         return fail(problem, safe_root_fix(ctx, str(c.root)))

@@ -3,15 +3,18 @@ Container Toolkit for the GPU request, the `graphics` capability's files on the 
 
 from __future__ import annotations
 
-from simdoctor import extras
+from typing import TYPE_CHECKING
+
 from simdoctor.checks import CheckContext, check, fail, ok, skip, warn
 from simdoctor.checks.gpu import graphics_fix
 from simdoctor.distro import guide, os_of
 from simdoctor.findings import Fix
-from simdoctor.probes.docker import NVIDIA_HOOK, DockerFacts
 from simdoctor.probes.gpu import GRAPHICS_LIBS, GpuFacts
 from simdoctor.probes.vulkan import VulkanFacts
 from simdoctor.probing import Facts
+
+if TYPE_CHECKING:  # the docker probe's module (http.client) loads only when --backend docker runs it
+    from simdoctor.probes.docker import DockerFacts
 
 
 def _guide(facts: Facts, ctx: CheckContext, topic: str, fallback: str) -> Fix:
@@ -23,6 +26,8 @@ def sdk(facts: Facts, ctx: CheckContext):
     d: DockerFacts = facts.get("docker")
     if d.sdk_installed:
         return ok("the docker package is installed")
+    from simdoctor import extras  # imported here, not at the top: `check` starts faster
+
     return fail(
         "the docker Python package is missing: `simdoctor carla start --backend docker` needs it",
         Fix("Install simdoctor's docker extra into its interpreter.", [extras.install_command("docker")]),
@@ -47,6 +52,8 @@ def daemon(facts: Facts, ctx: CheckContext):
 
 @check("docker.nvidia", "NVIDIA Container Toolkit", needs=("docker",))
 def nvidia(facts: Facts, ctx: CheckContext):
+    from simdoctor.probes.docker import NVIDIA_HOOK  # imported here, not at the top: `check` starts faster
+
     d: DockerFacts = facts.get("docker")
     details = [f"runtimes: {', '.join(d.runtimes) or 'none'} (default {d.default_runtime or '?'})",
                f"{NVIDIA_HOOK}: {d.nvidia_hook or 'not found'}",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from simdoctor import distro, handoff
+from simdoctor import distro
 from simdoctor.checks import CheckContext, check, fail, gib, ok, warn
 from simdoctor.findings import Fix
 from simdoctor.probes.carla import CarlaInstallFacts
@@ -105,6 +105,8 @@ def user(facts: Facts, ctx: CheckContext):
         return ok(f"running as {s.user} (uid {s.euid}), as CARLA requires")
     if ctx.backend == "docker":
         return ok("running as root; fine with the docker backend, whose container runs CARLA as user carla")
+    from simdoctor import handoff  # imported here, not at the top: `check` starts faster
+
     setup = ctx.settings.recipe.platform.setup
     return fail(
         "running as root: CARLA refuses to start (`Refusing to run with the root privileges.`)",

@@ -8,7 +8,7 @@ from typing import Optional
 
 from simdoctor.probing import ProbeContext, probe
 from simdoctor.subproc import run_bounded
-from simdoctor.viz import font, video
+from simdoctor.viz import font
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,8 @@ def probe_viz(ctx: ProbeContext) -> VizFacts:
     viz = ctx.settings.recipe.viz
     found = font.pillow_lookup(viz.font_name, ctx.settings.work_dir, dict(os.environ))
     source = font.source(viz)
+    from simdoctor.viz import video  # imported here, not at the top: `check` starts faster
+
     encoder = video.find_encoder()
     h264 = error = None
     if encoder is not None:

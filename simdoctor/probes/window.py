@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -76,5 +75,7 @@ def probe_window(ctx: ProbeContext) -> WindowFacts:
     listing = enumerate_devices(timeout=3.0)
     if not listing.ok:
         return WindowFacts(display, [], listing.error)
+    from concurrent.futures import ThreadPoolExecutor  # imported here, not at the top: `check` starts faster
+
     with ThreadPoolExecutor(max_workers=8) as pool:
         return WindowFacts(display, list(pool.map(present, [d.index for d in listing.devices])))
