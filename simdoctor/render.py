@@ -109,12 +109,13 @@ def report(findings: list[Finding], out: Console, verbose: bool = False, header:
         mark, style = MARKS[f.status]
         line = Text("  ")
         line.append(mark, style=style)
-        line.append(f" {f.title.ljust(width)}  ")
         summary_style = "dim" if f.status is Status.SKIP else ""
         if out.width - hang >= 20:
             first, *rest = fit(f.summary, out.width, hang, hang)
+            line.append(f" {f.title.ljust(width)}  ")
             line.append(first[hang:], style=summary_style)
         else:  # too narrow for two columns: the summary goes under the title
+            line.append(f" {f.title}")
             rest = fit(f.summary, out.width, 6)
         out.print(line)
         for r in rest:

@@ -52,4 +52,5 @@ def test_json_is_the_agent_environment(simdoctor, make_settings) -> None:
 def test_an_unknown_format_is_a_usage_error(simdoctor) -> None:
     printed = simdoctor("env", "--format", "csh")
     assert printed.returncode == 2
-    assert printed.stderr.strip() == "simdoctor: --format must be one of bash, fish, json, not 'csh'"
+    said = "simdoctor: Invalid value for '--format': 'csh' is not one of 'bash', 'fish', 'json'."
+    assert printed.stderr.strip() == said

@@ -23,12 +23,12 @@ H100 = REPO / "tests" / "data" / "h100"
 FINDING = re.compile(r"^  [✓!✗-] ")
 
 
-def at_80(*args: str) -> str:
-    """The command's stdout as a pipe shows it with COLUMNS=80 (rich reads it when not on a terminal)."""
+def piped(*args: str, columns: int = 80) -> str:
+    """The command's stdout as a pipe shows it with COLUMNS (80 unless told) (rich reads it when not on a terminal)."""
     done = subprocess.run(
         [sys.executable, "-m", "simdoctor", *args],
         capture_output=True, text=True, timeout=120, cwd=REPO,
-        env=dict(os.environ, COLUMNS="80", NO_COLOR="1"), stdin=subprocess.DEVNULL,
+        env=dict(os.environ, COLUMNS=str(columns), NO_COLOR="1"), stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert done.returncode in (0, 1), done.stderr
     return done.stdout
@@ -74,13 +74,13 @@ def unbreakable(line: str) -> bool:
     return line.lstrip().startswith("$ ") and " ".join(map(shlex.quote, words)) != text
 
 
-def too_wide(text: str) -> list[str]:
-    return [line for line in text.splitlines() if len(line) > 80 and not unbreakable(line)]
+def too_wide(text: str, columns: int = 80) -> list[str]:
+    return [line for line in text.splitlines() if len(line) > columns and not unbreakable(line)]
 
 
 @pytest.mark.parametrize("dump", ["bare", "loader", "deep"])
 def test_check_fits_80_columns_with_the_summaries_aligned(home, dump: str) -> None:
-    text = at_80("check", "--facts", str(H100 / f"facts-{dump}.json"), "-v")
+    text = piped("check", "--facts", str(H100 / f"facts-{dump}.json"), "-v")
     lines = text.splitlines()
     assert len(lines) > 60 and not too_wide(text), too_wide(text)
     findings = [line for line in lines if FINDING.match(line)]
@@ -93,8 +93,14 @@ def test_check_fits_80_columns_with_the_summaries_aligned(home, dump: str) -> No
     assert {len(line) - len(line.lstrip()) for line in lines if line.strip()} <= {0, 2, 6, 8, 11, 12, summary_at}
 
 
+def test_check_on_a_narrow_terminal_puts_summaries_under_the_titles(home) -> None:
+    text = piped("check", "--facts", str(H100 / "facts-bare.json"), "-v", columns=40)
+    assert not too_wide(text, 40), too_wide(text, 40)
+    assert "  ✗ User\n      running as root:" in text
+
+
 def test_a_long_fix_command_breaks_between_words_and_still_parses(home) -> None:
-    text = at_80("check", "--facts", str(H100 / "facts-bare.json"))
+    text = piped("check", "--facts", str(H100 / "facts-bare.json"))
     commands, current = [], None
     for line in text.splitlines():
         if line.lstrip().startswith("$ "):
@@ -114,7 +120,7 @@ def test_a_long_fix_command_breaks_between_words_and_still_parses(home) -> None:
 
 def test_run_dry_run_fits_80_columns(stack, tmp_path) -> None:  # noqa: F811
     settings, source = stack
-    text = at_80("run", "--dry-run", "--gpus", "none", "--workers-per-gpu", "2", "--routes", str(source),
+    text = piped("run", "--dry-run", "--gpus", "none", "--workers-per-gpu", "2", "--routes", str(source),
                  "--out", str(tmp_path / "out"), "--work-dir", str(settings.work_dir),
                  "--agent-python", settings.agent_python)  # fmt: skip
     assert "slots (2)" in text and not too_wide(text), too_wide(text)
@@ -123,7 +129,7 @@ def test_run_dry_run_fits_80_columns(stack, tmp_path) -> None:  # noqa: F811
 
 def test_report_fits_80_columns(layout, tmp_path) -> None:  # noqa: F811
     bench2drive_run(layout, tmp_path)
-    text = at_80("report", str(layout.root))
+    text = piped("report", str(layout.root))
     assert "by scenario type" in text and not too_wide(text), too_wide(text)
 
 
