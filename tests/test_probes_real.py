@@ -13,7 +13,7 @@ import pytest
 from builders import BASE_TOWNS, bench2drive_standin, carla_root, simlingo_checkout, venv_without
 from conftest import free_port
 
-from simdoctor import hfcache
+from simdoctor import hfcache, scripts
 from simdoctor.checks import CheckContext
 from simdoctor.doctor import Selection, diagnose, select
 from simdoctor.findings import Status
@@ -413,3 +413,25 @@ def test_routes_file_towns_are_read(tmp_path):
         Path(simlingo_checkout(tmp_path, towns=("Town12", "Town01", "Town12"))) / "leaderboard/data/bench2drive220.xml"
     )
     assert route_towns(path) == ["Town01", "Town12"]
+
+
+def test_agent_probe_reads_each_version_as_importlib_metadata_does(agent_python):
+    """agent_probe.py reads only the metadata's header (issue 15, start-up): for every distribution in the
+    agent's Python 3.8, under each spelling, it must give what importlib.metadata.version gives."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import agent_probe as a; from importlib import metadata\n"
+        "names = {d.metadata['Name'] for d in metadata.distributions()}\n"
+        "def version(n):\n"
+        "    for s in (n, n.replace('-', '_')):\n"
+        "        try:\n"
+        "            return metadata.version(s)\n"
+        "        except Exception:\n"
+        "            pass\n"
+        "spellings = [s for n in names for s in (n, n.lower(), n.upper(), n.replace('_', '-'), n + '-nosuch')]\n"
+        "print(len(names), [(s, version(s), a.package_version(s)) for s in spellings"
+        " if version(s) != a.package_version(s)])\n"
+    )
+    folder = str(Path(scripts.path("agent_probe.py")).parent)
+    done = subprocess.run([agent_python, "-c", code, folder], capture_output=True, text=True, timeout=60, check=True)
+    count, mismatches = done.stdout.split(" ", 1)
+    assert int(count) > 10 and mismatches.strip() == "[]", done.stdout
