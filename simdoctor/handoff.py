@@ -3,7 +3,6 @@ simdoctor where that user can run it, and continues as them; `check`'s root find
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
 import pwd
@@ -88,6 +87,8 @@ def exists(user: str) -> bool:
 
 def source() -> str:
     """What the user's pip installs: the folder this simdoctor was installed from, else the same release."""
+    import importlib.metadata  # imported here, not at the top: `check` (root's fix) starts faster
+
     try:
         text = importlib.metadata.distribution("simdoctor").read_text("direct_url.json")
         url = json.loads(text)["url"] if text else ""
