@@ -40,19 +40,29 @@ device_prologue() {
   PYTHON=$(command -v python3)
 }
 
-# agent_python: an interpreter that has torch and the carla client, for the stand-in evaluator (as the agent's).
-# python3 itself when it imports carla; else a venv over python3's packages with the client unpacked into it
-# from a carried wheel (.whl/carla-*.whl matching python3, e.g. `pip download carla==0.9.16 --python-version
-# 3.12 --only-binary=:all: --no-deps --platform manylinux_2_31_x86_64 -d .whl`); else nothing (prints why).
+# agent_python: an interpreter that has torch, the carla client and what the stand-in evaluator and agent import as
+# the real ones do (reference/upstream-behaviour.md §3-4), for the stand-in evaluator (as the agent's). python3
+# itself when it imports them all; else a venv that sees python3's own packages (a .pth: python3 is itself a venv
+# here, so --system-site-packages would reach only the base Python's) with carried wheels unpacked into it: the
+# client from .whl/carla-*.whl matching python3 and the rest from .whl/eval/*.whl (the download commands are in
+# multi_gpu.sh's header).
+EVALUATOR_IMPORTS="carla requests pexpect ephem transforms3d py_trees dictor networkx shapely six xmlschema \
+simple_watchdog_timer tabulate numpy huggingface_hub PIL"
 agent_python() {
-  if python3 -c 'import carla' 2>/dev/null; then command -v python3; return; fi
+  local probe="import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]"
+  if python3 -c "$probe" $EVALUATOR_IMPORTS 2>/dev/null; then command -v python3; return; fi
   local tag wheel site
   tag=$(python3 -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
   wheel=$(ls "$REPO"/.whl/carla-*-"$tag"-*.whl 2>/dev/null | head -n 1)
   [ -n "$wheel" ] || { echo "python3 cannot import carla and .whl/ has no carla wheel for $tag" >&2; return 1; }
-  python3 -m venv --without-pip --system-site-packages "$WORK/agent" || return 1
+  python3 -m venv --without-pip "$WORK/agent" || return 1
   site=$("$WORK/agent/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-  python3 -m zipfile -e "$wheel" "$site" && chmod -R a+rX "$WORK/agent" && echo "$WORK/agent/bin/python"
+  python3 -c 'import site; print("\n".join(site.getsitepackages()))' >"$site/python3-packages.pth"
+  for w in "$wheel" "$REPO"/.whl/eval/*.whl; do [ -e "$w" ] && python3 -m zipfile -e "$w" "$site"; done
+  chmod -R a+rX "$WORK/agent"
+  "$WORK/agent/bin/python" -c "$probe" $EVALUATOR_IMPORTS \
+    || { echo "the agent venv lacks an evaluator import (carry .whl/eval/, see above)" >&2; return 1; }
+  echo "$WORK/agent/bin/python"
 }
 
 # as_user CMD...: run a command as the user, with a clean environment plus what simdoctor, the stand-in stack

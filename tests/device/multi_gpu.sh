@@ -1,8 +1,19 @@
 #!/usr/bin/env bash
 # Several GPUs of one machine (issue 14): the lent nvidia-h200-x2/-x4/-x8 machines (device tool), run by the
 # lead from the repo root, as root, with .gl/ carried (Debian's Vulkan/EGL loader .debs, as for
-# tests/device/carla_gpu.sh) and .whl/ holding the carla client wheel for the machine's python3 (see
-# agent_python in common.sh; without it proofs 3 and 4 are skipped, and said so):
+# tests/device/carla_gpu.sh) and .whl/ holding the carla client wheel for the machine's python3 and, in
+# .whl/eval/, the wheels of what the stand-in evaluator and agent import as the real ones do and the device's
+# python3 lacks (see agent_python in common.sh; without the client, proofs 3 and 4 are skipped, and said so).
+# Made once here, for the device's python3.12:
+#   pip download carla==0.9.16 --python-version 3.12 --only-binary=:all: --no-deps \
+#     --platform manylinux_2_31_x86_64 -d .whl
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp --abi cp312 \
+#     --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
+#     --platform any -d .whl/eval pexpect ptyprocess transforms3d ephem shapely xmlschema elementpath \
+#     py_trees==0.8.3 pydot pyparsing tabulate
+#   pip download --no-deps -d /tmp/sdist dictor==0.1.12 simple-watchdog-timer==0.1.1
+#   pip wheel --no-deps -w .whl/eval /tmp/sdist/*.tar.gz
+#   (about 39 MiB in all: carry [".gl", ".whl"])
 #
 #   bash tests/device/multi_gpu.sh          (writes what it saw to $OUT; about 2-4 minutes on 8 GPUs)
 #
@@ -43,7 +54,8 @@ home, python, code, ngpu = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), in
 recipe = load_settings(env={"HOME": str(home)}).recipe
 builders.carla_root(home / "carla", recipe)
 builders.standin_server(home / "carla", recipe, python, code, {"vulkan": "real", "gpu_memory_mib": 1024})
-builders.bench2drive_standin(home / "simlingo")
+work = builders.bench2drive_standin(home / "simlingo")
+builders.base_model(home, work, recipe)  # the stand-in agent loads it by hub name, from the user's HF cache
 for name, first, count in (("all", 100, 2 * ngpu), ("subset", 200, 2)):
     builders.routes_xml(home / f"routes-{name}.xml", [
         builders.standin_route(str(first + i), standin_sim_s="1", standin_wall_s="4") for i in range(count)])
