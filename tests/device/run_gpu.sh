@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `simdoctor run`'s GPU side on a real GPU: the lent H100 machine (device tool), run by the lead from the repo
-# root, as root, with .gl/ carried (Debian's Vulkan/EGL loader .debs, as for tests/device/carla_gpu.sh):
+# root, as root, with .gl/ carried (Debian's Vulkan/EGL loader .debs, as for tests/device/carla_gpu.sh) and .whl/
+# (the carla client and the evaluator's imports for the device's python3, as multi_gpu.sh's header makes them):
 #
 #   bash tests/device/run_gpu.sh            (writes what it saw to $OUT; about 1-2 minutes)
 #
@@ -26,7 +27,8 @@ home, python, code = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 recipe = load_settings(env={"HOME": str(home)}).recipe
 builders.carla_root(home / "carla", recipe)
 builders.standin_server(home / "carla", recipe, python, code, {"vulkan": "real", "gpu_memory_mib": 1024})
-builders.bench2drive_standin(home / "simlingo")
+work = builders.bench2drive_standin(home / "simlingo")
+builders.base_model(home, work, recipe)  # the stand-in agent loads it by hub name, from the user's HF cache
 builders.routes_xml(home / "routes.xml", [
     {"id": str(i), "town": "Town01", "type": "Accident", "attrs": {"standin_sim_s": "1", "standin_wall_s": "4"}}
     for i in (1, 2)])
@@ -61,7 +63,9 @@ as_user "$PYTHON" "$WORK/code/tests/device/mapping.py" >"$OUT/mapping.json"
 cat "$OUT/mapping.json"
 
 echo "== 3. simdoctor run on GPU 0, two workers"
-if as_user "$PYTHON" -c 'import carla' 2>/dev/null; then
+AGENT_PY=$(agent_python)
+echo "agent interpreter: ${AGENT_PY:-none}"
+if [ -n "$AGENT_PY" ]; then
   as_user "$PYTHON" -m simdoctor run --json --gpus 0 --workers-per-gpu 2 --route-timeout 300 \
     --routes "$HOME_DIR/routes.xml" --out "$HOME_DIR/out" >"$OUT/report.json"
   echo "exit $?" | tee "$OUT/run.exit"
@@ -70,7 +74,7 @@ if as_user "$PYTHON" -c 'import carla' 2>/dev/null; then
   LEFT=$(live_carla)
   [ -z "$LEFT" ] || fail "CARLA processes left after the run: $LEFT"
 else
-  echo "SKIPPED: python3 cannot import the carla client here (the stand-in evaluator needs it)"
+  echo "SKIPPED: no agent interpreter with the carla client and the evaluator's imports (see agent_python)"
 fi
 
 echo "== verdict"
