@@ -120,13 +120,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _authorized(self, query: dict[str, list[str]]) -> tuple[bool, bool]:
         """(allowed, by the URL's token): the token in the query or in the cookie it set."""
-        token = self.watched.token
+        token = self.watched.token.encode()
         given = query.get("token", [""])[0]
-        if given and hmac.compare_digest(given, token):
+        # compare_digest takes only ASCII str: bytes, so a stranger's non-ASCII token is a refusal, not a traceback
+        if given and hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token):
             return True, True
         for part in self.headers.get("Cookie", "").split(";"):
             name, _, value = part.strip().partition("=")
-            if name == COOKIE and hmac.compare_digest(value, token):
+            if name == COOKIE and hmac.compare_digest(value.encode("utf-8", "surrogateescape"), token):
                 return True, False
         return False, False
 

@@ -186,3 +186,18 @@ def test_watch_on_a_folder_of_seeds_names_the_seed_folders(home: Path, tmp_path:
         f"simdoctor: {out} holds a run per seed (seed-1, seed-2): watch one, e.g. `simdoctor watch {out / 'seed-1'}`\n"
     )
     assert done.stderr == said
+
+
+def test_a_token_or_cookie_that_is_not_ascii_is_refused_not_a_traceback(standin_stack: Stack) -> None:
+    out = standin_stack.home / "out"
+    (out / "routes").mkdir(parents=True)
+    standin_stack.rt.chown_tree(out)
+    watch, url = start_watch(standin_stack)
+    try:
+        base = url.split("/?", 1)[0]
+        assert get(f"{base}/api/state?token=%C3%A9t%C3%A9")[0] == 403
+        assert get(f"{base}/api/state", headers={"Cookie": "simdoctor_watch=\xe9t\xe9"})[0] == 403
+        assert get(url)[0] == 200  # still serving
+    finally:
+        assert stop(watch) == 0
+    assert "Traceback" not in watch.stderr.read()
