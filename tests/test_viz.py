@@ -220,3 +220,16 @@ def test_report_html_of_several_seeds_gives_each_seeds_scores_and_their_mean(sta
     shot = browser.screenshot(tmp_path / "report-seeds.png")
     keep_screenshot(shot)
     assert not_blank(shot) > 50
+
+
+def test_frame_log_lines_the_wrapper_does_not_write_are_skipped(tmp_path) -> None:
+    """A line cut by a kill, JSON that is not an object, or a frame without a whole-number step: skipped, never an
+    exception in the encoder or in watch."""
+    from simdoctor.viz import video
+
+    log = tmp_path / "1.jsonl"
+    good = {"step": 10, "frame": str(tmp_path / "10.png")}
+    log.write_text("\n".join(["[1, 2]", '{"frame": "x.png"}', '{"step": "5"}', '{"step": true}', json.dumps(good),
+                              '{"step": 15, "fra']) + "\n")  # fmt: skip
+    assert [f.step for f in video.read_frames(log)] == [10]
+    assert video.last_frame(log).step == 10

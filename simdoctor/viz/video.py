@@ -72,11 +72,21 @@ def read_frames(path: Path) -> Iterator[Frame]:
         return
     with handle:
         for line in handle:
-            try:
-                data = json.loads(line)
-                yield Frame(**{k: data.get(k) for k in Frame.__dataclass_fields__})
-            except (ValueError, TypeError):
-                continue
+            frame = parse_frame(line)
+            if frame is not None:
+                yield frame
+
+
+def parse_frame(line: str) -> Optional[Frame]:
+    """One log line as a Frame; None for what the wrapper does not write (a line cut off by a kill, JSON that is
+    not an object, a step that is not a whole number)."""
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("step"), int) or isinstance(data.get("step"), bool):
+        return None
+    return Frame(**{k: data.get(k) for k in Frame.__dataclass_fields__})
 
 
 def last_frame(path: Path, step: Optional[int] = None) -> Optional[Frame]:
@@ -90,12 +100,8 @@ def last_frame(path: Path, step: Optional[int] = None) -> Optional[Frame]:
     except OSError:
         return None
     for line in reversed(tail):
-        try:
-            data = json.loads(line)
-            frame = Frame(**{k: data.get(k) for k in Frame.__dataclass_fields__})
-        except (ValueError, TypeError):
-            continue
-        if frame.frame and (step is None or frame.step == step):
+        frame = parse_frame(line)
+        if frame is not None and frame.frame and (step is None or frame.step == step):
             return frame
     return None
 
