@@ -218,3 +218,14 @@ def test_setup_uses_sudo_for_a_user_and_names_the_command_for_root_without_it(se
         "installing packages needs root and this machine has no sudo: as root, run "
         "dnf install -y SDL2 vulkan-loader libomp xdg-user-dirs git git-lfs"
     )
+
+
+def test_rpm_counts_a_package_it_says_is_not_installed_as_missing(tmp_path, monkeypatch) -> None:
+    """`rpm -q` names a missing package on stdout inside a sentence ("package NAME is not installed", exit 1)."""
+    from simdoctor.probes import packages
+
+    rpm = tmp_path / "rpm"
+    rpm.write_text('#!/bin/sh\necho libomp\necho "package SDL2 is not installed"\nexit 1\n')
+    rpm.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    assert packages._rpm(["libomp", "SDL2"]) == {"libomp": True, "SDL2": False}

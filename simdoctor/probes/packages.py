@@ -36,7 +36,7 @@ def _dpkg(names: list[str]) -> dict[str, bool]:
 
 def _rpm(names: list[str]) -> dict[str, bool]:
     out = run_bounded(["rpm", "-q", "--qf", "%{NAME}\n", *names], timeout=QUERY_TIMEOUT)
-    seen = set(out.stdout.split())
+    seen = set(out.stdout.splitlines())  # a missing one is the line "package NAME is not installed", not NAME
     return {n: n in seen for n in names}
 
 
