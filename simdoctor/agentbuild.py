@@ -140,7 +140,8 @@ def uv_actions(
     venv_python = str(Path(b.venv) / "bin" / "python")
     env = {"UV_PYTHON_DOWNLOADS": "never"} if python else None
     if make_venv:
-        venv = [uv, "venv", "--python", python or agent.python_version, b.venv]
+        # --seed: pip in the env, since every fix for it (check's agent findings, the client step) runs `python -m pip`
+        venv = [uv, "venv", "--seed", "--python", python or agent.python_version, b.venv]
         actions.append(streamed(venv, 900, f"make the agent venv {b.venv}", env))
     torch = _pins(agent, b.torch_packages)
     torch_args = [uv, "pip", "install", "--python", venv_python, "--index-url", index, *torch]

@@ -51,7 +51,7 @@ def test_uv_without_a_python_38_here_lets_uv_fetch_one(settings: Settings) -> No
     a = settings.recipe.agent
     lines = shown(agentbuild.uv_actions(a, "/usr/bin/uv", None, CU118, agentbuild.Options()))
     venv = a.build.venv
-    assert lines[0] == f"/usr/bin/uv venv --python 3.8 {venv}"  # downloads allowed: no UV_PYTHON_DOWNLOADS=never
+    assert lines[0] == f"/usr/bin/uv venv --seed --python 3.8 {venv}"  # downloads allowed: no UV_PYTHON_DOWNLOADS=never
     assert (
         lines[1]
         == f"/usr/bin/uv pip install --python {venv}/bin/python --index-url {CU118} torch==2.2.0 torchvision==0.17.0"
