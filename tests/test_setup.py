@@ -93,7 +93,7 @@ def test_dry_run_prints_every_step_with_its_commands_and_sizes_and_changes_nothi
         f"   $ git -C {work} fetch --depth 1 origin {machine.commit}",
         f"   $ env GIT_LFS_SKIP_SMUDGE=1 git -C {work} checkout -q --detach {machine.commit}",
         "2. agent_env: no agent interpreter: ",
-        f"   $ env UV_PYTHON_DOWNLOADS=never {uv} venv --python {USER_AGENT_PYTHON} {venv}",
+        f"   $ env UV_PYTHON_DOWNLOADS=never {uv} venv --seed --python {USER_AGENT_PYTHON} {venv}",
         f"   $ {uv} pip install --dry-run --python {venv}/bin/python --index-url https://pypi.org/simple "
         "torch==2.2.0 torchvision==0.17.0",
         f"   $ {uv} pip install --python {venv}/bin/python -r {venv}/simdoctor-requirements.txt",
@@ -174,7 +174,7 @@ def test_setup_provisions_everything_and_a_second_run_does_nothing(machine: Mach
     assert gone.returncode == 0, gone.stderr
     third = machine.run("setup", "--yes", "--no-torch")
     assert "agent_env: the agent env setup makes lacks six (an interrupted setup?)" in third.stdout, third.stdout
-    assert " venv --python " not in third.stdout and "setup: 1 step(s) done" in third.stdout
+    assert f"{uv} venv " not in third.stdout and "setup: 1 step(s) done" in third.stdout
     assert subprocess.run([str(python), "-c", "import six"]).returncode == 0
 
 
