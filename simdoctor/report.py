@@ -457,8 +457,8 @@ def upstream_sets(folder: Path, names: RunRecipe) -> list[tuple[str, list[result
     one multi-route JSON per task into one folder), or its `res/` (SimLingo's `<seed>/res/<index>_res.json`), or
     one set per `<seed>/res/` under it (start_eval_simlingo.py's `<agent>/<benchmark>/<seed>/res/`)."""
     for candidate in (folder, folder / "res"):
-        if candidate.is_dir() and _results_in(candidate):
-            return [("", _results_in(candidate))]
+        if candidate.is_dir() and (found := _results_in(candidate)):
+            return [("", found)]
     seeds = sorted((p for p in folder.iterdir() if (p / "res").is_dir() and not _simdoctor_folder(p, names)),
                    key=lambda p: (len(p.name), p.name))  # fmt: skip
     sets = [(f"seed {p.name}", _results_in(p / "res")) for p in seeds]
