@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Literal, NoReturn, Optional
 
 import typer
 import typer.core
 
-from simdoctor import __version__
+from simdoctor import __version__, entry
 from simdoctor.config.recipe import ConfigError
-from simdoctor.config.settings import SETTINGS, Settings, load_settings, redact_url
-
-
-class Interrupted(Exception):
-    """Ctrl-C (or TERM/HUP while a command turns them into Ctrl-C) that the command did not handle itself."""
+from simdoctor.config.settings import SETTINGS, Settings
+from simdoctor.entry import EXIT_USAGE, Interrupted, settings_from, split_names
 
 
 class _Group(typer.core.TyperGroup):
@@ -40,7 +34,6 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-EXIT_USAGE = 2
 _ENV = {setting.name: setting.env for setting in SETTINGS}
 
 
@@ -66,15 +59,6 @@ PartitionOpt = Annotated[Optional[str], typer.Option("--partition", help=_env("S
 AccountOpt = Annotated[Optional[str], typer.Option("--account", help=_env("Slurm account.", "slurm_account"))]
 QosOpt = Annotated[Optional[str], typer.Option("--qos", help=_env("Slurm QOS.", "slurm_qos"))]
 BackendOpt = Annotated[Literal["process", "docker"], typer.Option("--backend", help="How CARLA runs.")]
-
-
-def settings_from(recipe: Optional[str] = None, **flags: object) -> Settings:
-    """Flags win over environment, config file and recipe (simdoctor.config.settings)."""
-    return load_settings({k: v for k, v in flags.items() if v is not None}, recipe=recipe)
-
-
-def _split(values: Optional[list[str]]) -> tuple[str, ...]:
-    return tuple(v.strip() for item in values or [] for v in item.split(",") if v.strip())
 
 
 def _version(value: bool) -> None:
@@ -128,43 +112,7 @@ def check(
     qos: QosOpt = None,
 ) -> None:
     """Diagnose the whole stack in well under a second; exit 0 when nothing fails, 1 when something does."""
-    from simdoctor.doctor import probing
-    from simdoctor.doctor.probes.slurm import SlurmIntent
-
-    if probe and not slurm:
-        raise ConfigError("--probe needs --slurm")
-    settings = settings_from(
-        recipe, carla_root=carla_root, work_dir=work_dir, agent_python=agent_python,
-        carla_host=carla_host, carla_port=carla_port,
-        slurm_partition=partition, slurm_account=account, slurm_qos=qos,
-    )  # fmt: skip
-    intent = SlurmIntent(str(out or settings.recipe.run.out_dir), probe) if slurm else None
-    every_check = not (only or skip or facts_file or list_checks)  # then the slow probes are surely needed
-    early = (
-        probing.start_probes(list(probing.SLOW_PROBES), probing.ProbeContext(settings, deep, intent))
-        if every_check
-        else None
-    )
-    from simdoctor.doctor import diagnosis  # the checks and the other probes import while the slow probes run
-
-    code = diagnosis.run(
-        settings,
-        only=_split(only),
-        skip=_split(skip),
-        json_out=json_out,
-        verbose=verbose,
-        strict=strict,
-        deep=deep,
-        window=window,
-        viz=viz,
-        backend=backend,
-        list_checks=list_checks,
-        dump_facts=dump_facts,
-        facts_file=facts_file,
-        slurm=intent,
-        early=early,
-    )
-    raise typer.Exit(code)
+    raise typer.Exit(entry.check(**locals()))  # every parameter, as simdoctor.entry's own parser passes them
 
 
 @app.command()
@@ -402,7 +350,7 @@ def setup(
     settings = settings_from(recipe, carla_root=carla_root, work_dir=work_dir, agent_python=agent_python)
     given = {"--recipe": recipe, "--carla-root": carla_root, "--work-dir": work_dir, "--agent-python": agent_python}
     options = provision.Options(
-        dry_run=dry_run, yes=yes, only=_split(only), user=user,
+        dry_run=dry_run, yes=yes, only=split_names(only), user=user,
         build=agentbuild.Options(no_torch=no_torch, flash_attn=flash_attn),
         forwarded=tuple(f"{flag}={value}" for flag, value in given.items() if value is not None),
     )  # fmt: skip
@@ -574,18 +522,19 @@ def carla_logs(
     raise typer.Exit(_refusable(call))
 
 
-def main() -> None:
-    """Console entry point: configuration errors exit 2 with one line, never a traceback."""
-    start = time.monotonic()
+def main() -> NoReturn:
+    """The typer app's entry (simdoctor.entry sends every command line here but a plain `check`): typer's usage
+    errors are one line too, an abort is an interrupt."""
+    entry.guarded(_typer_app)
+
+
+def _typer_app() -> object:
     try:
-        code = app(standalone_mode=False)
-    except ConfigError as exc:
-        _fail(str(exc), EXIT_USAGE)
-    except (typer.Abort, KeyboardInterrupt, Interrupted):
-        typer.echo("simdoctor: interrupted", err=True)
-        sys.exit(130)
+        return app(standalone_mode=False)
+    except typer.Abort:
+        raise Interrupted() from None
     except typer.BadParameter as exc:  # a value that is not one of the choices, or not a number: one line
-        _fail(exc.format_message(), EXIT_USAGE)
+        raise ConfigError(exc.format_message()) from None
     except typer.TyperException as exc:  # usage errors: unknown option
         show = getattr(exc, "show", None)
         if show is not None:
@@ -593,17 +542,3 @@ def main() -> None:
         else:
             typer.echo(f"simdoctor: {exc}", err=True)
         sys.exit(getattr(exc, "exit_code", EXIT_USAGE))
-    except Exception as exc:
-        if os.environ.get("SIMDOCTOR_DEBUG"):
-            raise
-        _fail(f"internal error: {type(exc).__name__}: {redact_url(str(exc))} (after {time.monotonic() - start:.1f}s; "
-              "set SIMDOCTOR_DEBUG=1 for the traceback)", 70)  # fmt: skip
-    sys.exit(code if isinstance(code, int) else 0)
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    """One line on stderr; under --json also one JSON object on stdout, where the command's result would be."""
-    typer.echo(f"simdoctor: {message}", err=True)
-    if "--json" in sys.argv[1:]:
-        sys.stdout.write(json.dumps({"status": "error", "exit_code": code, "error": message}) + "\n")
-    sys.exit(code)
