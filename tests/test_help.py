@@ -77,7 +77,7 @@ def test_completion_installs_and_completes(tmp_path: Path) -> None:
     script = tmp_path / ".bash_completions" / "simdoctor.sh"
     assert f"source '{script}'" in (tmp_path / ".bashrc").read_text()
     # bash itself sources the installed script and asks it, as a user's Tab would
-    ask = f"source {script}; COMP_WORDS=(simdoctor run --backend ''); COMP_CWORD=3; _simdoctor_completion simdoctor; "
+    ask = f"source {script}; COMP_WORDS=(simdoctor run --executor ''); COMP_CWORD=3; _simdoctor_completion simdoctor; "
     done = subprocess.run(
         ["bash", "-c", ask + 'printf "%s\\n" "${COMPREPLY[@]}"'],
         capture_output=True, text=True, env=dict(env, PATH=f"{SCRIPT.parent}:{os.environ['PATH']}"),
