@@ -612,7 +612,9 @@ def carla_start(
     json_out: JsonOpt = False,
     recipe: RecipeOpt = None,
     carla_root: CarlaRootOpt = None,
-    carla_port: Annotated[Optional[int], typer.Option("--carla-port", help="First port --port auto tries.")] = None,
+    carla_port: Annotated[
+        Optional[int], typer.Option("--carla-port", help=_env("Where --port auto starts.", "carla_port"))
+    ] = None,
 ) -> None:
     """Start CARLA on a GPU, wait until it answers, and prove it renders there."""
     from simdoctor.carla import lifecycle
