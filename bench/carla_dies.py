@@ -31,9 +31,9 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))  # tests/conftest.py imports builders as pytest does
 
 from bench.run_overhead import stop_leftovers  # noqa: E402
-from simdoctor import results, runplan  # noqa: E402
-from simdoctor.probes.ports import worker_ports  # noqa: E402
-from simdoctor.settings import load_settings  # noqa: E402
+from simdoctor.config.settings import load_settings  # noqa: E402
+from simdoctor.doctor.probes.ports import worker_ports  # noqa: E402
+from simdoctor.run import results, runplan  # noqa: E402
 from tests import builders  # noqa: E402
 from tests.conftest import make_stack, new_user_runtime  # noqa: E402
 

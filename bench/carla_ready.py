@@ -29,9 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))  # tests/conftest.py imports builders as pytest does
 
-from simdoctor import proctree  # noqa: E402
-from simdoctor.proctree import Tree  # noqa: E402
-from simdoctor.settings import load_settings  # noqa: E402
+from simdoctor.config.settings import load_settings  # noqa: E402
+from simdoctor.system import proctree  # noqa: E402
+from simdoctor.system.proctree import Tree  # noqa: E402
 from tests import builders  # noqa: E402
 from tests.conftest import free_port, new_user_runtime  # noqa: E402
 

@@ -37,9 +37,9 @@ def build_folder(out: Path, count: int, steps: int) -> None:
     """A finished run's folder: route files, results, task records (no summaries yet), step files."""
     import builders
 
-    from simdoctor import results, routes
-    from simdoctor.outdir import Layout
-    from simdoctor.settings import load_settings
+    from simdoctor.config.settings import load_settings
+    from simdoctor.run import results, routes
+    from simdoctor.run.outdir import Layout
 
     layout = Layout(out, load_settings(env={"HOME": str(out.parent)}).recipe.run)
     towns = builders.BENCH2DRIVE_TOWNS
@@ -68,9 +68,9 @@ def summarise_folder(src: Path, dest: Path) -> None:
     """The same folder as this code's run leaves it: each task record with its attempt's step summary."""
     import dataclasses
 
-    from simdoctor import profiling, results
-    from simdoctor.outdir import Layout
-    from simdoctor.settings import load_settings
+    from simdoctor.config.settings import load_settings
+    from simdoctor.run import profiling, results
+    from simdoctor.run.outdir import Layout
 
     shutil.copytree(src, dest)
     layout = Layout(dest, load_settings(env={"HOME": str(dest.parent)}).recipe.run)

@@ -30,9 +30,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))  # tests/conftest.py imports builders as pytest does
 
-from simdoctor import proctree, results, runplan  # noqa: E402
-from simdoctor.probes.ports import worker_ports  # noqa: E402
-from simdoctor.settings import load_settings  # noqa: E402
+from simdoctor.config.settings import load_settings  # noqa: E402
+from simdoctor.doctor.probes.ports import worker_ports  # noqa: E402
+from simdoctor.run import results, runplan  # noqa: E402
+from simdoctor.system import proctree  # noqa: E402
 from tests import builders  # noqa: E402
 from tests.conftest import Stack, UserRuntime, make_stack, new_user_runtime  # noqa: E402
 

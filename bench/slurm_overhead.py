@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO / "tests"))  # tests/conftest.py imports builders an
 
 from run_overhead import fixed_time_routes, route_options, stop_leftovers  # noqa: E402  (bench/, beside this file)
 
-from simdoctor import results  # noqa: E402
+from simdoctor.run import results  # noqa: E402
 from tests import slurmcluster  # noqa: E402
 
 

@@ -40,9 +40,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from simdoctor.outdir import Layout  # noqa: E402
-from simdoctor.settings import load_settings  # noqa: E402
-from simdoctor.viz import video  # noqa: E402
+from simdoctor.config.settings import load_settings  # noqa: E402
+from simdoctor.doctor.probes.viz import find_encoder  # noqa: E402
+from simdoctor.run.outdir import Layout  # noqa: E402
+from simdoctor.run.viz import video  # noqa: E402
 
 WIDTH, HEIGHT, BAND = 1024, 512, 400
 EVERY, TICK_HZ = 5, 20
@@ -117,7 +118,7 @@ def main() -> None:
         return
     settings = load_settings()
     font_path = next(p for p in settings.recipe.viz.fonts if Path(p).is_file())
-    encoder = video.find_encoder()
+    encoder = find_encoder()
     with tempfile.TemporaryDirectory(prefix="viz-bench-") as tmp:
         pool = Path(tmp) / "pool"
         pool.mkdir()

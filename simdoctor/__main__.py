@@ -1,3 +1,5 @@
+"""`python -m simdoctor`: the same CLI as the `simdoctor` command."""
+
 from simdoctor.cli import main
 
 main()

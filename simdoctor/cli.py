@@ -14,8 +14,8 @@ import typer
 import typer.core
 
 from simdoctor import __version__
-from simdoctor.recipe import ConfigError
-from simdoctor.settings import SETTINGS, Settings, load_settings, redact_url
+from simdoctor.config.recipe import ConfigError
+from simdoctor.config.settings import SETTINGS, Settings, load_settings, redact_url
 
 
 class Interrupted(Exception):
@@ -69,7 +69,7 @@ BackendOpt = Annotated[Literal["process", "docker"], typer.Option("--backend", h
 
 
 def settings_from(recipe: Optional[str] = None, **flags: object) -> Settings:
-    """Flags win over environment, config file and recipe (simdoctor.settings)."""
+    """Flags win over environment, config file and recipe (simdoctor.config.settings)."""
     return load_settings({k: v for k, v in flags.items() if v is not None}, recipe=recipe)
 
 
@@ -128,8 +128,8 @@ def check(
     qos: QosOpt = None,
 ) -> None:
     """Diagnose the whole stack in well under a second; exit 0 when nothing fails, 1 when something does."""
-    from simdoctor import probing
-    from simdoctor.probes.slurm import SlurmIntent
+    from simdoctor.doctor import probing
+    from simdoctor.doctor.probes.slurm import SlurmIntent
 
     if probe and not slurm:
         raise ConfigError("--probe needs --slurm")
@@ -145,9 +145,9 @@ def check(
         if every_check
         else None
     )
-    from simdoctor import doctor  # the checks and the other probes import while the slow probes run
+    from simdoctor.doctor import diagnosis  # the checks and the other probes import while the slow probes run
 
-    code = doctor.run(
+    code = diagnosis.run(
         settings,
         only=_split(only),
         skip=_split(skip),
@@ -230,7 +230,7 @@ def run(
     agent_python: AgentPythonOpt = None,
 ) -> None:
     """Drive the Bench2Drive routes over the GPUs: one evaluator per route on a worker slot, retried, resumable."""
-    from simdoctor import runplan, supervisor
+    from simdoctor.run import runplan, supervisor
 
     settings = settings_from(
         recipe, carla_root=carla_root, work_dir=work_dir, agent_python=agent_python,
@@ -246,7 +246,7 @@ def run(
                   "--cpus-per-task": cpus_per_task, "--mem": mem, "--on-interrupt": on_interrupt}  # fmt: skip
     each = _seed_runs(seeds, seed, options, settings, json_out)
     if backend == "slurm":
-        from simdoctor.slurm import backend as slurm_backend
+        from simdoctor.run.slurm import backend as slurm_backend
 
         local_only = [name for name, value in (("--gpus", gpus), ("--workers-per-gpu", workers_per_gpu)) if value]
         if local_only:
@@ -270,8 +270,8 @@ def run(
 def _seed_runs(seeds: Optional[str], seed: Optional[int], options, settings: Settings, json_out: bool):
     """How to run `options`: as given, or with --seeds once per seed into OUT/seed-N/ (each resumable on its own),
     stopping at an interrupt, then the seeds' report (mean ± std); the worst exit code."""
-    from simdoctor import report
-    from simdoctor.supervisor import EXIT_INTERRUPTED
+    from simdoctor.run import report
+    from simdoctor.run.supervisor import EXIT_INTERRUPTED
 
     if seeds is None:
         return lambda call, summary=True: call(options)
@@ -313,7 +313,7 @@ def run_task(
     index: Annotated[Optional[int], typer.Argument(help="Array index (default: $SLURM_ARRAY_TASK_ID).")] = None,
 ) -> None:
     """One Slurm array task (the job script runs it on the node): one attempt at the route of its index."""
-    from simdoctor.slurm import node
+    from simdoctor.run.slurm import node
 
     raise typer.Exit(_refusable(lambda output: node.run_task(spec, index)))
 
@@ -366,8 +366,8 @@ def env(
     work_dir: WorkDirOpt = None,
 ) -> None:
     """Print the environment the evaluator and the agent need (eval "$(simdoctor env)")."""
-    from simdoctor import shellenv
-    from simdoctor.agentenv import agent_environment
+    from simdoctor.config import shellenv
+    from simdoctor.config.agentenv import agent_environment
 
     settings = settings_from(recipe, carla_root=carla_root, work_dir=work_dir)
     typer.echo(shellenv.render(agent_environment(settings), fmt), nl=False)
@@ -396,8 +396,8 @@ def setup(
 ) -> None:
     """Provision from bare: system packages, the SimLingo checkout and its Python 3.8 env, CARLA and its maps,
     the weights, the env file; as root, for a normal user."""
-    from simdoctor import agentbuild
-    from simdoctor import setup as provision
+    from simdoctor.provision import agentbuild
+    from simdoctor.provision import setup as provision
 
     settings = settings_from(recipe, carla_root=carla_root, work_dir=work_dir, agent_python=agent_python)
     given = {"--recipe": recipe, "--carla-root": carla_root, "--work-dir": work_dir, "--agent-python": agent_python}
@@ -417,8 +417,8 @@ def report(
     recipe: RecipeOpt = None,
 ) -> None:
     """Driving Score, Success Rate and the agent's speed over a run's routes; writes OUT/merged.json."""
-    from simdoctor import htmlreport
-    from simdoctor import report as route_report
+    from simdoctor.run import htmlreport
+    from simdoctor.run import report as route_report
 
     settings = settings_from(recipe)
     names = settings.recipe.run
@@ -441,7 +441,7 @@ def watch(
     recipe: RecipeOpt = None,
 ) -> None:
     """Watch a run live in a browser: each slot's newest frame, SimLingo's answer, speed, progress, DS so far."""
-    from simdoctor import watch as live
+    from simdoctor.run import watch as live
 
     settings = settings_from(recipe)
     raise typer.Exit(live.run(out, settings.recipe.run, host=host, port=port))

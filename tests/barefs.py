@@ -24,7 +24,7 @@ from pathlib import Path
 import builders
 from standins.hf_hub import Hub
 
-from simdoctor.recipe import load_recipe
+from simdoctor.config.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("SIMDOCTOR_TEST_CACHE", "/var/cache/simdoctor-tests"))

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Optional
 
-from simdoctor.recipe import Recipe
+from simdoctor.config.recipe import Recipe
 
 BENCH2DRIVE_TOWNS = ("Town01", "Town02", "Town03", "Town04", "Town05", "Town06", "Town07",
                      "Town10HD", "Town11", "Town12", "Town13", "Town15")  # fmt: skip
@@ -396,12 +396,13 @@ def base_model(
     home: Path, work_dir: Path, recipe: Recipe, commit: str = "1f0e2d3c4b5a69788796a5b4c3d2e1f00112233"
 ) -> Path:
     """SimLingo's base model as `setup` leaves it: the recipe's files in pretrained/InternVL2-1B/ with a download
-    manifest (sha256 for the weights, git sha1 for the rest, as the Hub gives them), linked into the Hugging Face
-    cache of `home` by simdoctor.hfcache (the agent resolves the model by name from there), and the released Hydra
-    config naming it by hub name (`variant:` twice, as in outputs/simlingo/.hydra/config.yaml). Returns the cache."""
+    manifest (sha256 for the weights, git sha1 for the rest, as the Hub gives them), linked into the Hugging
+    Face cache of `home` by simdoctor.download.hfcache (the agent resolves the model by name from there), and the
+    released Hydra config naming it by hub name (`variant:` twice, as in outputs/simlingo/.hydra/config.yaml).
+    Returns the cache."""
     import hashlib
 
-    from simdoctor import hfcache, manifest
+    from simdoctor.download import hfcache, manifest
 
     b = recipe.base_model
     local = work_dir / "pretrained" / "InternVL2-1B"
@@ -431,7 +432,7 @@ def standin_recipe(hub, build: Path, url: str, commit: str, pins: dict[str, str]
     (the only index reachable here), `pins` as [agent.packages], and `extra` line replacements."""
     from standins.hf_hub import Pattern
 
-    from simdoctor.recipe import bundled_recipe_dirs, load_recipe
+    from simdoctor.config.recipe import bundled_recipe_dirs, load_recipe
 
     path = next(p for d in bundled_recipe_dirs() if (p := d / "simlingo-bench2drive.toml").is_file())
     recipe = load_recipe(path)

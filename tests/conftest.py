@@ -19,8 +19,8 @@ import builders
 import pytest
 import slurmcluster
 
-from simdoctor.recipe import DEFAULT_RECIPE, find_recipe, load_recipe
-from simdoctor.settings import Settings, load_settings
+from simdoctor.config.recipe import DEFAULT_RECIPE, find_recipe, load_recipe
+from simdoctor.config.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 AGENT_VENV = REPO / ".venv-agent"
@@ -161,7 +161,7 @@ class UserRuntime:
     def processes(self) -> list:
         """The live processes this runtime started: the test user's that carry this runtime's mark in their
         environment. Other suites on the machine run as the same user; their processes are not ours to stop."""
-        from simdoctor import procs
+        from simdoctor.system import procs
 
         mine = [p for p in procs.processes() if p.uid == self.uid and procs.is_alive(p.pid)]
         return [p for p in mine if (procs.environ(p.pid) or {}).get(SESSION_MARK) == str(self.base)]
@@ -255,7 +255,7 @@ def make_stack(rt: UserRuntime) -> Stack:
 
 @pytest.fixture
 def standin_stack(user_runtime: UserRuntime) -> Iterator[Stack]:
-    from simdoctor import proctree
+    from simdoctor.system import proctree
 
     try:
         stack = make_stack(user_runtime)
@@ -289,7 +289,7 @@ def dockerd(user_runtime: UserRuntime) -> Iterator[DockerDaemon]:
         pytest.fail("dockerd is not installed: run `bash tests/setup.sh` (it installs docker.io)")
     import docker
 
-    from simdoctor.settings import load_settings
+    from simdoctor.config.settings import load_settings
     from tests import builders
 
     base = Path(tempfile.mkdtemp(prefix="sdd-", dir="/tmp"))  # short: unix socket paths are limited

@@ -18,30 +18,37 @@ from pathlib import Path
 import pytest
 from builders import BENCH2DRIVE_TOWNS
 
-from simdoctor import distro
-from simdoctor.agentenv import pythonpath
-from simdoctor.checks import CheckContext
-from simdoctor.hfcache import CachedRepo
-from simdoctor.probes.agent import AgentFacts, CarlaImport, ModuleState, NodeFacts, TorchBuild
-from simdoctor.probes.carla import CarlaInstallFacts, FileState
-from simdoctor.probes.checkout import CheckoutFacts
-from simdoctor.probes.display import DisplayFacts
-from simdoctor.probes.docker import DockerFacts
-from simdoctor.probes.gpu import GRAPHICS_LIBS, GpuDevice, GpuFacts
-from simdoctor.probes.network import NetworkFacts
-from simdoctor.probes.packages import PackagesFacts, wanted
-from simdoctor.probes.ports import PortsFacts, PortState, carla_ports
-from simdoctor.probes.server import ServerFacts
-from simdoctor.probes.servers import ServersFacts
-from simdoctor.probes.slurm import SlurmFacts, SlurmJobFacts
-from simdoctor.probes.system import DiskSpace, OsRelease, SystemFacts
-from simdoctor.probes.viz import VizFacts
-from simdoctor.probes.vulkan import NVIDIA_VENDOR_ID, Enumeration, IcdFile, VkDevice, VulkanFacts, icd_search_dirs
-from simdoctor.probes.weights import WeightFile, WeightsFacts
-from simdoctor.probes.window import WindowFacts
-from simdoctor.probing import Facts
-from simdoctor.settings import Settings
-from simdoctor.slurm.client import Partition
+from simdoctor.config.agentenv import pythonpath
+from simdoctor.config.settings import Settings
+from simdoctor.doctor import distro
+from simdoctor.doctor.checking import CheckContext
+from simdoctor.doctor.probes.agent import AgentFacts, CarlaImport, ModuleState, NodeFacts, TorchBuild
+from simdoctor.doctor.probes.carla import CarlaInstallFacts, FileState
+from simdoctor.doctor.probes.checkout import CheckoutFacts
+from simdoctor.doctor.probes.display import DisplayFacts
+from simdoctor.doctor.probes.docker import DockerFacts
+from simdoctor.doctor.probes.gpu import GRAPHICS_LIBS, GpuDevice, GpuFacts
+from simdoctor.doctor.probes.network import NetworkFacts
+from simdoctor.doctor.probes.packages import PackagesFacts, wanted
+from simdoctor.doctor.probes.ports import PortsFacts, PortState, carla_ports
+from simdoctor.doctor.probes.server import ServerFacts
+from simdoctor.doctor.probes.servers import ServersFacts
+from simdoctor.doctor.probes.slurm import SlurmFacts, SlurmJobFacts
+from simdoctor.doctor.probes.system import DiskSpace, OsRelease, SystemFacts
+from simdoctor.doctor.probes.viz import VizFacts
+from simdoctor.doctor.probes.vulkan import (
+    NVIDIA_VENDOR_ID,
+    Enumeration,
+    IcdFile,
+    VkDevice,
+    VulkanFacts,
+    icd_search_dirs,
+)
+from simdoctor.doctor.probes.weights import WeightFile, WeightsFacts
+from simdoctor.doctor.probes.window import WindowFacts
+from simdoctor.doctor.probing import Facts
+from simdoctor.download.hfcache import CachedRepo
+from simdoctor.system.slurm import Partition
 
 GIB = 2**30
 DRIVER = "580.95.05"

@@ -60,7 +60,7 @@ esac
 STANDIN_DISTS=(six simple-watchdog-timer py-trees pexpect transforms3d tabulate numpy ephem shapely networkx dictor
                requests huggingface-hub)
 if [ "$CARLA" = 0.9.15 ]; then
-  STANDIN_REQS=$(.venv/bin/python -c 'import sys; from simdoctor.recipe import DEFAULT_RECIPE, find_recipe, load_recipe
+  STANDIN_REQS=$(.venv/bin/python -c 'import sys; from simdoctor.config.recipe import DEFAULT_RECIPE, find_recipe, load_recipe
 pins = load_recipe(find_recipe(DEFAULT_RECIPE, [])).agent.packages
 print(" ".join(f"{n}=={pins[n]}" for n in sys.argv[1:]))' "${STANDIN_DISTS[@]}")
 else

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from healthy import settings_fixture  # noqa: F401  (the `settings` fixture)
 
-from simdoctor import agentbuild
-from simdoctor.settings import Settings
+from simdoctor.config.recipe import torch_index
+from simdoctor.config.settings import Settings
+from simdoctor.provision import agentbuild
 
 CU118 = "https://download.pytorch.org/whl/cu118"
 CONFIG = Path("/nonexistent/config.toml")
@@ -20,10 +21,10 @@ def shown(actions) -> list[str]:
 
 def test_the_torch_index_follows_the_drivers_cuda_and_the_newest_without_one(settings: Settings) -> None:
     a = settings.recipe.agent
-    assert agentbuild.torch_index(a, "11.8") == CU118
-    assert agentbuild.torch_index(a, "12.4") == "https://download.pytorch.org/whl/cu121"
-    assert agentbuild.torch_index(a, None) == "https://download.pytorch.org/whl/cu121"
-    assert agentbuild.torch_index(a, "13.0") == "https://download.pytorch.org/whl/cu121"
+    assert torch_index(a, "11.8") == CU118
+    assert torch_index(a, "12.4") == "https://download.pytorch.org/whl/cu121"
+    assert torch_index(a, None) == "https://download.pytorch.org/whl/cu121"
+    assert torch_index(a, "13.0") == "https://download.pytorch.org/whl/cu121"
 
 
 def test_conda_on_a_cuda_11_driver_reinstalls_torch_from_its_index(settings: Settings) -> None:
@@ -42,7 +43,7 @@ def test_conda_on_a_cuda_11_driver_reinstalls_torch_from_its_index(settings: Set
 
 def test_micromamba_keeps_its_own_command_line(settings: Settings) -> None:
     a = settings.recipe.agent
-    index = agentbuild.torch_index(a, "12.2")
+    index = torch_index(a, "12.2")
     create, _ = shown(agentbuild.conda_actions(a, "/x/bin/micromamba", index, agentbuild.Options(), CONFIG))
     assert create == f"/x/bin/micromamba create -y -f {settings.work_dir}/environment.yaml"
 

@@ -7,7 +7,8 @@ import stat
 
 import pytest
 
-from simdoctor import atomic, manifest
+from simdoctor.download import manifest
+from simdoctor.system import atomic
 
 
 def test_replaces_and_creates_folders(tmp_path):

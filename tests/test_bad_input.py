@@ -12,7 +12,7 @@ import builders
 import pytest
 from test_cli import simdoctor
 
-from simdoctor.recipe import DEFAULT_RECIPE, find_recipe
+from simdoctor.config.recipe import DEFAULT_RECIPE, find_recipe
 
 ROUTES = [
     {"id": "1711", "town": "Town12", "type": "ParkingCutIn"},
@@ -80,9 +80,9 @@ def test_report_on_a_folder_that_is_not_there(home, tmp_path: Path) -> None:
 
 def run_folder(home: Path, tmp_path: Path) -> tuple[Path, list[str]]:
     """A run folder as `simdoctor run` leaves it: route files, run.json, one results file per route."""
-    from simdoctor import routes
-    from simdoctor.outdir import Layout
-    from simdoctor.settings import load_settings
+    from simdoctor.config.settings import load_settings
+    from simdoctor.run import routes
+    from simdoctor.run.outdir import Layout
 
     settings = load_settings(env=dict(os.environ))
     layout = Layout(tmp_path / "out", settings.recipe.run)
@@ -155,7 +155,7 @@ def test_sbatch_values_with_line_breaks_are_refused(home, tmp_path: Path, args, 
 
 @pytest.mark.parametrize("name", ["carla 0.9.15", "carla;touch PWNED", "carla$(id)"])
 def test_a_carla_root_the_evaluator_shell_would_split(home, tmp_path: Path, agent_python: str, name: str) -> None:
-    from simdoctor.settings import load_settings
+    from simdoctor.config.settings import load_settings
 
     root = builders.carla_root(tmp_path / name, load_settings(env=dict(os.environ)).recipe)
     env = {**os.environ, "CARLA_ROOT": str(root)}

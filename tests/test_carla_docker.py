@@ -14,8 +14,8 @@ from pathlib import Path
 import docker
 import pytest
 
-from simdoctor import procs
-from simdoctor.recipe import DEFAULT_RECIPE, bundled_recipe_dirs
+from simdoctor.config.recipe import DEFAULT_RECIPE, bundled_recipe_dirs
+from simdoctor.system import procs
 from tests.conftest import REPO, DockerDaemon, free_port
 
 LAUNCHER = "/home/carla/CarlaUE4.sh"
@@ -162,8 +162,8 @@ def test_check_backend_docker(tmp_path: Path, dockerd: DockerDaemon, recipe: Pat
 
 def test_check_never_imports_the_docker_sdk(tmp_path: Path, dockerd: DockerDaemon) -> None:
     code = (
-        "import sys\nfrom simdoctor import doctor\nfrom simdoctor.settings import load_settings\n"
-        "doctor.run(load_settings(), backend='docker', json_out=True)\n"
+        "import sys\nfrom simdoctor.doctor import diagnosis\nfrom simdoctor.config.settings import load_settings\n"
+        "diagnosis.run(load_settings(), backend='docker', json_out=True)\n"
         "assert 'docker' not in sys.modules, 'docker SDK imported'\n"
     )
     done = subprocess.run([sys.executable, "-c", code], env={"DOCKER_HOST": dockerd.host, "HOME": str(tmp_path),

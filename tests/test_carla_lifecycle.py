@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from simdoctor import procs, proctree
-from simdoctor.proctree import Tree
-from simdoctor.settings import load_settings
+from simdoctor.config.settings import load_settings
+from simdoctor.system import procs, proctree
+from simdoctor.system.proctree import Tree
 from tests import builders
 from tests.conftest import UserRuntime, free_port
 

@@ -11,15 +11,15 @@ from typing import Callable
 
 import pytest
 
-from simdoctor import procs, proctree
-from simdoctor.carla import command, rendering, state
+from simdoctor.carla import command, rendering
 from simdoctor.carla.diagnose import PATTERNS, diagnose, first_cause
 from simdoctor.carla.errors import Refusal
-from simdoctor.gpumap import adapter_index
-from simdoctor.probes.gpu import GpuDevice, GpuProcess
-from simdoctor.probes.vulkan import VkDevice
-from simdoctor.recipe import ConfigError
-from simdoctor.settings import Settings
+from simdoctor.config.recipe import ConfigError
+from simdoctor.config.settings import Settings
+from simdoctor.doctor.gpumap import adapter_index
+from simdoctor.doctor.probes.gpu import GpuDevice, GpuProcess
+from simdoctor.doctor.probes.vulkan import VkDevice
+from simdoctor.system import procs, proctree, serverstate
 from tests.conftest import free_port
 
 H100_LOG = """4.26.2-0+++UE4+Release-4.26 522 0
@@ -109,10 +109,10 @@ def test_a_refusal_fix_is_printed_runnable_here(monkeypatch: pytest.MonkeyPatch)
 
     from simdoctor.carla import output
     from simdoctor.carla.errors import Refusal
-    from simdoctor.findings import Fix
+    from simdoctor.doctor.findings import Fix
 
     monkeypatch.setattr("os.geteuid", lambda: 0)
-    monkeypatch.setattr("simdoctor.distro.simdoctor_command", lambda: "/opt/venv/bin/simdoctor")
+    monkeypatch.setattr("simdoctor.doctor.distro.simdoctor_command", lambda: "/opt/venv/bin/simdoctor")
     refused = Refusal(
         "no server 2000", Fix("See what runs.", ["simdoctor carla status", "sudo systemctl start docker"])
     )
@@ -215,23 +215,24 @@ def test_ports_auto_explicit_and_reserved(make_settings: Callable[..., Settings]
 def test_records_round_trip_atomically(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings()
     tree = proctree.Tree("abc", 123, 456, procs.boot_id())
-    record = state.ServerRecord("2000", state.hostname(), "process", 2000, 2001, 2002, 8000, 0, "GPU-x", "H100", 1,
-                                "Epic", False, ["CarlaUE4.sh"], "/c", "/c/log", time.time(), tree)  # fmt: skip
-    state.save(settings, record)
-    assert state.find(settings, "2000") == record
-    assert [p.name for p in state.carla_dir(settings).iterdir()] == [f"{state.hostname()}-2000.json"]
-    (state.carla_dir(settings) / "otherhost-3000.json").write_text("{}")  # another node's (shared home)
-    (state.carla_dir(settings) / f"{state.hostname()}-bad.json").write_text("not json")
-    assert state.records(settings) == [record]
-    state.remove(settings, "2000")
-    assert state.find(settings, "2000") is None
+    record = serverstate.ServerRecord("2000", serverstate.hostname(), "process", 2000, 2001, 2002, 8000, 0, "GPU-x",
+                                      "H100", 1, "Epic", False, ["CarlaUE4.sh"], "/c", "/c/log", time.time(),
+                                      tree)  # fmt: skip
+    serverstate.save(settings, record)
+    assert serverstate.find(settings, "2000") == record
+    assert [p.name for p in serverstate.carla_dir(settings).iterdir()] == [f"{serverstate.hostname()}-2000.json"]
+    (serverstate.carla_dir(settings) / "otherhost-3000.json").write_text("{}")  # another node's (shared home)
+    (serverstate.carla_dir(settings) / f"{serverstate.hostname()}-bad.json").write_text("not json")
+    assert serverstate.records(settings) == [record]
+    serverstate.remove(settings, "2000")
+    assert serverstate.find(settings, "2000") is None
 
 
 def test_fresh_log_keeps_the_previous_one(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings()
-    first = state.fresh_log(settings, "2000")
+    first = serverstate.fresh_log(settings, "2000")
     first.write_text("old run\n")
-    second = state.fresh_log(settings, "2000")
+    second = serverstate.fresh_log(settings, "2000")
     assert second == first and not second.exists()
     assert Path(str(first) + ".1").read_text() == "old run\n"
 
@@ -281,15 +282,16 @@ def test_stop_processes_not_started_by_us() -> None:
 def test_servers_probe_lists_recorded_servers_with_their_live_pids(
     tmp_path: Path, make_settings: Callable[..., Settings]
 ) -> None:
-    from simdoctor.probes.servers import probe_servers
-    from simdoctor.probing import ProbeContext
+    from simdoctor.doctor.probes.servers import probe_servers
+    from simdoctor.doctor.probing import ProbeContext
 
     settings = make_settings()
     popen, tree = proctree.start(["sh", "-c", "sleep 30 & wait"], tmp_path / "log")
     try:
-        record = state.ServerRecord("2000", state.hostname(), "process", 2000, 2001, 2002, 8000, None, None, None,
-                                    None, "Epic", False, ["x"], "/c", "/c/log", time.time(), tree)  # fmt: skip
-        state.save(settings, record)
+        record = serverstate.ServerRecord("2000", serverstate.hostname(), "process", 2000, 2001, 2002, 8000, None,
+                                          None, None, None, "Epic", False, ["x"], "/c", "/c/log", time.time(),
+                                          tree)  # fmt: skip
+        serverstate.save(settings, record)
         deadline = time.monotonic() + 5
         while len(proctree.members(tree)) < 2:
             assert time.monotonic() < deadline

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from simdoctor.settings import Settings
+from simdoctor.config.settings import Settings
 from tests.conftest import REPO
 
 

@@ -16,12 +16,12 @@ from healthy import (
     settings_fixture,  # noqa: F401  (the `settings` fixture)
 )
 
-from simdoctor import distro
-from simdoctor.doctor import Selection, diagnose, select
-from simdoctor.findings import Finding
-from simdoctor.probes.system import OsRelease, parse_os_release
-from simdoctor.probing import Facts
-from simdoctor.settings import Settings
+from simdoctor.config.settings import Settings
+from simdoctor.doctor import distro
+from simdoctor.doctor.diagnosis import Selection, diagnose, select
+from simdoctor.doctor.findings import Finding
+from simdoctor.doctor.probes.system import OsRelease, parse_os_release
+from simdoctor.doctor.probing import Facts
 
 DATA = Path(__file__).parent / "data" / "os-release"
 
@@ -182,7 +182,7 @@ def test_simdoctor_is_named_as_installed_and_sudo_iu_becomes_su_for_root() -> No
 
 def packages_plan(settings: Settings, name: str, **system: object):
     """setup's packages step on a machine of that distribution whose packages are all missing."""
-    from simdoctor import setup
+    from simdoctor.provision import setup
 
     facts = on(healthy_facts(settings), name, **system)
     p = facts.get("packages")
@@ -222,7 +222,7 @@ def test_setup_uses_sudo_for_a_user_and_names_the_command_for_root_without_it(se
 
 def test_rpm_counts_a_package_it_says_is_not_installed_as_missing(tmp_path, monkeypatch) -> None:
     """`rpm -q` names a missing package on stdout inside a sentence ("package NAME is not installed", exit 1)."""
-    from simdoctor.probes import packages
+    from simdoctor.doctor.probes import packages
 
     rpm = tmp_path / "rpm"
     rpm.write_text('#!/bin/sh\necho libomp\necho "package SDL2 is not installed"\nexit 1\n')

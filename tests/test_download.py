@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from standins.hf_hub import Data, Hub, Pattern
 
-from simdoctor import manifest
+from simdoctor.download import manifest
 
 TOKEN = "hf_standin_secret_token_0123456789"
 

@@ -20,7 +20,7 @@ import pytest
 from standins.hf_hub import Fault, Hub, Pattern
 from test_download import assert_complete, content, download
 
-from simdoctor import manifest
+from simdoctor.download import manifest
 
 BIG = "weights/model.safetensors"  # LFS: served by the CDN
 SMALL = "config.json"  # in git: served by the hub itself

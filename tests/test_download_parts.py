@@ -87,8 +87,9 @@ def test_backoff_is_exponential_jittered_capped_and_yields_to_retry_after() -> N
 def test_check_imports_neither_requests_nor_huggingface_hub() -> None:
     """`check` must stay fast: the download stack is imported only by the commands that use it."""
     code = (
-        "import sys, simdoctor.cli, simdoctor.doctor, simdoctor.checks, simdoctor.probing, simdoctor.shellenv;"
-        "simdoctor.probing._load_all();"
+        "import sys, simdoctor.cli, simdoctor.doctor.diagnosis, simdoctor.doctor.checks, simdoctor.doctor.probing,"
+        " simdoctor.config.shellenv;"
+        "simdoctor.doctor.probing._load_all();"
         "print(sorted(m for m in ('requests', 'huggingface_hub', 'httpx2', 'urllib3') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

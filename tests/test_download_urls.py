@@ -19,7 +19,7 @@ from standins.hf_hub import Fault, Hub, Pattern
 from test_download import content
 from test_setup import Machine, machine  # noqa: F401 (the fixture)
 
-from simdoctor import manifest
+from simdoctor.download import manifest
 
 MiB = 1 << 20
 NAME = "weights.bin"  # not an archive: no stream check stands between a bad body and its final name

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from simdoctor.agentenv import agent_environment
+from simdoctor.config.agentenv import agent_environment
 
 SHOW = "python3 -c 'import json, os; print(json.dumps(dict(os.environ)))'"
 

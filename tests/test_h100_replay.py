@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from healthy import context, settings_fixture  # noqa: F401  (the `settings` fixture)
 
-from simdoctor.doctor import Selection, diagnose, select
-from simdoctor.findings import Finding, Status
-from simdoctor.probing import load_facts
-from simdoctor.settings import Settings
+from simdoctor.config.settings import Settings
+from simdoctor.doctor.diagnosis import Selection, diagnose, select
+from simdoctor.doctor.findings import Finding, Status
+from simdoctor.doctor.probing import load_facts
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data" / "h100"

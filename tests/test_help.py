@@ -14,7 +14,7 @@ import typer.main
 from conftest import REPO
 
 from simdoctor.cli import app
-from simdoctor.settings import SETTINGS
+from simdoctor.config.settings import SETTINGS
 
 SCRIPT = Path(sys.executable).with_name("simdoctor")  # the console script pip installs, as a shell completes it
 ENV_OF_FLAG = {"--" + s.name.replace("_", "-"): s.env for s in SETTINGS} | {

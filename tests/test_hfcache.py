@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from standins.hf_hub import Hub, Pattern
 
-from simdoctor import hfcache, manifest
+from simdoctor.download import hfcache, manifest
 from tests.conftest import AGENT_VENV
 
 REPO = "OpenGVLab/InternVL2-1B"

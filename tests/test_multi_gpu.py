@@ -15,15 +15,16 @@ import pytest
 from healthy import breaking, gpu_device, healthy_facts, llvmpipe, vk_device
 from test_cli import simdoctor
 
-from simdoctor import doctor, runplan
-from simdoctor.checks import CheckContext
-from simdoctor.findings import Status
-from simdoctor.gpumap import vulkan_uuid
-from simdoctor.probes.gpu import GpuFacts
-from simdoctor.probes.vulkan import Enumeration
-from simdoctor.probing import dump_facts
-from simdoctor.recipe import ConfigError
-from simdoctor.slurm.node import task_gpu
+from simdoctor.config.recipe import ConfigError
+from simdoctor.doctor import diagnosis
+from simdoctor.doctor.checking import CheckContext
+from simdoctor.doctor.findings import Status
+from simdoctor.doctor.gpumap import vulkan_uuid
+from simdoctor.doctor.probes.gpu import GpuFacts
+from simdoctor.doctor.probes.vulkan import Enumeration
+from simdoctor.doctor.probing import dump_facts
+from simdoctor.run import runplan
+from simdoctor.run.slurm.node import task_gpu
 
 UUIDS = [f"GPU-{i}{i}{i}{i}aaaa-0000-4000-8000-00000000000{i}" for i in range(4)]
 MINORS = [2, 3, 0, 1]  # /dev/nvidia<minor> of NVML GPU 0..3
@@ -55,7 +56,7 @@ def test_check_shows_every_gpu_with_its_vulkan_index(make_settings, tmp_path):
     settings = make_settings()
     facts = breaking(breaking(healthy_facts(settings), "gpu", gpus=node().gpus), "vulkan",
                      enumeration=Enumeration(True, vulkan()))  # fmt: skip
-    finding = next(f for f in doctor.diagnose(facts, doctor.select(doctor.Selection(only=("vulkan",))),
+    finding = next(f for f in diagnosis.diagnose(facts, diagnosis.select(diagnosis.Selection(only=("vulkan",))),
                                                CheckContext(settings)) if f.id == "vulkan.adapter_map")  # fmt: skip
     assert finding.status is Status.OK
     assert finding.summary.startswith("GPU 0 -> 3, GPU 1 -> 1, GPU 2 -> 4, GPU 3 -> 0 (Vulkan order differs")
@@ -116,8 +117,8 @@ def test_an_unmapped_gpu_stops_only_the_runs_that_select_it(make_settings):
     gpus, devices = node(), vulkan([3, 1, None, 0])
     facts = breaking(breaking(healthy_facts(settings), "gpu", gpus=gpus.gpus), "vulkan",
                      enumeration=Enumeration(True, devices))  # fmt: skip
-    checks = doctor.select(doctor.Selection(only=runplan.GPU_CHECKS))
-    findings = doctor.diagnose(facts, checks, CheckContext(settings))
+    checks = diagnosis.select(diagnosis.Selection(only=runplan.GPU_CHECKS))
+    findings = diagnosis.diagnose(facts, checks, CheckContext(settings))
     for selected, fatal in (((1, 0), []), ((3,), []), ((2,), ["vulkan.adapter_map"]), (None, ["vulkan.adapter_map"])):
         assert [f.id for f in runplan.gpu_gate(findings, gpus, devices, selected)] == fatal
     slots, _ = runplan.plan_slots(settings, (1, 0), 1, gpus, devices, **ANY_PORT)
@@ -140,7 +141,7 @@ def slurm_env(global_id: int, how: str) -> dict[str, str]:
 @pytest.mark.parametrize("how", ["gres", "step", "uuid"])
 @pytest.mark.parametrize("global_id", range(4))
 def test_the_gpu_slurm_gives_on_a_four_gpu_node(make_settings, tmp_path, agent_python, global_id, how):
-    """The node's array task (simdoctor/slurm/node.py) finds the GPU behind /dev/nvidia<id>, and its evaluator
+    """The node's array task (simdoctor/run/slurm/node.py) finds the GPU behind /dev/nvidia<id>, and its evaluator
     gets that GPU's NVML index as CUDA_VISIBLE_DEVICES and its Vulkan index as --gpu-rank."""
     gpus, devices = node(), vulkan()
     gpu = task_gpu(slurm_env(global_id, how), 1, gpus, devices)

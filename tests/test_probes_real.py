@@ -13,11 +13,12 @@ import pytest
 from builders import BASE_TOWNS, bench2drive_standin, carla_root, simlingo_checkout, venv_without
 from conftest import free_port
 
-from simdoctor import hfcache, scripts
-from simdoctor.checks import CheckContext
-from simdoctor.doctor import Selection, diagnose, select
-from simdoctor.findings import Status
-from simdoctor.probing import ProbeContext, run_probes
+from simdoctor import scripts
+from simdoctor.doctor.checking import CheckContext
+from simdoctor.doctor.diagnosis import Selection, diagnose, select
+from simdoctor.doctor.findings import Status
+from simdoctor.doctor.probing import ProbeContext, run_probes
+from simdoctor.download import hfcache
 from tests.standins.carla_rpc import serve
 
 
@@ -51,7 +52,7 @@ def test_display_under_real_xvfb_names_llvmpipe_and_vulkan_decides_the_window(ma
 
 
 def test_window_probe_on_a_display_that_is_not_there(monkeypatch):
-    from simdoctor.probes.window import present
+    from simdoctor.doctor.probes.window import present
 
     monkeypatch.setenv("DISPLAY", ":9876")
     p = present(0)
@@ -407,7 +408,7 @@ def test_gpu_probe_without_a_driver_reports_why(make_settings):
 
 
 def test_routes_file_towns_are_read(tmp_path):
-    from simdoctor.probes.carla import route_towns
+    from simdoctor.doctor.probes.carla import route_towns
 
     path = (
         Path(simlingo_checkout(tmp_path, towns=("Town12", "Town01", "Town12"))) / "leaderboard/data/bench2drive220.xml"

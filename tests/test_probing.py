@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from simdoctor import probing
-from simdoctor.probing import (
+from simdoctor.doctor import probing
+from simdoctor.doctor.probing import (
     PROBE_MODULES,
     SLOW_PROBES,
     Facts,
@@ -93,21 +93,21 @@ def test_every_registered_probe_has_a_facts_type_that_round_trips(make_settings,
 
 def test_probe_modules_name_every_module_of_the_package():
     """Probes register on import and only PROBE_MODULES get imported: a module left out would never run."""
-    import simdoctor.probes
+    import simdoctor.doctor.probes
 
-    package = Path(simdoctor.probes.__file__).parent
+    package = Path(simdoctor.doctor.probes.__file__).parent
     assert sorted(PROBE_MODULES) == sorted(p.stem for p in package.glob("*.py") if p.stem != "__init__")
 
 
 def test_a_slow_probe_imports_its_own_module_only(home):
     """`check` starts the slow probes before the other probe modules load (issue 15)."""
     code = (
-        "import sys; from simdoctor import probing; from simdoctor.settings import load_settings;"
+        "import sys; from simdoctor.doctor import probing; from simdoctor.config.settings import load_settings;"
         "probing.start_probes(list(probing.SLOW_PROBES), probing.ProbeContext(load_settings({}))).wait();"
-        "print(sorted(m for m in sys.modules if m.startswith('simdoctor.probes.')))"
+        "print(sorted(m for m in sys.modules if m.startswith('simdoctor.doctor.probes.')))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert done.stdout.split("\n")[0] == str(sorted(f"simdoctor.probes.{n}" for n in SLOW_PROBES))
+    assert done.stdout.split("\n")[0] == str(sorted(f"simdoctor.doctor.probes.{n}" for n in SLOW_PROBES))
 
 
 def test_started_probes_are_kept_and_collected_in_the_last_order_asked(fake_probes, make_settings):
@@ -122,14 +122,14 @@ def test_started_probes_are_kept_and_collected_in_the_last_order_asked(fake_prob
 
 def test_slow_probes_are_needed_by_every_check_run_without_a_selection(make_settings):
     """cli.check starts SLOW_PROBES before knowing the checks whenever no --only/--skip narrows them."""
-    from simdoctor import doctor
-    from simdoctor.checks import CheckContext
-    from simdoctor.probes.slurm import SlurmIntent
+    from simdoctor.doctor import diagnosis
+    from simdoctor.doctor.checking import CheckContext
+    from simdoctor.doctor.probes.slurm import SlurmIntent
 
     for backend in ("process", "docker"):
         for flags in range(16):
             deep, window, viz, slurm = (bool(flags & bit) for bit in (1, 2, 4, 8))
             intent = SlurmIntent("/tmp/out", probe_job=deep) if slurm else None
             ctx = CheckContext(make_settings(), window=window, deep=deep, backend=backend, slurm=intent, viz=viz)
-            needed = doctor.needed_probes(doctor.applicable(doctor.select(doctor.Selection()), ctx))
+            needed = diagnosis.needed_probes(diagnosis.applicable(diagnosis.select(diagnosis.Selection()), ctx))
             assert set(SLOW_PROBES) <= set(needed), (backend, flags)

@@ -9,8 +9,8 @@ import builders
 import pytest
 from test_cli import simdoctor
 
-from simdoctor import report, results, routes
-from simdoctor.outdir import Layout
+from simdoctor.run import report, results, routes
+from simdoctor.run.outdir import Layout
 
 TOWNS = builders.BENCH2DRIVE_TOWNS
 TYPES = ("ParkingCutIn", "Accident", "HardBreakRoute", "YieldToEmergencyVehicle", "SignalizedJunctionLeftTurn")
@@ -209,7 +209,7 @@ def test_report_command(layout, tmp_path):
 def test_steps_summarised_in_the_task_record_need_no_step_file(layout, tmp_path):
     """A run summarises each attempt's step file into its task record when the attempt ends: the report reads
     that (one small record per route), and the figures are those the step file gives."""
-    from simdoctor import profiling
+    from simdoctor.run import profiling
 
     specs = [{"id": str(i), "town": "Town03", "type": "Accident"} for i in (1, 2)]
     routes.write_route_files(routes.read_routes(builders.routes_xml(tmp_path / "r.xml", specs)), layout.routes_dir)

@@ -8,8 +8,8 @@ import signal
 import builders
 import pytest
 
-from simdoctor import results
-from simdoctor.results import Exit, Kind
+from simdoctor.run import results
+from simdoctor.run.results import Exit, Kind
 
 
 def test_reads_a_finished_results_file(tmp_path):

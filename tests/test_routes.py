@@ -9,8 +9,8 @@ from pathlib import Path
 import builders
 import pytest
 
-from simdoctor import routes
-from simdoctor.recipe import ConfigError
+from simdoctor.config.recipe import ConfigError
+from simdoctor.run import routes
 
 ROUTES = [
     {"id": "1711", "town": "Town12", "type": "ParkingCutIn"},

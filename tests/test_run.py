@@ -16,8 +16,9 @@ from pathlib import Path
 import builders
 import pytest
 
-from simdoctor import procs, results
-from simdoctor.results import Kind
+from simdoctor.run import results
+from simdoctor.run.results import Kind
+from simdoctor.system import procs
 from tests.conftest import USER_AGENT_PYTHON, USER_PYTHON, Stack, free_port
 
 USER_AGENT_VENV = os.path.dirname(os.path.dirname(USER_AGENT_PYTHON))
@@ -228,7 +229,7 @@ def alive(infos) -> list:
 def test_resume_after_simdoctor_is_killed(standin_stack: Stack) -> None:
     """SIGKILL leaves the running route's evaluator and its CARLA (own sessions) running; the rerun stops exactly
     those, by the identity recorded before they started, then runs only what is not decided."""
-    from simdoctor import proctree
+    from simdoctor.system import proctree
 
     specs = [route("1"), route("2", "hang", standin_failing_attempts="1"), route("3")]
     first = background(standin_stack, specs, "--route-timeout", "60")

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from test_run import background, command, log_has, route, simdoctor_run, tasks, wait_for
 
-from simdoctor import procs, proctree, results
+from simdoctor.run import results
+from simdoctor.system import procs, proctree
 from tests.conftest import Stack
 
 SECRET = "hf_never_on_a_node_0123456789"
@@ -62,7 +63,7 @@ def test_a_planted_symlink_is_not_written_through(standin_stack: Stack) -> None:
 
 def test_the_download_lock_is_not_written_through(simdoctor, hub, tmp_path: Path) -> None:
     """`ln -s victim DIR/.simdoctor/lock`, then `download ... --local-dir DIR` against the Hub stand-in."""
-    from simdoctor import manifest
+    from simdoctor.download import manifest
 
     hub.add_repo("org/model", {"README.md": b"# a model\n"})
     victim = tmp_path / "victim"

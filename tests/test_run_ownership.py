@@ -12,10 +12,10 @@ from pathlib import Path
 from healthy import breaking, context, healthy_facts
 from test_verdicts import verdict
 
-from simdoctor import procs, proctree
 from simdoctor.carla import lifecycle
-from simdoctor.findings import Status
-from simdoctor.probes.gpu import GpuProcess
+from simdoctor.doctor.findings import Status
+from simdoctor.doctor.probes.gpu import GpuProcess
+from simdoctor.system import procs, proctree
 
 NAME = "CarlaUE4-Linux-Shipping"
 
@@ -59,7 +59,7 @@ def test_once_its_simdoctor_is_gone_it_is_a_leftover(make_settings, tmp_path):
     settings = make_settings()
     binary = fake_carla(tmp_path)
     code = (
-        "import sys; from pathlib import Path; from simdoctor import proctree\n"
+        "import sys; from pathlib import Path; from simdoctor.system import proctree\n"
         f"proc, tree = proctree.start([{str(binary)!r}], Path({str(tmp_path / 'log')!r}))\n"
         "print(proc.pid, flush=True)\n"
     )

@@ -12,12 +12,13 @@ import builders
 import pytest
 from test_cli import simdoctor
 
-from simdoctor import doctor, handoff, results, runplan
-from simdoctor.agentenv import agent_environment
-from simdoctor.checks import CheckContext
-from simdoctor.probes.ports import worker_ports
-from simdoctor.probing import load_facts
-from simdoctor.recipe import ConfigError
+from simdoctor.config.agentenv import agent_environment
+from simdoctor.config.recipe import ConfigError
+from simdoctor.doctor import diagnosis, rootfix
+from simdoctor.doctor.checking import CheckContext
+from simdoctor.doctor.probes.ports import worker_ports
+from simdoctor.doctor.probing import load_facts
+from simdoctor.run import results, runplan
 from simdoctor.scripts import path as script_path
 
 H100 = Path(__file__).parent / "data" / "h100"
@@ -54,10 +55,10 @@ def stack(make_settings, tmp_path, agent_python):
 
 def test_the_gpu_checks_decide_whether_a_run_can_start(make_settings):
     settings = make_settings()
-    checks = doctor.select(doctor.Selection(only=runplan.GPU_CHECKS))
+    checks = diagnosis.select(diagnosis.Selection(only=runplan.GPU_CHECKS))
     for name, fatal in (("loader", []), ("bare", ["vulkan.loader"])):
         facts, gpus, devices = h100(name)
-        findings = doctor.diagnose(facts, checks, CheckContext(settings))
+        findings = diagnosis.diagnose(facts, checks, CheckContext(settings))
         assert [f.id for f in runplan.gpu_gate(findings, gpus, devices, None)] == fatal
 
 
@@ -66,8 +67,8 @@ def test_an_unmapped_gpu_stops_the_run_only_when_selected(make_settings):
     facts, _, _ = h100()
     gpus, devices = two_gpus()
     facts.by_probe["gpu"] = gpus
-    checks = doctor.select(doctor.Selection(only=runplan.GPU_CHECKS))
-    findings = doctor.diagnose(facts, checks, CheckContext(settings))  # Vulkan lists only GPU 0 there
+    checks = diagnosis.select(diagnosis.Selection(only=runplan.GPU_CHECKS))
+    findings = diagnosis.diagnose(facts, checks, CheckContext(settings))  # Vulkan lists only GPU 0 there
     assert [f.id for f in runplan.gpu_gate(findings, gpus, devices[1:], (0,))] == []
     assert [f.id for f in runplan.gpu_gate(findings, gpus, devices[1:], (1,))] == ["vulkan.adapter_map"]
     assert [f.id for f in runplan.gpu_gate(findings, gpus, devices[1:], None)] == ["vulkan.adapter_map"]
@@ -235,6 +236,6 @@ def test_dry_run_command(stack, tmp_path):
     assert as_root.returncode == 1 and as_root.stderr.startswith("simdoctor: refusing to run as root")
     # the same path as check's root finding: hand the stack to carla, then continue as carla
     assert "simdoctor setup --user carla" in as_root.stderr and not (tmp_path / "out").exists()
-    assert f"su - carla -c '{handoff.home_of('carla')}/.local/bin/simdoctor run'" in as_root.stderr
+    assert f"su - carla -c '{rootfix.home_of('carla')}/.local/bin/simdoctor run'" in as_root.stderr
     bad = simdoctor("run", "--dry-run", "--gpus", "x", *common)
     assert bad.returncode == 2 and "--gpus 'x'" in bad.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from simdoctor.recipe import ConfigError
+from simdoctor.config.recipe import ConfigError
 
 
 def write_config(text: str) -> None:

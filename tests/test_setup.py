@@ -20,8 +20,8 @@ import pytest
 from conftest import USER_AGENT_PYTHON, UserRuntime
 from standins.hf_hub import Hub
 
-from simdoctor import manifest
-from simdoctor.recipe import load_recipe
+from simdoctor.config.recipe import load_recipe
+from simdoctor.download import manifest
 
 STANDINS = Path(__file__).parent / "standins"
 # The test recipe's pins: the client, one small pin, transformers (real, from PyPI), torch and torchvision

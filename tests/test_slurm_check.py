@@ -8,12 +8,12 @@ from pathlib import Path
 from builders import bench2drive_standin, carla_root
 
 import simdoctor
-from simdoctor.checks import CheckContext
-from simdoctor.doctor import Selection, applicable, diagnose, select
-from simdoctor.findings import Status
-from simdoctor.probes.slurm import SlurmIntent
-from simdoctor.probing import ProbeContext, run_probes
-from simdoctor.slurm.client import gpu_count
+from simdoctor.doctor.checking import CheckContext
+from simdoctor.doctor.diagnosis import Selection, applicable, diagnose, select
+from simdoctor.doctor.findings import Status
+from simdoctor.doctor.probes.slurm import SlurmIntent
+from simdoctor.doctor.probing import ProbeContext, run_probes
+from simdoctor.system.slurm import gpu_count
 
 SLURM_IDS = ["slurm.tools", "slurm.controller", "slurm.partition", "slurm.gpus", "slurm.out_dir", "slurm.accounting"]
 

@@ -21,8 +21,9 @@ import builders
 import pytest
 from test_run import route, wait_for
 
-from simdoctor import procs, proctree, results
-from simdoctor.results import Kind
+from simdoctor.run import results
+from simdoctor.run.results import Kind
+from simdoctor.system import procs, proctree
 from tests.conftest import Stack
 
 SLURM = ("--backend", "slurm", "--gpus-per-task", "0", "--cpus-per-task", "1", "--mem", "200M")

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from healthy import gpu_device, llvmpipe, vk_device
 
-from simdoctor.probes.gpu import GpuFacts
-from simdoctor.probing import load_facts
-from simdoctor.results import Attempt, Kind, ResultsFile, RouteRecord, TaskRecord
-from simdoctor.runplan import vulkan_devices
-from simdoctor.slurm.backend import CANCELLED_BY_US, Outcome, settle, stepd_state
-from simdoctor.slurm.node import NodeError, PortClaims, task_gpu
-from simdoctor.slurm.script import array
+from simdoctor.doctor.probes.gpu import GpuFacts
+from simdoctor.doctor.probing import load_facts
+from simdoctor.run.results import Attempt, Kind, ResultsFile, RouteRecord, TaskRecord
+from simdoctor.run.runplan import vulkan_devices
+from simdoctor.run.slurm.backend import CANCELLED_BY_US, Outcome, settle, stepd_state
+from simdoctor.run.slurm.node import NodeError, PortClaims, task_gpu
+from simdoctor.system.sbatch import array
 
 REPO = Path(__file__).resolve().parents[1]
 LABEL = "41_3"

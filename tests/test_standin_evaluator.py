@@ -20,10 +20,11 @@ from pathlib import Path
 import builders
 import pytest
 
-from simdoctor import procs, report, results, runplan
-from simdoctor.outdir import Layout
-from simdoctor.probes.ports import worker_ports
-from simdoctor.results import Exit, Kind
+from simdoctor.doctor.probes.ports import worker_ports
+from simdoctor.run import report, results, runplan
+from simdoctor.run.outdir import Layout
+from simdoctor.run.results import Exit, Kind
+from simdoctor.system import procs
 from tests.conftest import USER_AGENT_PYTHON
 
 RECORD_KEYS = ["index", "route_id", "scenario_name", "weather_id", "save_name", "status", "num_infractions",

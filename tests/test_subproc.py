@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from simdoctor.subproc import run_bounded
+from simdoctor.system.subproc import run_bounded
 
 
 def test_a_hanging_command_is_killed_with_its_group():

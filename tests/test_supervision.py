@@ -11,21 +11,21 @@ import time
 
 import pytest
 
-from simdoctor import procs, proctree
-from simdoctor.evaluator import launch_port
-from simdoctor.proctree import Tree
-from simdoctor.results import Attempt, Kind, TaskRecord
-from simdoctor.sampling import PeakSampler
-from simdoctor.supervisor import charged
+from simdoctor.run.evaluator import launch_port
+from simdoctor.run.results import Attempt, Kind, TaskRecord
+from simdoctor.run.sampling import PeakSampler
+from simdoctor.run.supervisor import charged
+from simdoctor.system import procs, proctree
+from simdoctor.system.proctree import Tree
 from tests.conftest import Stack, free_port
 
 FIND_AND_STOP = """
 import json, sys
 from pathlib import Path
-from simdoctor import procs
-from simdoctor.evaluator import EvaluatorRun
-from simdoctor.proctree import Tree
-from simdoctor.recipe import DEFAULT_RECIPE, find_recipe, load_recipe
+from simdoctor.system import procs
+from simdoctor.run.evaluator import EvaluatorRun
+from simdoctor.system.proctree import Tree
+from simdoctor.config.recipe import DEFAULT_RECIPE, find_recipe, load_recipe
 carla = load_recipe(find_recipe(DEFAULT_RECIPE, [])).carla
 run = EvaluatorRun(Tree(sys.argv[2], 0, 0, procs.boot_id()), Path(sys.argv[1]), 0, sys.argv[3], carla)
 found = [p.pid for p in run.processes()]

@@ -10,8 +10,8 @@ from pathlib import Path
 import builders
 import pytest
 
-from simdoctor import profiling
-from simdoctor.recipe import DEFAULT_RECIPE, find_recipe, load_recipe
+from simdoctor.config.recipe import DEFAULT_RECIPE, find_recipe, load_recipe
+from simdoctor.run import profiling
 from simdoctor.scripts import path as script_path
 from simdoctor.scripts.timed_agent import AGENT_FILE_ENV, STEPS_FILE_ENV, VIZ_EVERY_ENV, VIZ_FILE_ENV, VIZ_FLAG_ENV
 

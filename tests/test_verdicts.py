@@ -29,19 +29,21 @@ from healthy import (
     vk_device,
 )
 
-from simdoctor import handoff
-from simdoctor.checks import CHECKS, CheckContext
-from simdoctor.doctor import Selection, diagnose, needed_probes, select
-from simdoctor.findings import Finding, Status, exit_code
-from simdoctor.probes.agent import DeepFacts, HubResolution, ModuleState, TorchBuild
-from simdoctor.probes.display import Glx, XServer
-from simdoctor.probes.gpu import GpuProcess
-from simdoctor.probes.servers import RecordedServer
-from simdoctor.probes.slurm import SlurmIntent
-from simdoctor.probes.system import OsRelease
-from simdoctor.probes.vulkan import Enumeration
-from simdoctor.probes.window import Presentation, WindowFacts
-from simdoctor.probing import (
+from simdoctor.config.recipe import ConfigError
+from simdoctor.config.settings import Settings
+from simdoctor.doctor import rootfix
+from simdoctor.doctor.checking import CHECKS, CheckContext
+from simdoctor.doctor.diagnosis import Selection, diagnose, needed_probes, select
+from simdoctor.doctor.findings import Finding, Status, exit_code
+from simdoctor.doctor.probes.agent import DeepFacts, HubResolution, ModuleState, TorchBuild
+from simdoctor.doctor.probes.display import Glx, XServer
+from simdoctor.doctor.probes.gpu import GpuProcess
+from simdoctor.doctor.probes.servers import RecordedServer
+from simdoctor.doctor.probes.slurm import SlurmIntent
+from simdoctor.doctor.probes.system import OsRelease
+from simdoctor.doctor.probes.vulkan import Enumeration
+from simdoctor.doctor.probes.window import Presentation, WindowFacts
+from simdoctor.doctor.probing import (
     REGISTRY,
     Facts,
     Probe,
@@ -51,8 +53,6 @@ from simdoctor.probing import (
     load_facts,
     run_probes,
 )
-from simdoctor.recipe import ConfigError
-from simdoctor.settings import Settings
 
 GIB = 2**30
 VK_UUID_2 = "0c4d9a7b-61e2-4f38-8d15-b7a9e3c2f106"
@@ -204,7 +204,7 @@ def test_system_user_root_fails_for_a_process_backend(facts: Facts, ctx: CheckCo
     assert f.status is Status.FAIL
     named(f, "running as root", "Refusing to run with the root privileges")
     # the same path as `setup` as root: hand the stack to carla, then continue as carla with its own simdoctor
-    home = handoff.home_of("carla")
+    home = rootfix.home_of("carla")
     assert commands(f) == ["simdoctor setup --user carla", f"su - carla -c '{home}/.local/bin/simdoctor run'"]
 
 

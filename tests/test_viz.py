@@ -13,7 +13,8 @@ from pathlib import Path
 import builders
 import pytest
 
-from simdoctor.viz import video
+from simdoctor.doctor.probes.viz import find_encoder
+from simdoctor.run.viz import video
 from tests.browser import not_blank
 from tests.conftest import Stack
 from tests.test_run import simdoctor_run
@@ -27,7 +28,7 @@ def route(route_id: str, mode: str = "perfect", sim_s: str = "3", **attrs: str) 
 
 def stream_info(mp4: Path) -> dict:
     """Codec, size, frame rate, duration and decoded frame count of a video, as ffmpeg itself reads it."""
-    encoder = video.find_encoder()
+    encoder = find_encoder()
     done = subprocess.run([encoder.path, "-hide_banner", "-i", str(mp4), "-map", "0:v", "-f", "null", "-"],
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     text = done.stderr
@@ -225,7 +226,6 @@ def test_report_html_of_several_seeds_gives_each_seeds_scores_and_their_mean(sta
 def test_frame_log_lines_the_wrapper_does_not_write_are_skipped(tmp_path) -> None:
     """A line cut by a kill, JSON that is not an object, or a frame without a whole-number step: skipped, never an
     exception in the encoder or in watch."""
-    from simdoctor.viz import video
 
     log = tmp_path / "1.jsonl"
     good = {"step": 10, "frame": str(tmp_path / "10.png")}

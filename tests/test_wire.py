@@ -6,8 +6,8 @@ import msgpack as reference
 import pytest
 from conftest import free_port
 
-from simdoctor import rpc
-from simdoctor.msgpack import Incomplete, packb, unpack_from
+from simdoctor.system import rpc
+from simdoctor.system.msgpack import Incomplete, packb, unpack_from
 from tests.standins.carla_rpc import serve
 
 VALUES = [

@@ -1,7 +1,7 @@
 """What `carla start` runs: the server command line, the Vulkan adapter of the chosen GPU, the ports.
 
 `-graphicsadapter` takes UE4's Vulkan enumeration index, which need not match nvidia-smi's: the GPU
-is mapped by UUID (simdoctor.gpumap), never assumed equal (reference/carla.md §2 and §6).
+is mapped by UUID (simdoctor.doctor.gpumap), never assumed equal (reference/carla.md §2 and §6).
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from simdoctor import procs
 from simdoctor.carla.errors import Refusal
-from simdoctor.findings import Fix
-from simdoctor.gpumap import adapter_index
-from simdoctor.probes.gpu import GpuDevice, nvml_session, read_gpus
-from simdoctor.probes.ports import carla_ports, port_state
-from simdoctor.probes.vulkan import enumerate_devices
-from simdoctor.recipe import CarlaRecipe, ConfigError
+from simdoctor.config.recipe import CarlaRecipe, ConfigError
+from simdoctor.doctor.findings import Fix
+from simdoctor.doctor.gpumap import adapter_index
+from simdoctor.doctor.probes.gpu import GpuDevice, nvml_session, read_gpus
+from simdoctor.doctor.probes.ports import carla_ports, port_state
+from simdoctor.doctor.probes.vulkan import enumerate_devices
+from simdoctor.system import procs
 
 # The RPC port on a CARLA command line: -carla-rpc-port and its aliases (CarlaSettings.cpp, carla.md §1).
 PORT_FLAG = re.compile(r"-(?:carla-rpc-port|world-port|carla-port|carla-world-port)=(\d+)")

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
-from simdoctor.findings import Fix
+from simdoctor.doctor.findings import Fix
 
 CHECK_VULKAN = "simdoctor check --only gpu,vulkan -v"
 

@@ -14,7 +14,7 @@
   process tree) streams the container's output into the server's log file.
 
 The docker SDK is imported only here and only when this backend is used; `simdoctor check`
-talks to the daemon through simdoctor.probes.docker instead.
+talks to the daemon through simdoctor.doctor.probes.docker instead.
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
-from simdoctor import extras, procs, proctree
 from simdoctor.carla.errors import Refusal
 from simdoctor.carla.process import Launched
-from simdoctor.carla.state import ServerRecord, hostname
-from simdoctor.findings import Fix
-from simdoctor.proctree import StopResult
-from simdoctor.recipe import CarlaRecipe
+from simdoctor.config.recipe import CarlaRecipe
+from simdoctor.doctor.findings import Fix
+from simdoctor.system import extras, procs, proctree
+from simdoctor.system.proctree import StopResult
+from simdoctor.system.serverstate import ServerRecord, hostname
 
 LABEL = "simdoctor"
 API_TIMEOUT_S = 30

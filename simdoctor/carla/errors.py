@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from simdoctor.findings import Fix
+from simdoctor.doctor.findings import Fix
 
 
 class Refusal(Exception):

@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, TextIO, Union
 
-from simdoctor import handoff, procs, proctree
-from simdoctor.carla import state
 from simdoctor.carla.command import (
     PORT_FLAG,
     GpuChoice,
@@ -30,12 +28,14 @@ from simdoctor.carla.errors import Refusal
 from simdoctor.carla.process import Launched, ProcessBackend
 from simdoctor.carla.ready import Ready, wait_ready
 from simdoctor.carla.rendering import BAD, NO_GPU, GpuUse, Rendering, gpu_uses, judge
-from simdoctor.carla.state import ServerRecord
-from simdoctor.findings import Fix
-from simdoctor.probes.gpu import GpuDevice
-from simdoctor.proctree import StopResult
-from simdoctor.recipe import ConfigError
-from simdoctor.settings import Settings
+from simdoctor.config.recipe import ConfigError
+from simdoctor.config.settings import Settings
+from simdoctor.doctor import rootfix
+from simdoctor.doctor.findings import Fix
+from simdoctor.doctor.probes.gpu import GpuDevice
+from simdoctor.system import procs, proctree, serverstate
+from simdoctor.system.proctree import StopResult
+from simdoctor.system.serverstate import ServerRecord
 
 LOCAL = "127.0.0.1"
 NVML_WAIT_S = 3.0  # the server's GPU context may show in NVML a moment after it answers
@@ -81,7 +81,7 @@ def backend_for(name: str, settings: Settings) -> Backend:
 def refuse_root(backend: str, settings: Settings) -> None:
     """CARLA's UE4 exits with `Refusing to run with the root privileges.`; say so before starting it."""
     if backend == "process" and os.geteuid() == 0:
-        fix = handoff.root_fix(settings, ROOT_TEXT, "carla start")
+        fix = rootfix.root_fix(settings, ROOT_TEXT, "carla start")
         raise Refusal(
             "refusing to start CARLA as root: CARLA itself refuses (`Refusing to run with the root privileges.`)",
             Fix(fix.text, [*fix.commands, "simdoctor carla start --backend docker"]),
@@ -91,21 +91,21 @@ def refuse_root(backend: str, settings: Settings) -> None:
 def check_window(settings: Settings, gpu: Optional[int]) -> str:
     """--window: refused, before CARLA starts, unless `check --window` passes for this GPU: a display, and the
     GPU's Vulkan device presenting to it (a surface and a swapchain, asked in a child process)."""
-    from simdoctor import doctor
-    from simdoctor.checks import CheckContext
-    from simdoctor.findings import Status
+    from simdoctor.doctor import diagnosis
+    from simdoctor.doctor.checking import CheckContext
+    from simdoctor.doctor.findings import Status
 
-    checks = doctor.select(doctor.Selection(only=("display.server", "display.window")))
+    checks = diagnosis.select(diagnosis.Selection(only=("display.server", "display.window")))
     ctx = CheckContext(settings, window=True, gpu=gpu)
-    facts = doctor.start(checks, ctx).wait()
-    for finding in doctor.diagnose(facts, checks, ctx):
+    facts = diagnosis.start(checks, ctx).wait()
+    for finding in diagnosis.diagnose(facts, checks, ctx):
         if finding.status is Status.FAIL:
             raise Refusal(f"--window: {finding.summary}", finding.fix, finding.details)
     return os.environ["DISPLAY"]
 
 
 def carla_root(settings: Settings) -> Path:
-    from simdoctor.probes.carla import locate_root
+    from simdoctor.doctor.probes.carla import locate_root
 
     carla = settings.recipe.carla
     root, _, searched = locate_root(settings)
@@ -133,7 +133,7 @@ def docker_gpu(index: Optional[int]) -> tuple[GpuChoice, Optional[str], list[str
 
 
 def live_records(settings: Settings) -> list[ServerRecord]:
-    return [r for r in state.records(settings) if backend_alive(settings, r)]
+    return [r for r in serverstate.records(settings) if backend_alive(settings, r)]
 
 
 def backend_alive(settings: Settings, record: ServerRecord) -> bool:
@@ -193,7 +193,7 @@ def start(settings: Settings, opts: StartOptions) -> StartResult:
     server_id = str(ports["rpc"])
     record = ServerRecord(
         id=server_id,
-        host=state.hostname(),
+        host=serverstate.hostname(),
         backend=opts.backend,
         port=ports["rpc"],
         streaming_port=ports["streaming"],
@@ -207,12 +207,12 @@ def start(settings: Settings, opts: StartOptions) -> StartResult:
         window=opts.window,
         command=[launcher, *server_args(carla, ports["rpc"], gpu.adapter, quality, opts.window)],
         carla_root=root,
-        log=str(state.fresh_log(settings, server_id)),
+        log=str(serverstate.fresh_log(settings, server_id)),
         started_at=time.time(),
         tree=None,
         container_name=container_name(carla, ports["rpc"]) if img else None,
     )
-    state.remove(settings, server_id)  # a dead server's record on this port (a live one holds the port)
+    serverstate.remove(settings, server_id)  # a dead server's record on this port (a live one holds the port)
     launched: Optional[Launched] = None
     with terminate_as_interrupt():
         try:
@@ -221,7 +221,7 @@ def start(settings: Settings, opts: StartOptions) -> StartResult:
                 launched = backend.launch(record, img, device_id, display)
             else:
                 launched = backend.launch(record)
-            state.save(settings, launched.record)
+            serverstate.save(settings, launched.record)
             if not opts.wait:
                 return StartResult("started", EXIT_OK, f"CARLA started on port {record.port}", launched.record,
                                    notes=notes)  # fmt: skip
@@ -235,7 +235,7 @@ def start(settings: Settings, opts: StartOptions) -> StartResult:
             )
             if waited.ready is None:
                 return failed(settings, backend, launched, waited.reason, waited.last_error, opts, notes)
-            rec = state.update(settings, rec, ready_at=waited.ready.at, version=waited.ready.version)
+            rec = serverstate.update(settings, rec, ready_at=waited.ready.at, version=waited.ready.version)
             rendering = verify_rendering(backend, rec, gpu.index)
             code = EXIT_WRONG_DEVICE if rendering.verdict in BAD else EXIT_OK
             summary = f"CARLA {waited.ready.version} ready on port {rec.port} in {waited.ready.seconds:.2f} s"
@@ -243,7 +243,7 @@ def start(settings: Settings, opts: StartOptions) -> StartResult:
         except BaseException:
             if launched is not None:
                 backend.stop(launched.record, carla.stop_grace_s, launched)
-                state.remove(settings, launched.record.id)
+                serverstate.remove(settings, launched.record.id)
             raise
 
 
@@ -273,7 +273,7 @@ def failed(
     log = backend.log_text(rec)
     exit_status = backend.exit_status(launched) if reason == "exited" else None
     cleanup = backend.stop(rec, settings.recipe.carla.stop_grace_s, launched)
-    state.remove(settings, rec.id)
+    serverstate.remove(settings, rec.id)
     found = diagnose(log, exited=reason == "exited")
     lead = first_cause(found)
     if reason == "exited":
@@ -335,8 +335,8 @@ class StatusReport:
 
 
 def _version(port: int) -> tuple[Optional[str], Optional[str]]:
-    from simdoctor import rpc
-    from simdoctor.probes.server import query_version
+    from simdoctor.doctor.probes.server import query_version
+    from simdoctor.system import rpc
 
     try:
         return query_version(LOCAL, port, STATUS_RPC_TIMEOUT_S)[0], None
@@ -395,7 +395,7 @@ def status(settings: Settings) -> StatusReport:
     gpus, nvml_error = nvml_state()
     servers = []
     ours: set[int] = set()
-    for rec in state.records(settings):
+    for rec in serverstate.records(settings):
         try:
             backend = backend_for(rec.backend, settings)
             pids = backend.pids(rec)
@@ -433,7 +433,7 @@ class Stopped:
 
 def stop(settings: Settings, ids: list[str], everything: bool, orphans: bool, grace: Optional[float]) -> list[Stopped]:
     grace = settings.recipe.carla.stop_grace_s if grace is None else grace
-    records = state.records(settings)
+    records = serverstate.records(settings)
     if not ids and not everything and not orphans:
         if not records:
             return []
@@ -443,7 +443,7 @@ def stop(settings: Settings, ids: list[str], everything: bool, orphans: bool, gr
         ids = [records[0].id]
     chosen = records if everything else []
     for server_id in ids:
-        rec = state.find(settings, server_id)
+        rec = serverstate.find(settings, server_id)
         if rec is None:
             known = ", ".join(r.id for r in records) or "none"
             raise Refusal(f"no server {server_id} recorded here (simdoctor's servers: {known})",
@@ -458,10 +458,10 @@ def stop(settings: Settings, ids: list[str], everything: bool, orphans: bool, gr
             done.append(Stopped(f"server {rec.id}", StopResult(), str(exc)))
             continue
         if result.clean:
-            state.remove(settings, rec.id)
+            serverstate.remove(settings, rec.id)
         done.append(Stopped(f"server {rec.id}", result))
     if orphans:
-        for rec in state.records(settings):
+        for rec in serverstate.records(settings):
             with contextlib.suppress(Refusal):
                 ours |= backend_for(rec.backend, settings).pids(rec)
         done += stop_orphans(settings, ours, grace)
@@ -494,9 +494,9 @@ FOLLOW_POLL_S = 0.2
 
 
 def logs(settings: Settings, server_id: str, follow: bool, out: TextIO = sys.stdout) -> None:
-    path = state.log_path(settings, server_id)
+    path = serverstate.log_path(settings, server_id)
     if not path.exists():
-        known = ", ".join(r.id for r in state.records(settings)) or "none"
+        known = ", ".join(r.id for r in serverstate.records(settings)) or "none"
         raise Refusal(f"no log for server {server_id} (simdoctor's servers: {known})")
     with open(path, encoding="utf-8", errors="replace") as handle:
         out.write(handle.read())
@@ -512,7 +512,7 @@ def logs(settings: Settings, server_id: str, follow: bool, out: TextIO = sys.std
                     out.flush()
                     idle = 0.0
                     continue
-                rec = state.find(settings, server_id)
+                rec = serverstate.find(settings, server_id)
                 idle += FOLLOW_POLL_S
                 if idle >= 1.0 and (rec is None or not backend_alive(settings, rec)):
                     return  # the server is gone and its log ended

@@ -7,15 +7,15 @@ import sys
 import time
 from typing import Any, Optional, TextIO
 
-from simdoctor import distro
 from simdoctor.carla.diagnose import Diagnosis
 from simdoctor.carla.errors import Refusal
 from simdoctor.carla.lifecycle import StartResult, StatusReport, Stopped
 from simdoctor.carla.rendering import BAD, GPU
-from simdoctor.checks import gib
-from simdoctor.findings import Fix
-from simdoctor.proctree import StopResult
-from simdoctor.typed import to_data
+from simdoctor.config.typed import to_data
+from simdoctor.doctor import distro
+from simdoctor.doctor.checking import gib
+from simdoctor.doctor.findings import Fix
+from simdoctor.system.proctree import StopResult
 
 JSON_SCHEMA_VERSION = 1
 

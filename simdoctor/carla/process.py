@@ -13,10 +13,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
-from simdoctor import proctree
-from simdoctor.agentenv import without_tokens
-from simdoctor.carla.state import ServerRecord
-from simdoctor.proctree import StopResult
+from simdoctor.config.agentenv import without_tokens
+from simdoctor.system import proctree
+from simdoctor.system.proctree import StopResult
+from simdoctor.system.serverstate import ServerRecord
 
 
 @dataclass

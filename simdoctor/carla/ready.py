@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from simdoctor import rpc
-from simdoctor.probes.server import query_version
+from simdoctor.doctor.probes.server import query_version
+from simdoctor.system import rpc
 
 POLL_S = 0.05
 CONNECT_TIMEOUT_S = 0.25

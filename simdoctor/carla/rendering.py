@@ -14,10 +14,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from simdoctor.checks import gib
-from simdoctor.probes.display import CPU_RENDERERS
-from simdoctor.probes.gpu import GpuDevice
-from simdoctor.probes.vulkan import NVIDIA_VENDOR_ID
+from simdoctor.doctor.checking import gib
+from simdoctor.doctor.probes.display import CPU_RENDERERS
+from simdoctor.doctor.probes.gpu import GpuDevice
+from simdoctor.doctor.probes.vulkan import NVIDIA_VENDOR_ID
 
 DEVICE = re.compile(r"LogVulkanRHI: \w+: Device (\d+): (.+?)\s*$")
 VENDOR = re.compile(r"LogVulkanRHI: \w+: - API .*VendorId 0x([0-9a-fA-F]+)")

@@ -2,7 +2,8 @@
 
 hub.py lists a repo's files with their hashes, transport.py speaks HTTP (redirects, token, retries),
 engine.py moves the bytes and verifies them, archive.py checks and unpacks tar.gz archives,
-command.py is the `simdoctor download` command.
+command.py is the `simdoctor download` command. manifest.py records what a download verified (the weights
+probe reads it back); hfcache.py links verified files into the Hugging Face cache layout the agent loads from.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from pathlib import Path, PurePosixPath
 from typing import Optional
 from urllib.parse import unquote, urlsplit
 
+from simdoctor.config.settings import redact_url
 from simdoctor.download import DownloadError
-from simdoctor.settings import redact_url
 
 READ = 1 << 20
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from simdoctor import filelock, manifest
-from simdoctor.download import DownloadError, archive, engine, hub
+from simdoctor.config.recipe import ConfigError
+from simdoctor.config.settings import Settings, redact_url
+from simdoctor.download import DownloadError, archive, engine, hub, manifest
 from simdoctor.download.transport import Client, Policy
-from simdoctor.recipe import ConfigError
-from simdoctor.settings import Settings, redact_url
+from simdoctor.system import filelock
 
 JSON_SCHEMA_VERSION = 1
 REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")

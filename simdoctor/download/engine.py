@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Protocol
 from urllib.parse import urlsplit
 
-from simdoctor import atomic, manifest, safefile
-from simdoctor.download import DownloadError
+from simdoctor.config.settings import redact_url
+from simdoctor.download import DownloadError, manifest
 from simdoctor.download.transport import (
     Client,
     Transient,
@@ -45,7 +45,7 @@ from simdoctor.download.transport import (
     retry_note,
     say,
 )
-from simdoctor.settings import redact_url
+from simdoctor.system import atomic, safefile
 
 BLOCK = 256 << 10  # bytes read from a connection at a time (a reset loses at most this)
 READ = 4 << 20  # bytes read back from disk at a time when hashing catches up

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
+from simdoctor.config.settings import Secret, redact_url
 from simdoctor.download import DownloadError
 from simdoctor.download.transport import Policy, Unresolvable, resolution_failure, retrying
-from simdoctor.settings import Secret, redact_url
 
 REPO_TYPES = ("model", "dataset")
 COMMIT = re.compile(r"[0-9a-f]{40}")

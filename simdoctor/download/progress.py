@@ -14,7 +14,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from simdoctor.settings import redact_url
+from simdoctor.config.settings import redact_url
 
 
 class RichProgress:

@@ -21,8 +21,8 @@ from typing import Any, Callable, Optional, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from simdoctor import __version__
+from simdoctor.config.settings import Secret, redact_url
 from simdoctor.download import DownloadError
-from simdoctor.settings import Secret, redact_url
 
 T = TypeVar("T")
 

@@ -82,7 +82,7 @@ standin_carla() {
   PYTHONPATH="$WORK/code" python3 - "$HOME_DIR" "$PYTHON" "$WORK/code" "$1" <<'EOF'
 import sys
 from pathlib import Path
-from simdoctor.settings import load_settings
+from simdoctor.config.settings import load_settings
 from tests import builders
 home, python, code, mib = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
 recipe = load_settings(env={"HOME": str(home)}).recipe

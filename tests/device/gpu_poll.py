@@ -1,7 +1,7 @@
 """Watch NVML while a device script runs something: every process that holds GPU memory, on which GPUs (by
 UUID), its peak memory there, and the CUDA variables and command line it runs with (/proc, as root).
 `python3 gpu_poll.py OUT.json` samples every 0.2 s until SIGTERM, then writes OUT.json; an independent
-witness beside simdoctor's own sampler (simdoctor/sampling.py), which sums a tree over all GPUs."""
+witness beside simdoctor's own sampler (simdoctor/run/sampling.py), which sums a tree over all GPUs."""
 
 import json
 import signal

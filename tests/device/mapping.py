@@ -3,9 +3,9 @@
 
 import json
 
-from simdoctor.gpumap import adapter_map
-from simdoctor.probes.gpu import nvml_session, read_gpus
-from simdoctor.probes.vulkan import enumerate_devices
+from simdoctor.doctor.gpumap import adapter_map
+from simdoctor.doctor.probes.gpu import nvml_session, read_gpus
+from simdoctor.doctor.probes.vulkan import enumerate_devices
 
 gpus = read_gpus(nvml_session())
 listing = enumerate_devices(timeout=10)

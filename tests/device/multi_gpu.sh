@@ -34,7 +34,7 @@
 #   5. Slurm: the GPU a node gives an array task (SLURM_JOB_GPUS/CUDA_VISIBLE_DEVICES as a global id,
 #      SLURM_STEP_GPUS, or a UUID) maps through this machine's real NVML and Vulkan to that GPU's Vulkan
 #      index, and the task's evaluator gets the matching CUDA_VISIBLE_DEVICES and --gpu-rank
-#      (tests/device/slurm_map.py drives simdoctor/slurm/node.py's mapping with those variables; no slurmd).
+#      (tests/device/slurm_map.py drives simdoctor/run/slurm/node.py's mapping with those variables; no slurmd).
 # On a one-GPU machine, what needs several GPUs prints "skipped: one GPU"; the rest is proven for GPU 0.
 set -u
 source tests/device/common.sh
@@ -48,7 +48,7 @@ echo "== a stand-in stack"
 PYTHONPATH="$WORK/code" python3 - "$HOME_DIR" "$PYTHON" "$WORK/code" "$NGPU" <<'EOF'
 import sys
 from pathlib import Path
-from simdoctor.settings import load_settings
+from simdoctor.config.settings import load_settings
 from tests import builders
 home, python, code, ngpu = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
 recipe = load_settings(env={"HOME": str(home)}).recipe

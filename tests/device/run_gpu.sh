@@ -6,7 +6,7 @@
 #   bash tests/device/run_gpu.sh            (writes what it saw to $OUT; about 1-2 minutes)
 #
 # What it proves, self-checking (exit 1 when any proof fails):
-#   1. the peak sampler (simdoctor/sampling.py) attributes to a process tree the GPU memory NVML gives its
+#   1. the peak sampler (simdoctor/run/sampling.py) attributes to a process tree the GPU memory NVML gives its
 #      processes, a grandchild in its own session included (as the evaluator's CARLA is), run as the user;
 #   2. `simdoctor run --dry-run --gpus 0` plans slots whose --gpu-rank is the Vulkan index of GPU 0's UUID;
 #   3. when python3 can import the carla client (the stand-in evaluator needs it): `simdoctor run --gpus 0
@@ -21,7 +21,7 @@ echo "== a stand-in stack"
 PYTHONPATH="$WORK/code" python3 - "$HOME_DIR" "$PYTHON" "$WORK/code" <<'EOF'
 import sys
 from pathlib import Path
-from simdoctor.settings import load_settings
+from simdoctor.config.settings import load_settings
 from tests import builders
 home, python, code = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 recipe = load_settings(env={"HOME": str(home)}).recipe
@@ -40,7 +40,7 @@ chmod -R a+rX "$WORK/code"
 echo "== 1. the peak sampler on a tree holding GPU memory"
 as_user "$PYTHON" - >"$OUT/sampler.json" <<'EOF'
 import json, subprocess, sys, time
-from simdoctor.sampling import PeakSampler
+from simdoctor.run.sampling import PeakSampler
 child = ("import os, time, torch\n"
          "if os.fork() == 0:\n"
          "    os.setsid(); x = torch.empty(1024 * 2**20, dtype=torch.uint8, device='cuda:0'); time.sleep(4); os._exit(0)\n"

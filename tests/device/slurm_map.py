@@ -1,5 +1,5 @@
 """Print, as JSON, what a Slurm array task on this machine would run on, for each GPU and each way a node
-names it: simdoctor/slurm/node.py's task_gpu with this machine's real NVML and Vulkan facts and the
+names it: simdoctor/run/slurm/node.py's task_gpu with this machine's real NVML and Vulkan facts and the
 variables slurmd sets for a task given that GPU, then the evaluator's launch on that slot (runplan.launch,
 as `simdoctor run-task` makes it): its CUDA_VISIBLE_DEVICES and --gpu-rank.
 `python3 slurm_map.py ROUTES OUT` (a routes file and a fresh output folder for the plan).
@@ -15,11 +15,11 @@ import json
 import sys
 from pathlib import Path
 
-from simdoctor.probes.gpu import GpuFacts
-from simdoctor.probing import ProbeContext, run_probes
-from simdoctor.runplan import Options, Slot, build, launch, vulkan_devices
-from simdoctor.settings import load_settings
-from simdoctor.slurm.node import NodeError, task_gpu
+from simdoctor.config.settings import load_settings
+from simdoctor.doctor.probes.gpu import GpuFacts
+from simdoctor.doctor.probing import ProbeContext, run_probes
+from simdoctor.run.runplan import Options, Slot, build, launch, vulkan_devices
+from simdoctor.run.slurm.node import NodeError, task_gpu
 
 settings = load_settings()
 options = Options(routes=Path(sys.argv[1]), out=Path(sys.argv[2]), fresh=True)

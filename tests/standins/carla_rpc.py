@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere
 
-from simdoctor.msgpack import Incomplete, packb, unpack_from
+from simdoctor.system.msgpack import Incomplete, packb, unpack_from
 
 
 def make_handler(version: str, reply_delay: float) -> type:

@@ -118,7 +118,7 @@ def vulkan_devices(kind: str) -> list[dict]:
         return [LLVMPIPE]
     if kind != "real":
         return [H100]
-    from simdoctor.probes.vulkan import enumerate_devices
+    from simdoctor.doctor.probes.vulkan import enumerate_devices
 
     listing = enumerate_devices(timeout=10)
     if not listing.ok:

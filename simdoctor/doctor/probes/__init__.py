@@ -1,0 +1,1 @@
+"""Probes gather facts about the machine into typed data; `simdoctor.doctor.probing` loads their modules."""
