@@ -1,8 +1,8 @@
 """simdoctor's hand-written MessagePack codec and /proc walker beside the libraries that could replace them.
 
 Issue 15 asks, per module, to measure both choices in the same run and then adopt the library or keep the code:
-- simdoctor.msgpack (the codec of rpc.py's msgpack-rpc `version` call) against the `msgpack` package;
-- simdoctor.procs (the process table proctree builds on) against psutil.
+- simdoctor.system.msgpack (the codec of rpc.py's msgpack-rpc `version` call) against the `msgpack` package;
+- simdoctor.system.procs (the process table proctree builds on) against psutil.
 For each it prints side by side:
 - import time in a fresh interpreter, median of --runs: bare, and on top of the standard-library modules
   `simdoctor check` imports anyway (what the choice would add to check's start-up, whose goal is <= 0.2 s);
@@ -48,7 +48,7 @@ try:
 except ImportError as exc:
     sys.exit(f"{exc.name} is not installed here: {sys.executable} -m pip install -e '{REPO}[bench]'")
 
-from simdoctor import procs, proctree  # noqa: E402
+from simdoctor.system import procs, proctree  # noqa: E402
 
 HANDWRITTEN = "2a2c4ad824e68a9369555900de7a9f587a24984a"  # main before issue 15 adopted the msgpack package
 
@@ -233,7 +233,7 @@ def main() -> int:
           f"psutil {psutil.__version__}; check imports {len(baseline)} standard-library modules")  # fmt: skip
 
     print(f"\nMessagePack (rpc.py's msgpack-rpc wire); the hand-written codec as of {HANDWRITTEN[:7]}")
-    row("", "simdoctor.msgpack", "msgpack")
+    row("", "hand-written", "msgpack")
     codec = from_git("simdoctor/msgpack.py")
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "handwritten_msgpack.py").write_text(codec)
@@ -255,9 +255,9 @@ def main() -> int:
     row("lines adopting it removes (module + tests)", "-", f"{len(codec.splitlines())} + {codec_tests}")
 
     print(f"\nProcess table (procs.py under proctree.py), a tree of {args.procs + 1} processes")
-    row("", "simdoctor.procs", "psutil")
+    row("", "hand-written", "psutil")
     for label, preload in (("import, bare interpreter (ms)", []), ("import, after check's stdlib (ms)", baseline)):
-        mine = import_seconds("simdoctor.procs", preload, args.runs)
+        mine = import_seconds("simdoctor.system.procs", preload, args.runs)
         theirs = import_seconds("psutil", preload, args.runs)
         row(label, f"{mine * 1e3:.2f}", f"{theirs * 1e3:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -272,7 +272,7 @@ def main() -> int:
     print(f"  ({len(psutil.pids())} processes on this host; both found the same cookies, members and port owner: "
           f"{same}; tree stopped clean: {stopped.clean})")  # fmt: skip
     row("scan: environ cookies + tree + port (ms)", f"{mine * 1e3:.2f}", f"{theirs * 1e3:.2f}")
-    table = (REPO / "simdoctor" / "procs.py").read_text()
+    table = (REPO / "simdoctor" / "system" / "procs.py").read_text()
     replaceable = function_lines(table, PSUTIL_EQUIVALENTS)
     row("lines of procs.py with a psutil equivalent", "-", f"{replaceable} of {len(table.splitlines())}")
     print("  (an adapter to ProcessInfo stays either way: psutil has no pgid, sid or start ticks, which\n"
