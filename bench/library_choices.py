@@ -1,23 +1,21 @@
 """simdoctor's hand-written MessagePack codec and /proc walker beside the libraries that could replace them.
 
 Issue 15 asks, per module, to measure both choices in the same run and then adopt the library or keep the code:
-- simdoctor.system.msgpack (the codec of rpc.py's msgpack-rpc `version` call) against the `msgpack` package;
-- simdoctor.system.procs (the process table proctree builds on) against psutil.
+- the hand-written codec of rpc.py's msgpack-rpc `version` call (simdoctor/msgpack.py, read from git at
+  HANDWRITTEN, the last commit that shipped it, since the msgpack package was adopted) against that package;
+- simdoctor.system.procs (the process table proctree builds on, kept) against psutil.
 For each it prints side by side:
 - import time in a fresh interpreter, median of --runs: bare, and on top of the standard-library modules
   `simdoctor check` imports anyway (what the choice would add to check's start-up, whose goal is <= 0.2 s);
 - the operations simdoctor performs with it: encode the request and decode the replies rpc.py reads (whole,
-  and arriving in two pieces); one scan of the process table as `check` and the run supervisor make it (every
-  process with its environ cookie, the members of a started tree, the owners of a listening port), against a
-  live tree of --procs processes started with proctree.start;
-- the lines adopting the library would remove.
-The hand-written codec is read from git at HANDWRITTEN (the last commit that shipped it), so that the figures
-can be printed again after it is gone.
+  and arriving in two pieces); one scan of the process table as `check` and the run supervisor make it
+  (proctree.members, which reads every process's environ for a tree's cookie, and proctree.listeners, the
+  owners of a listening port), against a live tree of --procs processes started with proctree.start;
+- the lines adopting the library removes (msgpack) or would remove (psutil).
 
     .venv/bin/python bench/library_choices.py [--runs 15] [--rounds 20000] [--scans 30] [--procs 40]
 
-Needs the msgpack and psutil packages in this interpreter (.venv: `pip install -e '.[bench]'`) and Python >= 3.10
-(sys.stdlib_module_names).
+Needs psutil (`pip install -e '.[bench]'`), git and Python >= 3.10 (sys.stdlib_module_names).
 """
 
 from __future__ import annotations
@@ -176,23 +174,19 @@ def start_tree(count: int, log: Path) -> tuple[proctree.Tree, int]:
 
 
 def scan_ours(tree: proctree.Tree, port: int) -> tuple:
-    table = procs.processes()
-    marked = {p.pid for p in table if proctree.COOKIE in (procs.environ(p.pid) or {})}
-    members = {p.pid for p in proctree.members(tree, table)}
-    owners = procs.socket_owners(procs.listening_inodes(port))
-    return marked, members, {pid for found in owners.values() for pid in found}
+    members = {p.pid for p in proctree.members(tree)}
+    return members, {p.pid for p in proctree.listeners(port)}
 
 
 def scan_psutil(tree: proctree.Tree, port: int) -> tuple:
-    """The same scan with psutil's data; the tree is built from the table's ppids (as procs' callers do: psutil's
-    children(recursive=True) rescans the whole table per root)."""
+    """proctree.members and proctree.listeners with psutil's data; the tree is built from the table's ppids (as
+    proctree does: psutil's children(recursive=True) rescans the whole table per root)."""
     table = []
     for p in psutil.process_iter(["ppid", "environ", "status"]):
         try:
             table.append((p.pid, p.info["ppid"], os.getpgid(p.pid), os.getsid(p.pid), p.info["environ"] or {}, p))
         except ProcessLookupError:
             continue
-    marked = {pid for pid, _, _, _, env, _ in table if proctree.COOKIE in env}
     me = os.getpid()
     roots = {
         pid for pid, _, pgid, sid, env, _ in table
@@ -203,16 +197,18 @@ def scan_psutil(tree: proctree.Tree, port: int) -> tuple:
     listeners = {
         c.pid for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.laddr.port == port
     }  # fmt: skip
-    return marked, members, listeners
+    return members, listeners
 
 
-def median_seconds(fn: Callable[[], object], times: int) -> float:
-    samples = []
+def medians(fns: list[Callable[[], object]], times: int) -> list[float]:
+    """Median seconds of each function, called in turn so that the load of a shared machine falls on all alike."""
+    samples: list[list[float]] = [[] for _ in fns]
     for _ in range(times):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+        for fn, took in zip(fns, samples):
+            start = time.perf_counter()
+            fn()
+            took.append(time.perf_counter() - start)
+    return [statistics.median(took) for took in samples]
 
 
 def row(label: str, ours: str, theirs: str) -> None:
@@ -265,13 +261,12 @@ def main() -> int:
         try:
             a, b = scan_ours(tree, port), scan_psutil(tree, port)
             same = "yes" if a == b else f"NO: ours {a}, psutil {b}"
-            mine = median_seconds(lambda: scan_ours(tree, port), args.scans)
-            theirs = median_seconds(lambda: scan_psutil(tree, port), args.scans)
+            mine, theirs = medians([lambda: scan_ours(tree, port), lambda: scan_psutil(tree, port)], args.scans)
         finally:
             stopped = proctree.stop(tree, grace=2.0)
-    print(f"  ({len(psutil.pids())} processes on this host; both found the same cookies, members and port owner: "
-          f"{same}; tree stopped clean: {stopped.clean})")  # fmt: skip
-    row("scan: environ cookies + tree + port (ms)", f"{mine * 1e3:.2f}", f"{theirs * 1e3:.2f}")
+    print(f"  ({len(psutil.pids())} processes on this host; both found the same members and port owner: {same}; "
+          f"tree stopped clean: {stopped.clean})")  # fmt: skip
+    row("scan: members by cookie + port owner (ms)", f"{mine * 1e3:.2f}", f"{theirs * 1e3:.2f}")
     table = (REPO / "simdoctor" / "system" / "procs.py").read_text()
     replaceable = function_lines(table, PSUTIL_EQUIVALENTS)
     row("lines of procs.py with a psutil equivalent", "-", f"{replaceable} of {len(table.splitlines())}")
