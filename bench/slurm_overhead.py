@@ -3,7 +3,7 @@
 Starts the single-node Slurm cluster of the tests (tests/slurmcluster.py, on this machine) and a stand-in stack
 (the stand-in Bench2Drive evaluator starting the stand-in CARLA, each route driving --drive-s wall seconds),
 then runs the same routes, --slots at a time, both ways and prints side by side:
-- `simdoctor run --gpus none --workers-per-gpu K` (local) and `simdoctor run --backend slurm --gpus-per-task 0
+- `simdoctor run --gpus none --workers-per-gpu K` (local) and `simdoctor run --executor slurm --gpus-per-task 0
   --max-concurrent K` (one array), end to end;
 - the evaluator's own time per attempt (the same stand-in in both: the tasks themselves are not slower);
 - the gap between one route's end and the next one's start on a slot (local: a slot takes the next route;
@@ -81,7 +81,7 @@ def main() -> None:
         k = str(args.slots)
         local_wall = timed(rt.simdoctor(*common, "--out", str(home / "local"), "--gpus", "none",
                                         "--workers-per-gpu", k), env, home)  # fmt: skip
-        slurm_wall = timed(rt.simdoctor(*common, "--out", str(home / "slurm"), "--backend", "slurm",
+        slurm_wall = timed(rt.simdoctor(*common, "--out", str(home / "slurm"), "--executor", "slurm",
                                         "--gpus-per-task", "0", "--cpus-per-task", "1", "--mem", "200M",
                                         "--max-concurrent", k), env, home)  # fmt: skip
         local, slurm = attempts(home / "local"), attempts(home / "slurm")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import sys
 from pathlib import Path
 from typing import Annotated, Literal, NoReturn, Optional
@@ -13,10 +14,17 @@ import typer.core
 from simdoctor import __version__, entry
 from simdoctor.config.recipe import ConfigError
 from simdoctor.config.settings import SETTINGS, Settings
-from simdoctor.entry import EXIT_USAGE, Interrupted, settings_from, split_names
+from simdoctor.entry import EXIT_USAGE, Interrupted, items, settings_from
 
 
 class _Group(typer.core.TyperGroup):
+    def resolve_command(self, ctx, args):
+        """A command's old option spellings become the new ones before click parses them (OLD_SPELLINGS)."""
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None and not isinstance(command, typer.core.TyperGroup):
+            rest = _modernize(command, " ".join((*_path(ctx), name or "")), rest)
+        return name, command, rest
+
     def invoke(self, ctx):
         """Typer turns a KeyboardInterrupt into a silent exit 130; pass it on as Interrupted, so main says so."""
         try:
@@ -58,7 +66,76 @@ CarlaPortOpt = Annotated[Optional[int], typer.Option("--carla-port", help=_env("
 PartitionOpt = Annotated[Optional[str], typer.Option("--partition", help=_env("Slurm partition.", "slurm_partition"))]
 AccountOpt = Annotated[Optional[str], typer.Option("--account", help=_env("Slurm account.", "slurm_account"))]
 QosOpt = Annotated[Optional[str], typer.Option("--qos", help=_env("Slurm QOS.", "slurm_qos"))]
-BackendOpt = Annotated[Literal["process", "docker"], typer.Option("--backend", help="How CARLA runs.")]
+BackendOpt = Annotated[
+    Literal["process", "docker"], typer.Option("--backend", help="How CARLA runs: a process here, or in Docker.")
+]
+
+
+def _joined(values: Optional[list[str]]) -> Optional[str]:
+    """A list option for a module that parses the comma-separated text itself (--gpus, --route-ids, --seeds):
+    its repeats joined by commas, as `items` reads them, each as given (the module says what is wrong in it)."""
+    return None if values is None else ",".join(values)
+
+
+@dataclasses.dataclass(frozen=True)
+class OldSpelling:
+    """An option's spelling before the vocabulary was made one (issue 15), kept for one release: hidden from --help,
+    rewritten to the new spelling before click parses, with one note on stderr (never stdout: --json stays JSON)."""
+
+    old: str  # --timeout
+    new: str  # --ready-timeout
+    flag_value: Optional[str] = None  # a flag that became a value: --slurm is --executor slurm
+    values: tuple[str, ...] = ()  # only these values map (run's --backend local|slurm); others are refused
+    refusal: str = ""  # why another value fits neither meaning
+
+
+RUN_BACKEND = (
+    "in run, --backend was where the routes run, now --executor local|slurm; how CARLA runs (--backend "
+    "process|docker) is for check and carla start: run's evaluator starts its own"
+)
+OLD_SPELLINGS: dict[str, tuple[OldSpelling, ...]] = {
+    "check": (OldSpelling("--slurm", "--executor", flag_value="slurm"),),
+    "run": (OldSpelling("--backend", "--executor", values=("local", "slurm"), refusal=RUN_BACKEND),),
+    "download": (OldSpelling("--timeout", "--stall-timeout"),),
+    "carla start": (OldSpelling("--timeout", "--ready-timeout"),),
+}
+
+
+def _path(ctx: typer.Context) -> tuple[str, ...]:
+    """The command path below the program (`carla start`), whatever name the program was started by."""
+    names: list[str] = []
+    while ctx.parent is not None:
+        names.insert(0, ctx.info_name or "")
+        ctx = ctx.parent
+    return tuple(names)
+
+
+def _modernize(command: typer.core.TyperCommand, path: str, args: list[str]) -> list[str]:
+    """`args` with each old spelling of `path`'s options in its new one, and a note on stderr for each."""
+    old = {o.old: o for o in OLD_SPELLINGS.get(path, ())}
+    if not old:
+        return args
+    options = [p for p in command.params if isinstance(p, typer.core.TyperOption)]
+    takes_value = {name for p in options if not p.is_flag and not p.count for name in p.opts}
+    out: list[str] = []
+    rest = iter(args)
+    for token in rest:
+        if token == "--":
+            return [*out, token, *rest]
+        name, eq, inline = token.partition("=")
+        spelling = old.get(name) if token.startswith("--") else None
+        if spelling is None:
+            out += [token, *itertools.islice(rest, 1 if token in takes_value and not eq else 0)]
+            continue
+        value = spelling.flag_value or (inline if eq else next(rest, None))
+        if value is not None and spelling.values and value not in spelling.values:
+            raise ConfigError(f"{spelling.old} {value}: {spelling.refusal}")
+        given = spelling.old if spelling.flag_value or value is None else f"{spelling.old} {value}"
+        now = [spelling.new] if value is None else [spelling.new, value]
+        typer.echo(f"note: {given} is deprecated; use {' '.join(now)} (the old spelling goes in the next release)",
+                   err=True)  # fmt: skip
+        out += now
+    return out
 
 
 def _version(value: bool) -> None:
@@ -80,8 +157,12 @@ def main_callback(
 def check(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the report.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show each finding's details.")] = False,
-    only: Annotated[Optional[list[str]], typer.Option("--only", help="Only these check ids or groups.")] = None,
-    skip: Annotated[Optional[list[str]], typer.Option("--skip", help="Leave out these check ids or groups.")] = None,
+    only: Annotated[
+        Optional[list[str]], typer.Option("--only", help="Only these check ids or groups; repeatable, comma-separated.")
+    ] = None,
+    skip: Annotated[
+        Optional[list[str]], typer.Option("--skip", help="Leave out these check ids or groups; as --only.")
+    ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Warnings fail too (exit 1).")] = False,
     deep: Annotated[
         bool, typer.Option("--deep", help="Import torch and the agent for real in its interpreter.")
@@ -102,17 +183,22 @@ def check(
     agent_python: AgentPythonOpt = None,
     carla_host: CarlaHostOpt = None,
     carla_port: CarlaPortOpt = None,
-    slurm: Annotated[
-        bool, typer.Option("--slurm", help="Also check the Slurm cluster (partition, GPUs, out dir).")
+    executor: Annotated[
+        Literal["local", "slurm"],
+        typer.Option("--executor", help="Where the routes will run; slurm also checks the cluster."),
+    ] = "local",
+    probe: Annotated[
+        bool, typer.Option("--probe", help="With --executor slurm: run a one-task probe job on a node.")
     ] = False,
-    probe: Annotated[bool, typer.Option("--probe", help="With --slurm: run a one-task probe job on a node.")] = False,
-    out: Annotated[Optional[Path], typer.Option("--out", help="With --slurm: the run's output folder.")] = None,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="With --executor slurm: the run's output folder.")
+    ] = None,
     partition: PartitionOpt = None,
     account: AccountOpt = None,
     qos: QosOpt = None,
 ) -> None:
     """Diagnose the whole stack in well under a second; exit 0 when nothing fails, 1 when something does."""
-    raise typer.Exit(entry.check(**locals()))  # every parameter, as simdoctor.entry's own parser passes them
+    raise typer.Exit(entry.check(**locals()))  # every parameter, as simdoctor.entry's own reader passes them
 
 
 @app.command()
@@ -124,10 +210,13 @@ def run(
         Optional[Path], typer.Option("--routes", help="Routes XML with many routes, or a folder of route files.")
     ] = None,
     route_ids: Annotated[
-        str, typer.Option("--route-ids", help="Only these route ids / A-B ranges, comma-separated.")
-    ] = "",
+        Optional[list[str]],
+        typer.Option("--route-ids", help="Only these route ids / A-B ranges; repeatable, comma-separated."),
+    ] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Output folder; rerunning with it resumes.")] = None,
-    gpus: Annotated[Optional[str], typer.Option("--gpus", help="GPU indexes (0,1), all (default), or none.")] = None,
+    gpus: Annotated[
+        Optional[list[str]], typer.Option("--gpus", help="GPU indexes (0,1; repeatable), all (default), or none.")
+    ] = None,
     workers_per_gpu: Annotated[
         Optional[str], typer.Option("--workers-per-gpu", help="Workers per GPU: N or auto.")
     ] = None,
@@ -137,7 +226,7 @@ def run(
     retries: Annotated[Optional[int], typer.Option("--retries", help="Retries after infrastructure failures.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Traffic manager seed.")] = None,
     seeds: Annotated[
-        Optional[str],
+        Optional[list[str]],
         typer.Option("--seeds", help="Run the routes once per seed (1,2,3: SimLingo's protocol) into OUT/seed-N/."),
     ] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Start over instead of resuming.")] = False,
@@ -147,8 +236,9 @@ def run(
     ] = None,
     keep_frames: Annotated[bool, typer.Option("--keep-frames", help="With --viz: keep the PNG frames.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
-    backend: Annotated[
-        Literal["local", "slurm"], typer.Option("--backend", help="Where the routes run: local is this machine's GPUs.")
+    executor: Annotated[
+        Literal["local", "slurm"],
+        typer.Option("--executor", help="Where the routes run: this machine's GPUs, or Slurm job arrays."),
     ] = "local",
     partition: PartitionOpt = None,
     account: AccountOpt = None,
@@ -184,21 +274,23 @@ def run(
         recipe, carla_root=carla_root, work_dir=work_dir, agent_python=agent_python,
         slurm_partition=partition, slurm_account=account, slurm_qos=qos,
     )  # fmt: skip
+    gpus_text = _joined(gpus)
     options = runplan.Options(
-        routes=routes, route_ids=route_ids, out=out, gpus=gpus, workers_per_gpu=workers_per_gpu or "auto",
+        routes=routes, route_ids=_joined(route_ids) or "", out=out, gpus=gpus_text,
+        workers_per_gpu=workers_per_gpu or "auto",
         route_timeout_s=route_timeout, retries=retries, seed=seed, fresh=fresh,
         viz_every=_viz_every(viz, viz_every, keep_frames, settings), keep_frames=keep_frames,
     )  # fmt: skip
     slurm_only = {"--partition": partition, "--account": account, "--qos": qos, "--time": time_limit,
                   "--max-concurrent": max_concurrent, "--gpus-per-task": gpus_per_task,
                   "--cpus-per-task": cpus_per_task, "--mem": mem, "--on-interrupt": on_interrupt}  # fmt: skip
-    each = _seed_runs(seeds, seed, options, settings, json_out)
-    if backend == "slurm":
+    each = _seed_runs(_joined(seeds), seed, options, settings, json_out)
+    if executor == "slurm":
         from simdoctor.run.slurm import backend as slurm_backend
 
-        local_only = [name for name, value in (("--gpus", gpus), ("--workers-per-gpu", workers_per_gpu)) if value]
+        local_only = [name for name, value in (("--gpus", gpus_text), ("--workers-per-gpu", workers_per_gpu)) if value]
         if local_only:
-            raise ConfigError(f"{', '.join(local_only)}: with --backend slurm, Slurm gives each task its GPU "
+            raise ConfigError(f"{', '.join(local_only)}: with --executor slurm, Slurm gives each task its GPU "
                               "(--gpus-per-task) and runs as many tasks as it can (--max-concurrent)")  # fmt: skip
         opts = slurm_backend.SlurmOptions(
             time=time_limit, max_concurrent=max_concurrent, gpus_per_task=1 if gpus_per_task is None else gpus_per_task,
@@ -209,7 +301,7 @@ def run(
         raise typer.Exit(each(lambda o: _refusable(lambda _: slurm_backend.run(settings, o, opts, json_out), json_out)))
     given = [name for name, value in slurm_only.items() if value is not None]
     if given:
-        raise ConfigError(f"{', '.join(given)}: only with --backend slurm")
+        raise ConfigError(f"{', '.join(given)}: only with --executor slurm")
     if dry_run:
         raise typer.Exit(each(lambda o: runplan.dry_run(settings, o, json_out=json_out), False))
     raise typer.Exit(each(lambda o: _refusable(lambda _: supervisor.run(settings, o, json_out=json_out), json_out)))
@@ -285,10 +377,12 @@ def download(
     ] = None,
     connections: Annotated[int, typer.Option("--connections", help="Parallel HTTP connections.")] = 32,
     chunk_mib: Annotated[int, typer.Option("--chunk-mib", help="Largest byte range, in MiB.")] = 16,
-    timeout: Annotated[
-        float, typer.Option("--timeout", help="Seconds without a byte before a connection is retried.")
+    stall_timeout: Annotated[
+        float, typer.Option("--stall-timeout", help="Seconds without a byte before a connection is retried.")
     ] = 30.0,
-    retries: Annotated[int, typer.Option("--retries", help="Failed attempts in a row before giving up.")] = 8,
+    retries: Annotated[
+        int, typer.Option("--retries", help="Retries of a file that fails again and again without progress.")
+    ] = 8,
     verify_only: Annotated[
         bool, typer.Option("--verify-only", help="Re-hash the files against the pinned hashes; no download.")
     ] = False,
@@ -301,7 +395,7 @@ def download(
     request = command.Request(
         source=source, local_dir=local_dir, revision=revision, repo_type=repo_type,
         include=tuple(include or ()), exclude=tuple(exclude or ()), endpoint=endpoint,
-        connections=connections, chunk_mib=chunk_mib, timeout=timeout, retries=retries, verify_only=verify_only,
+        connections=connections, chunk_mib=chunk_mib, timeout=stall_timeout, retries=retries, verify_only=verify_only,
     )  # fmt: skip
     raise typer.Exit(command.run(settings_from(recipe), request, json_out))
 
@@ -347,10 +441,11 @@ def setup(
     from simdoctor.provision import agentbuild
     from simdoctor.provision import setup as provision
 
+    steps = items(only, "--only", provision.STEPS, "step", f"the steps are {', '.join(provision.STEPS)}")
     settings = settings_from(recipe, carla_root=carla_root, work_dir=work_dir, agent_python=agent_python)
     given = {"--recipe": recipe, "--carla-root": carla_root, "--work-dir": work_dir, "--agent-python": agent_python}
     options = provision.Options(
-        dry_run=dry_run, yes=yes, only=split_names(only), user=user,
+        dry_run=dry_run, yes=yes, only=steps, user=user,
         build=agentbuild.Options(no_torch=no_torch, flash_attn=flash_attn),
         forwarded=tuple(f"{flag}={value}" for flag, value in given.items() if value is not None),
     )  # fmt: skip
@@ -396,6 +491,7 @@ def watch(
 
 
 carla_app = typer.Typer(
+    cls=_Group,
     help="Start, inspect and stop CARLA servers (on the GPU you name, verified).",
     no_args_is_help=True,
     add_completion=False,
@@ -442,19 +538,22 @@ def carla_start(
     window: Annotated[bool, typer.Option("--window", help="Open a window on DISPLAY instead of off-screen.")] = False,
     backend: BackendOpt = "process",
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the server answers.")] = True,
-    timeout: Annotated[
-        Optional[float], typer.Option("--timeout", help="Seconds to wait (default: the recipe's).")
+    ready_timeout: Annotated[
+        Optional[float],
+        typer.Option("--ready-timeout", help="Seconds --wait waits for an answer (default: the recipe's)."),
     ] = None,
     json_out: JsonOpt = False,
     recipe: RecipeOpt = None,
     carla_root: CarlaRootOpt = None,
-    carla_port: Annotated[Optional[int], typer.Option("--carla-port", help="First port --port auto tries.")] = None,
+    carla_port: Annotated[
+        Optional[int], typer.Option("--carla-port", help=_env("Where --port auto starts.", "carla_port"))
+    ] = None,
 ) -> None:
     """Start CARLA on a GPU, wait until it answers, and prove it renders there."""
     from simdoctor.carla import lifecycle
 
     settings = settings_from(recipe, carla_root=carla_root, carla_port=carla_port)
-    opts = lifecycle.StartOptions(_gpu(gpu), _port(port), quality, window, backend, wait, timeout)
+    opts = lifecycle.StartOptions(_gpu(gpu), _port(port), quality, window, backend, wait, ready_timeout)
 
     def call(output) -> int:
         result = lifecycle.start(settings, opts)

@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Callable, NoReturn, Optional
 
@@ -43,7 +44,7 @@ CHECK_OPTIONS: dict[str, tuple[str, Any]] = {
     "--agent-python": ("agent_python", "str"),
     "--carla-host": ("carla_host", "str"),
     "--carla-port": ("carla_port", "int"),
-    "--slurm": ("slurm", "flag"),
+    "--executor": ("executor", ("local", "slurm")),
     "--probe": ("probe", "flag"),
     "--out": ("out", "path"),
     "--partition": ("partition", "str"),
@@ -51,8 +52,9 @@ CHECK_OPTIONS: dict[str, tuple[str, Any]] = {
     "--qos": ("qos", "str"),
 }
 DEFAULTS: dict[str, Any] = {
-    name: False if kind == "flag" else "process" if name == "backend" else None for name, kind in CHECK_OPTIONS.values()
-}
+    name: False if kind == "flag" else kind[0] if isinstance(kind, tuple) else None
+    for name, kind in CHECK_OPTIONS.values()
+}  # a choice's default is its first value
 
 
 class Interrupted(Exception):
@@ -133,29 +135,40 @@ def settings_from(recipe: Optional[str] = None, **flags: object) -> Settings:
     return load_settings({k: v for k, v in flags.items() if v is not None}, recipe=recipe)
 
 
-def split_names(values: Optional[list[str]]) -> tuple[str, ...]:
-    return tuple(v.strip() for item in values or [] for v in item.split(",") if v.strip())
+def items(
+    values: Optional[list[str]], flag: str, choices: Optional[Collection[str]] = None, what: str = "", listing: str = ""
+) -> tuple[str, ...]:
+    """A list option as every command takes it: repeatable and comma-separated (`--only a,b --only c`), in order.
+    With `choices` it is a selection of `what`: each value once, and an unknown one is one usage error naming the
+    valid ones (`listing` names them instead where they are too many to list)."""
+    found = tuple(v.strip() for item in values or [] for v in item.split(",") if v.strip())
+    if choices is None:
+        return found
+    unknown = [v for v in found if v not in choices]
+    if unknown:
+        raise ConfigError(f"{flag}: unknown {what} {unknown[0]!r}; {listing or 'choose from ' + ', '.join(choices)}")
+    return tuple(dict.fromkeys(found))
 
 
 def check(
     json_out: bool, verbose: bool, only: Optional[list[str]], skip: Optional[list[str]], strict: bool, deep: bool,
     window: bool, viz: bool, backend: str, list_checks: bool, dump_facts: Optional[Path], facts_file: Optional[Path],
     recipe: Optional[str], carla_root: Optional[str], work_dir: Optional[str], agent_python: Optional[str],
-    carla_host: Optional[str], carla_port: Optional[int], slurm: bool, probe: bool, out: Optional[Path],
+    carla_host: Optional[str], carla_port: Optional[int], executor: str, probe: bool, out: Optional[Path],
     partition: Optional[str], account: Optional[str], qos: Optional[str],
 ) -> int:  # fmt: skip
-    """`simdoctor check`, from either parser; returns the exit code."""
+    """`simdoctor check`, from either reader; returns the exit code."""
     from simdoctor.doctor import probing
     from simdoctor.doctor.probes.slurm import SlurmIntent
 
-    if probe and not slurm:
-        raise ConfigError("--probe needs --slurm")
+    if probe and executor != "slurm":
+        raise ConfigError("--probe needs --executor slurm")
     settings = settings_from(
         recipe, carla_root=carla_root, work_dir=work_dir, agent_python=agent_python,
         carla_host=carla_host, carla_port=carla_port,
         slurm_partition=partition, slurm_account=account, slurm_qos=qos,
     )  # fmt: skip
-    intent = SlurmIntent(str(out or settings.recipe.run.out_dir), probe) if slurm else None
+    intent = SlurmIntent(str(out or settings.recipe.run.out_dir), probe) if executor == "slurm" else None
     every_check = not (only or skip or facts_file or list_checks)  # then the slow probes are surely needed
     early = (
         probing.start_probes(list(probing.SLOW_PROBES), probing.ProbeContext(settings, deep, intent))
@@ -164,10 +177,13 @@ def check(
     )
     from simdoctor.doctor import diagnosis  # the checks and the other probes import while the slow probes run
 
+    groups = sorted({c.group for c in diagnosis.CHECKS})
+    names = {c.id for c in diagnosis.CHECKS} | set(groups)
+    listing = f"the groups are {', '.join(groups)}; `simdoctor check --list` shows the check ids"
     return diagnosis.run(
         settings,
-        only=split_names(only),
-        skip=split_names(skip),
+        only=items(only, "--only", names, "check or group", listing),
+        skip=items(skip, "--skip", names, "check or group", listing),
         json_out=json_out,
         verbose=verbose,
         strict=strict,

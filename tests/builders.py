@@ -229,7 +229,10 @@ def _shared_libs(binaries: Iterable[Path]) -> set[Path]:
 def standin_image_tar(dest: Path, recipe: Recipe, code_dir: Path) -> Path:
     """A tar of a root filesystem standing in for carlasim/carla:0.9.15: the packaged layout in
     /home/carla (owned by user carla, uid 1000) with the stand-in server as its shipping binary,
-    Debian's Python and stdlib to run it, and /bin/sh plus the tools CarlaUE4.sh calls."""
+    Debian's Python, its stdlib and the msgpack package (pure Python) to run it, and /bin/sh plus the tools
+    CarlaUE4.sh calls."""
+    import msgpack  # here, not at the top: the device scripts import this module where msgpack may be missing
+
     c = recipe.carla
     home = PurePosixPath(c.docker_carla_root)
     stdlib = Path("/usr/lib/python3.11")
@@ -257,6 +260,10 @@ def standin_image_tar(dest: Path, recipe: Recipe, code_dir: Path) -> Path:
         parts = PurePosixPath(info.name).parts
         return None if any(p in STDLIB_SKIP for p in parts) or info.name.endswith(".pyc") else info
 
+    def pure_python(info: tarfile.TarInfo) -> Optional[tarfile.TarInfo]:
+        """msgpack without its C extension (the image holds only the libraries its Python loads): the fallback runs."""
+        return None if info.name.endswith(".so") else skip(info)
+
     with tarfile.open(tar_path, "w") as tar:
         for d in ("tmp",):
             add_dir(tar, d, 0o1777)
@@ -269,6 +276,7 @@ def standin_image_tar(dest: Path, recipe: Recipe, code_dir: Path) -> Path:
         tar.add(str(stdlib), arcname=str(stdlib).lstrip("/"), filter=skip)
         tar.add(str(code_dir / "simdoctor"), arcname="opt/standin/simdoctor", filter=skip)
         tar.add(str(code_dir / "tests" / "standins"), arcname="opt/standin/tests/standins", filter=skip)
+        tar.add(str(Path(msgpack.__file__).parent), arcname="opt/standin/msgpack", filter=pure_python)
         add_text(tar, "etc/passwd", f"root:x:0:0:root:/root:/bin/sh\n{user}:x:{uid}:{uid}::{home}:/bin/sh\n")
         add_text(tar, "etc/group", f"root:x:0:\n{user}:x:{uid}:\n")
         add_text(tar, str(home / c.launcher), LAUNCHER, 0o755, uid)

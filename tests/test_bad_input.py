@@ -148,7 +148,7 @@ def test_numbers_and_folders_a_run_refuses(home, tmp_path: Path, agent_python: s
 )
 def test_sbatch_values_with_line_breaks_are_refused(home, tmp_path: Path, args, env, says) -> None:
     source = builders.routes_xml(tmp_path / "routes.xml", ROUTES)
-    done = simdoctor("run", "--backend", "slurm", "--dry-run", "--routes", str(source), "--out", str(tmp_path / "out"),
+    done = simdoctor("run", "--executor", "slurm", "--dry-run", "--routes", str(source), "--out", str(tmp_path / "out"),
                      "--agent-python", sys.executable, *args, env={**os.environ, **env})  # fmt: skip
     one_line(done, 2, says)
 

@@ -202,10 +202,14 @@ def test_human_diagnosis_shows_cause_fix_and_log_lines(carla: Carla) -> None:
     assert "cleanup: nothing was left running" in done.stdout or "cleanup: stopped" in done.stdout
 
 
-def test_timeout_when_server_never_comes_up(carla: Carla) -> None:
+@pytest.mark.parametrize("flag", ["--ready-timeout", "--timeout"])  # --timeout: the old spelling, for one release
+def test_timeout_when_server_never_comes_up(carla: Carla, flag: str) -> None:
     carla.behave(hang=True)
-    code, out = carla.start("--timeout", "1.5")
-    assert code == 1 and out["status"] == "timeout"
+    done = carla.run("carla", "start", "--gpu", "none", "--json", flag, "1.5")
+    code, out = done.returncode, json.loads(done.stdout)
+    assert code == 1 and out["status"] == "timeout" and "within 1.5 s" in out["summary"]
+    old = "note: --timeout 1.5 is deprecated; use --ready-timeout 1.5 (the old spelling goes in the next release)"
+    assert (old in done.stderr) == (flag == "--timeout"), done.stderr
     assert "did not answer" in out["summary"] and "stopped it" in out["summary"]
     assert out["cleanup"]["terminated"]
     assert carla.user_processes() == []
@@ -213,7 +217,7 @@ def test_timeout_when_server_never_comes_up(carla: Carla) -> None:
 
 def test_listening_but_not_answering_times_out(carla: Carla) -> None:
     carla.behave(reply_delay=3600)
-    code, out = carla.start("--timeout", "2")
+    code, out = carla.start("--ready-timeout", "2")
     assert code == 1 and out["status"] == "timeout"
     assert carla.user_processes() == []
 

@@ -84,7 +84,7 @@ def test_a_stalled_connection_is_dropped_and_retried(simdoctor, hub: Hub, tmp_pa
     hub.add_repo("org/model", content_of)
     hub.fault(Fault("stall", BIG, times=1, after=100_000, seconds=20))
     began = time.monotonic()
-    result = download(simdoctor, hub, tmp_path / "out", "--timeout", "1")
+    result = download(simdoctor, hub, tmp_path / "out", "--stall-timeout", "1")
     assert result.returncode == 0, result.stdout + result.stderr
     assert time.monotonic() - began < 20  # did not sit out the stall
     assert_complete(tmp_path / "out", content_of)

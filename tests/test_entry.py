@@ -57,7 +57,8 @@ PLAIN = [
     ["check", "--only", "gpu,carla", "--only", "agent", "--skip", "vulkan", "--skip", " display , "],
     ["check", "--backend", "docker", "--carla-port", "007", "--recipe", "r", "--dump-facts", "f.json"],
     ["check", "--backend", "process", "--backend", "docker"],
-    ["check", "--slurm", "--probe", "--out", "/o", "--partition", "p", "--account", "a", "--qos", "q"],
+    ["check", "--executor", "slurm", "--probe", "--out", "/o", "--partition", "p", "--account", "a", "--qos", "q"],
+    ["check", "--executor", "local", "--backend", "docker"],
     ["check", "--facts", "f.json", "--list", "--deep", "--window", "--viz", "--verbose", "--json", "--json"],
     ["check", "--carla-root", "/c", "--work-dir", "w", "--agent-python", "python3", "--carla-host", "h"],
     ["check", "--recipe", "a", "--recipe", "b.toml", "--carla-host", "h", "--carla-host", "::1"],
@@ -67,6 +68,7 @@ DECLINED = [
     ["check", "--help"],
     ["check", "--only=gpu"],
     ["check", "--backend", "Docker"],
+    ["check", "--slurm"],  # the old spelling: typer rewrites it, with its deprecation note
     ["check", "--carla-port", "12a"],
     ["check", "--carla-port", "+5"],
     ["check", "--carla-port", "-1"],
@@ -128,7 +130,7 @@ def test_a_plain_check_never_imports_typer_click_or_rich():
 
 def test_both_paths_answer_alike_end_to_end(simdoctor, tmp_path: Path):
     """The same replayed facts through this reader (`--facts F`) and through typer (`--facts=F`): the same report
-    and exit code; and the same one-line usage error for --probe without --slurm."""
+    and exit code; and the same one-line usage error for --probe without --executor slurm."""
     dump = tmp_path / "facts.json"
     simdoctor("check", "--dump-facts", str(dump), "--json")
     fast = simdoctor("check", "--facts", str(dump), "--json", "-v")
@@ -138,4 +140,4 @@ def test_both_paths_answer_alike_end_to_end(simdoctor, tmp_path: Path):
     assert drop(fast.stdout) == drop(slow.stdout)
     for line in (["--probe"], ["--probe", "--out=/o"]):
         done = simdoctor("check", *line)
-        assert (done.returncode, done.stderr) == (2, "simdoctor: --probe needs --slurm\n")
+        assert (done.returncode, done.stderr) == (2, "simdoctor: --probe needs --executor slurm\n")

@@ -8,10 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import click
 import pytest
+import typer.core
 import typer.main
 from conftest import REPO
+from typer._types import TyperChoice  # typer 0.28 carries its own click: pip's click has other classes
 
 from simdoctor.cli import app
 from simdoctor.config.settings import SETTINGS
@@ -26,9 +27,9 @@ ENV_OF_FLAG = {"--" + s.name.replace("_", "-"): s.env for s in SETTINGS} | {
 }
 
 
-def commands(group: click.Group, path: tuple[str, ...] = ()):
+def commands(group: typer.core.TyperGroup, path: tuple[str, ...] = ()):
     for name, command in group.commands.items():
-        if isinstance(command, click.Group):
+        if isinstance(command, typer.core.TyperGroup):
             yield from commands(command, (*path, name))
         else:
             yield (*path, name), command
@@ -53,12 +54,12 @@ def test_help_shows_env_defaults_and_choices_without_a_stray_period(path: tuple[
     assert not re.search(r" \.( |$)", flat) and "\x1b[" not in text, flat  # "CARLA package dir ." was rich markup
     assert max(map(len, text.splitlines())) <= 80
     for param in COMMANDS[path].params:
-        if not isinstance(param, click.Option) or param.name == "help":
+        if not isinstance(param, typer.core.TyperOption) or param.name == "help":
             continue
         flag = max(param.opts, key=len)
         if flag in ENV_OF_FLAG:
             assert f"[env var: {ENV_OF_FLAG[flag]}]" in flat, (path, flag)
-        if isinstance(param.type, click.Choice):
+        if isinstance(param.type, TyperChoice):
             assert f"{flag} <{'|'.join(param.type.choices)}>" in flat, (path, flag)
         if param.default not in (None, False) and not param.is_flag and param.required is False:
             assert f"[default: {param.default}]" in flat, (path, flag)
@@ -77,7 +78,7 @@ def test_completion_installs_and_completes(tmp_path: Path) -> None:
     script = tmp_path / ".bash_completions" / "simdoctor.sh"
     assert f"source '{script}'" in (tmp_path / ".bashrc").read_text()
     # bash itself sources the installed script and asks it, as a user's Tab would
-    ask = f"source {script}; COMP_WORDS=(simdoctor run --backend ''); COMP_CWORD=3; _simdoctor_completion simdoctor; "
+    ask = f"source {script}; COMP_WORDS=(simdoctor run --executor ''); COMP_CWORD=3; _simdoctor_completion simdoctor; "
     done = subprocess.run(
         ["bash", "-c", ask + 'printf "%s\\n" "${COMPREPLY[@]}"'],
         capture_output=True, text=True, env=dict(env, PATH=f"{SCRIPT.parent}:{os.environ['PATH']}"),

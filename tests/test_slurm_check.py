@@ -1,4 +1,4 @@
-"""`simdoctor check --slurm` against a real single-node Slurm cluster (tests/slurmcluster.py)."""
+"""`simdoctor check --executor slurm` against a real single-node Slurm cluster (tests/slurmcluster.py)."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def test_the_probe_job_runs_the_agent_probe_on_the_node(on_cluster, make_setting
     assert job.error is None and job.agent.node.hostname == on_cluster.host
     assert job.agent.node.variables["CUDA_VISIBLE_DEVICES"] in ("0", "1")  # Slurm gave it one of the 2 GPUs
     assert job.agent.version.startswith("3.") and job.agent.modules["srunner"].found
-    # simdoctor's own interpreter and package, which `run --backend slurm` runs in each task, are there too
+    # simdoctor's own interpreter and package, which `run --executor slurm` runs in each task, are there too
     assert job.agent.node.paths[sys.executable] and job.agent.node.paths[str(Path(simdoctor.__file__).parent)]
     f = found["slurm.probe_job"]
     assert f.status is Status.OK and f"job {job.job_id} ran on {on_cluster.host}" in f.summary
@@ -89,7 +89,7 @@ def test_the_check_command_speaks_slurm_only_when_asked(on_cluster, home, tmp_pa
     from test_cli import simdoctor
 
     assert "slurm" not in simdoctor("check", "--only", "system", "--json").stdout
-    done = simdoctor("check", "--slurm", "--only", "slurm", "--out", str(tmp_path))
+    done = simdoctor("check", "--executor", "slurm", "--only", "slurm", "--out", str(tmp_path))
     assert "Slurm controller" in done.stdout and "is UP" in done.stdout
     assert simdoctor("check", "--probe").returncode == 2
 

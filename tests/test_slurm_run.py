@@ -1,4 +1,4 @@
-"""`simdoctor run --backend slurm` end to end against the real single-node Slurm cluster (tests/slurmcluster.py):
+"""`simdoctor run --executor slurm` end to end against the real single-node Slurm cluster (tests/slurmcluster.py):
 the real command as the non-root test user, who submits the arrays (Slurm runs each task as the submitter);
 each task runs `simdoctor run-task` on the node, which starts the stand-in Bench2Drive evaluator and the full
 stand-in CARLA. Tasks ask for no GPU (`--gpus-per-task 0`, like a local `--gpus none`): this machine has no
@@ -26,7 +26,7 @@ from simdoctor.run.results import Kind
 from simdoctor.system import procs, proctree
 from tests.conftest import Stack
 
-SLURM = ("--backend", "slurm", "--gpus-per-task", "0", "--cpus-per-task", "1", "--mem", "200M")
+SLURM = ("--executor", "slurm", "--gpus-per-task", "0", "--cpus-per-task", "1", "--mem", "200M")
 
 
 class Run:
@@ -293,7 +293,7 @@ def test_a_gpu_task_on_a_node_without_nvml_says_why(slurm: Run) -> None:
     """--gpus-per-task 1: Slurm gives the task one of the node's two modelled GPUs; with no NVML on the node
     the task cannot choose CARLA's -graphicsadapter, records that as an infrastructure failure, and with
     --retries 0 the route is reported as crashed with that reason."""
-    done = slurm.run([route("1")], "--backend", "slurm", "--cpus-per-task", "1", "--mem", "200M", "--retries", "0",
+    done = slurm.run([route("1")], "--executor", "slurm", "--cpus-per-task", "1", "--mem", "200M", "--retries", "0",
                      "--json")  # fmt: skip
     assert done.returncode == 1, done.stdout + done.stderr
     report = json.loads(done.stdout)

@@ -196,7 +196,7 @@ def test_dry_run_prints_the_script_and_the_submission(simdoctor, tmp_path: Path)
     source = builders.routes_xml(tmp_path / "routes.xml", [{"id": str(i), "town": "Town01", "type": "Accident"}
                                                             for i in range(3)])  # fmt: skip
     out = tmp_path / "out"
-    args = ("run", "--backend", "slurm", "--dry-run", "--routes", str(source), "--out", str(out),
+    args = ("run", "--executor", "slurm", "--dry-run", "--routes", str(source), "--out", str(out),
             "--agent-python", sys.executable, "--partition", "gpu", "--account", "lab", "--max-concurrent", "2",
             "--time", "3-00:00", "--route-timeout", "600")  # fmt: skip
     done = simdoctor(*args)
@@ -223,12 +223,12 @@ def test_dry_run_prints_the_script_and_the_submission(simdoctor, tmp_path: Path)
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (("--backend", "slurm", "--gpus", "0"), "--gpus: with --backend slurm, Slurm gives each task its GPU"),
-        (("--time", "10"), "--time: only with --backend slurm"),
-        (("--backend", "slurm", "--gpus-per-task", "2"), "--gpus-per-task 2: a route's evaluator runs CARLA"),
-        (("--backend", "slurm", "--on-interrupt", "kill"), "'kill' is not one of 'cancel', 'leave'"),
-        (("--backend", "slurm", "--out", "/tmp/with space"), "cannot hold spaces"),
-        (("--backend", "pbs",), "'pbs' is not one of 'local', 'slurm'"),
+        (("--executor", "slurm", "--gpus", "0"), "--gpus: with --executor slurm, Slurm gives each task its GPU"),
+        (("--time", "10"), "--time: only with --executor slurm"),
+        (("--executor", "slurm", "--gpus-per-task", "2"), "--gpus-per-task 2: a route's evaluator runs CARLA"),
+        (("--executor", "slurm", "--on-interrupt", "kill"), "'kill' is not one of 'cancel', 'leave'"),
+        (("--executor", "slurm", "--out", "/tmp/with space"), "cannot hold spaces"),
+        (("--executor", "pbs",), "'pbs' is not one of 'local', 'slurm'"),
     ],
 )  # fmt: skip
 def test_options_that_do_not_fit_the_backend(simdoctor, args, says) -> None:

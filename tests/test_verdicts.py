@@ -60,7 +60,7 @@ GPU_UUID_2 = f"GPU-{VK_UUID_2}"
 ALL_IDS = [c.id for c in CHECKS]
 # The recipe's driver guide for Ubuntu (the healthy machine's distribution), as a normal user with sudo.
 UBUNTU_DRIVER = ["sudo apt-get install -y ubuntu-drivers-common", "sudo ubuntu-drivers install", "sudo reboot"]
-# The docker group speaks only with --backend docker, the slurm group only with --slurm, viz only with --viz.
+# The docker group speaks only with --backend docker, the slurm group only with --executor slurm, viz only with --viz.
 PROCESS_IDS = [c.id for c in CHECKS if c.group not in ("docker", "slurm", "viz") and c.id != "display.window"]
 
 
@@ -1535,7 +1535,7 @@ def test_docker_image_running_as_root_fails(facts: Facts, dctx: CheckContext) ->
     named(f, "runs as root")
 
 
-# ---------------------------------------------------------------- slurm (check --slurm)
+# ---------------------------------------------------------------- slurm (check --executor slurm)
 
 
 @pytest.fixture
@@ -1612,7 +1612,7 @@ def test_slurm_out_dir_local_warns(facts: Facts, sctx: CheckContext) -> None:
     f = verdict("slurm.out_dir", local, sctx)
     assert f.status is Status.WARN
     named(f, "/home/me/eval (ext4 at /) is local to this host")
-    assert commands(f) == ["df -hT /home/me/eval", "simdoctor run --backend slurm --out /shared/path ..."]
+    assert commands(f) == ["df -hT /home/me/eval", "simdoctor run --executor slurm --out /shared/path ..."]
 
 
 def test_slurm_out_dir_local_on_a_one_node_cluster_of_this_host_is_fine(facts: Facts, sctx: CheckContext) -> None:

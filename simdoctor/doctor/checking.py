@@ -51,7 +51,7 @@ class CheckContext:
     gpu: Optional[int] = 0  # the GPU a window would render on (`carla start --gpu`; None: CARLA's own pick)
     deep: bool = False
     backend: str = "process"  # process or docker
-    slurm: Optional[SlurmIntent] = None  # `check --slurm`: the cluster's checks speak
+    slurm: Optional[SlurmIntent] = None  # `check --executor slurm`: the cluster's checks speak
     viz: bool = False  # `check --viz` / `run --viz`: recording SimLingo's own view
 
 

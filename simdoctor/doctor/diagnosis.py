@@ -44,7 +44,7 @@ def select(selection: Selection) -> list[Check]:
 
 def applicable(checks: list[Check], ctx: CheckContext) -> list[Check]:
     """Opt-in groups: docker only when CARLA is to run in Docker (`--backend docker`), slurm only with
-    `--slurm`, and its probe job only with `--probe`."""
+    `--executor slurm`, and its probe job only with `--probe`."""
 
     def wanted(c: Check) -> bool:
         if c.group == "docker":

@@ -38,7 +38,7 @@ class ProbeContext:
 
     settings: Settings
     deep: bool = False
-    slurm: Optional[SlurmIntent] = None  # set by `check --slurm`
+    slurm: Optional[SlurmIntent] = None  # set by `check --executor slurm`
 
 
 @dataclass(frozen=True)

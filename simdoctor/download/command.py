@@ -118,7 +118,7 @@ def validate(req: Request) -> None:
     if not 1 <= req.chunk_mib <= 1024:
         raise ConfigError("--chunk-mib must be between 1 and 1024")
     if req.timeout <= 0 or req.retries < 0:
-        raise ConfigError("--timeout must be positive and --retries at least 0")
+        raise ConfigError("--stall-timeout must be positive and --retries at least 0")
 
 
 def execute(settings: Settings, req: Request, observer: Optional[engine.Observer] = None) -> Report:

@@ -442,7 +442,7 @@ def prepare(plan: Plan, texts: list[routes.RouteText], settings: Settings) -> No
     atomic.write_json(layout.run_file, to_data(run_info(settings, plan.seed)))
     routes.write_route_files(texts, layout.routes_dir)
     viz = settings.recipe.viz
-    if (  # a local run's gate said so already; --backend slurm gets here
+    if (  # a local run's gate said so already; --executor slurm gets here
         plan.viz_every
         and font.provide(layout.share_dir, viz) is None
         and pillow_lookup(viz.font_name, Path(plan.cwd), dict(os.environ)) is None

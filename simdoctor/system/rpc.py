@@ -3,6 +3,8 @@
 Wire format (reference/carla.md §3): request [0, msgid, "version", []]; reply
 [1, msgid, error, result] where result is carla::rpc::Response<std::string>, packed as a
 one-element array holding the variant [index, value]: index 1 = the value, 0 = a ResponseError.
+The MessagePack codec is the msgpack package's, imported on the first call: `check` imports this module with
+its server probe, and needs the codec only when a server answers and the `carla` client is not installed.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ import itertools
 import socket
 import time
 from typing import Any
-
-from simdoctor.system.msgpack import Incomplete, packb, unpack_from
 
 _ids = itertools.count(1)
 
@@ -23,21 +23,25 @@ class RpcError(Exception):
 
 def call(host: str, port: int, method: str, params: list[Any], timeout: float) -> Any:
     """One msgpack-rpc call; raises OSError (network, timeout) or RpcError (protocol)."""
+    import msgpack
+
     msgid = next(_ids)
     deadline = time.monotonic() + timeout
+    unpacker = msgpack.Unpacker(unicode_errors="replace")
     with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(packb([0, msgid, method, params]))
-        buf = b""
+        sock.sendall(msgpack.packb([0, msgid, method, params]))
         while True:
             sock.settimeout(max(0.01, deadline - time.monotonic()))
             chunk = sock.recv(65536)
             if not chunk:
                 raise RpcError("connection closed before a reply")
-            buf += chunk
+            unpacker.feed(chunk)
             try:
-                reply, _ = unpack_from(buf)
-            except Incomplete:
-                continue
+                reply = unpacker.unpack()
+            except msgpack.OutOfData:
+                continue  # the reply arrives in pieces: read on
+            except (ValueError, msgpack.UnpackException) as exc:  # not MessagePack, nested too deep, too long
+                raise RpcError(f"not MessagePack: {exc}") from exc
             break
     if not (isinstance(reply, list) and len(reply) == 4 and reply[0] == 1 and reply[1] == msgid):
         raise RpcError(f"not a msgpack-rpc reply: {reply!r:.80}")

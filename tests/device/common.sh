@@ -1,10 +1,10 @@
 # Sourced by the device scripts (tests/device/*.sh), from the repo root, as root: what each of them needs first.
 # device_prologue NAME sends everything to $OUT/NAME.log too, checks the machine (GPU, python3 with torch,
 # typer, rich, nvidia-ml-py), unpacks Debian's Vulkan loader from .gl/ when there is none, makes the non-root
-# user CARLA must run as, and copies the code where that user can read it. Sets OUT, REPO, USER_NAME, WORK,
-# HOME_DIR, PYTHON. Helpers below it: fail, live_carla, agent_python (an interpreter with the carla client),
-# standin_carla (the stand-in CARLA that renders through the real Vulkan),
-# as_user.
+# user CARLA must run as, and copies the code where that user can read it (with msgpack beside it when python3
+# lacks it). Sets OUT, REPO, USER_NAME, WORK, HOME_DIR, PYTHON. Helpers below it: fail, live_carla,
+# agent_python (an interpreter with the carla client), standin_carla (the stand-in CARLA that renders through
+# the real Vulkan), as_user.
 FAIL=0
 fail() { echo "FAIL: $*"; FAIL=1; }
 # Live CARLA processes of the user; zombies (state Z) have exited and hold nothing: where PID 1 does not
@@ -36,6 +36,15 @@ device_prologue() {
   mkdir -p "$WORK/code/tests"
   cp -r "$REPO/simdoctor" "$REPO/recipes" "$WORK/code/"
   cp -r "$REPO/tests/standins" "$REPO/tests/device" "$REPO/tests/builders.py" "$WORK/code/tests/"
+  # simdoctor's rpc.py and the stand-in CARLA's RPC port speak MessagePack through the msgpack package: python3's
+  # own, else the wheel carried in .whl/ for python3 (made once: pip download msgpack --no-deps --only-binary=:all:
+  #   --python-version 3.12 --implementation cp --abi cp312 --platform manylinux2014_x86_64 -d .whl),
+  # unpacked beside the code (on the PYTHONPATH of simdoctor and the stand-ins).
+  if ! python3 -c 'import msgpack' 2>/dev/null; then
+    for w in "$REPO"/.whl/msgpack-*.whl; do [ -e "$w" ] && python3 -m zipfile -e "$w" "$WORK/code"; done
+    PYTHONPATH="$WORK/code" python3 -c 'import msgpack' 2>/dev/null \
+      || { echo "FAIL: python3 lacks msgpack and .whl/ has no msgpack wheel for it (see common.sh)"; exit 1; }
+  fi
   HOME_DIR="$WORK/home"
   PYTHON=$(command -v python3)
 }

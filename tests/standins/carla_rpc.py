@@ -4,7 +4,7 @@ Contract kept (reference/carla.md §3, LibCarla rpc/Server.h, CarlaServer.cpp `B
 rpclib framing, request [0, msgid, "version", []], reply [1, msgid, nil, [[1, "<version>"]]], i.e.
 carla::rpc::Response<std::string> holding the variant [index, value]. Verified against the real
 `carla` client library in the tests. Unknown methods get rpclib's error reply. Standard library
-plus simdoctor's msgpack codec only.
+plus the msgpack package (the codec rpc.py uses) only.
 
 Run: python -m tests.standins.carla_rpc --port P [--version 0.9.15] [--reply-delay S]
 """
@@ -13,20 +13,16 @@ from __future__ import annotations
 
 import argparse
 import socketserver
-import sys
 import threading
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere
-
-from simdoctor.system.msgpack import Incomplete, packb, unpack_from
+import msgpack
 
 
 def make_handler(version: str, reply_delay: float) -> type:
     class Handler(socketserver.BaseRequestHandler):
         def handle(self) -> None:
-            buf = b""
+            unpacker = msgpack.Unpacker(unicode_errors="replace")
             while True:
                 try:
                     chunk = self.request.recv(65536)
@@ -34,13 +30,8 @@ def make_handler(version: str, reply_delay: float) -> type:
                     return
                 if not chunk:
                     return
-                buf += chunk
-                while buf:
-                    try:
-                        message, used = unpack_from(buf)
-                    except Incomplete:
-                        break
-                    buf = buf[used:]
+                unpacker.feed(chunk)
+                for message in unpacker:  # every whole message received so far
                     if not (isinstance(message, list) and len(message) == 4 and message[0] == 0):
                         continue
                     _, msgid, method, _params = message
@@ -50,7 +41,7 @@ def make_handler(version: str, reply_delay: float) -> type:
                     else:
                         error = f"rpclib: server could not find function '{method}' with argument count 0."
                         reply = [1, msgid, error, None]
-                    self.request.sendall(packb(reply))
+                    self.request.sendall(msgpack.packb(reply))
 
     return Handler
 

@@ -1,4 +1,4 @@
-"""slurm (`check --slurm`): can this login node run the evaluation on the cluster?"""
+"""slurm (`check --executor slurm`): can this login node run the evaluation on the cluster?"""
 
 from __future__ import annotations
 
@@ -117,7 +117,7 @@ def out_dir(facts: Facts, ctx: CheckContext):
         "read them",
         Fix(
             "Put --out on a filesystem every node mounts (NFS, Lustre, GPFS, BeeGFS, ...).",
-            ["df -hT " + s.out_dir, "simdoctor run --backend slurm --out /shared/path ..."],
+            ["df -hT " + s.out_dir, "simdoctor run --executor slurm --out /shared/path ..."],
         ),
     )
 
@@ -161,7 +161,7 @@ def probe_job(facts: Facts, ctx: CheckContext):
             f"{summary}, but {problems[0]}" + (f" (and {len(problems) - 1} more)" if problems[1:] else ""),
             Fix(
                 "Install CARLA, the SimLingo checkout, the agent's environment and simdoctor (its interpreter runs "
-                "each task of `run --backend slurm`) on a filesystem the nodes mount, at the same paths."
+                "each task of `run --executor slurm`) on a filesystem the nodes mount, at the same paths."
             ),
             details + problems,
         )

@@ -98,7 +98,7 @@ def probe_job_script(settings: Settings, workdir: Path, python: str) -> Path:
     probe_copy = workdir / "agent_probe.py"
     shutil.copyfile(scripts.path("agent_probe.py"), probe_copy)
     r = settings.recipe
-    # simdoctor's own interpreter and package too: `run --backend slurm` runs them in each array task.
+    # simdoctor's own interpreter and package too: `run --executor slurm` runs them in each array task.
     own = (sys.executable, str(Path(simdoctor.__file__).resolve().parent))
     paths = (str(settings.carla_root / r.carla.launcher), r.agent.evaluator, str(workdir), *own)
     (workdir / "request.json").write_text(json.dumps(probe_request(settings, node_paths=paths)))

@@ -1,4 +1,4 @@
-"""`simdoctor run --backend slurm`: the routes as Slurm job arrays, followed from the login node until
+"""`simdoctor run --executor slurm`: the routes as Slurm job arrays, followed from the login node until
 each route is decided, then the same report as a local run.
 
 - Submission: sbatch with a generated script (<out>/slurm/<n>/job.sh, every value quoted, printable with
@@ -83,7 +83,7 @@ UNSAFE_IN_SBATCH_LINES = set(" \t\n\"'%\\")  # sbatch splits #SBATCH lines itsel
 
 @dataclass(frozen=True)
 class SlurmOptions:
-    """`run --backend slurm`'s own options; None takes the recipe's default (worker needs, route timeout)."""
+    """`run --executor slurm`'s own options; None takes the recipe's default (worker needs, route timeout)."""
 
     time: Optional[str] = None
     max_concurrent: Optional[int] = None
@@ -492,7 +492,7 @@ class SubmitError(Exception):
 
 
 def run(settings: Settings, options: runplan.Options, opts: SlurmOptions, json_out: bool = False) -> int:
-    """`simdoctor run --backend slurm`: exit codes as a local run (0 every route has a result; 1 some
+    """`simdoctor run --executor slurm`: exit codes as a local run (0 every route has a result; 1 some
     crashed or are missing, a submission failed, or processes survived a cleanup; 130 interrupted)."""
     refuse_root(settings)
     layout = runplan.out_layout(settings, options)
@@ -602,7 +602,7 @@ def _leave(array: ArrayRun) -> None:
 
 
 def dry_run(settings: Settings, options: runplan.Options, opts: SlurmOptions, json_out: bool = False) -> int:
-    """`run --backend slurm --dry-run`: the job script and the submission command of the first array."""
+    """`run --executor slurm --dry-run`: the job script and the submission command of the first array."""
     from rich.text import Text
 
     from simdoctor.config.typed import to_data
@@ -628,7 +628,7 @@ def dry_run(settings: Settings, options: runplan.Options, opts: SlurmOptions, js
         return 0
     out = render.console()
     finished = len(plan.tasks) - len(plan.pending)
-    out.print(Text(f"simdoctor run --backend slurm --dry-run · {plan.out}", style="bold"))
+    out.print(Text(f"simdoctor run --executor slurm --dry-run · {plan.out}", style="bold"))
     out.print(
         f"routes: {len(plan.tasks)} from {plan.routes_source}" + (f" ({finished} finished)" if finished else "")
         + f" · seed {plan.seed} · retries {plan.retries} · route timeout {plan.route_timeout_s:g} s"

@@ -155,6 +155,6 @@ def refuse_if_in_flight(layout: Layout) -> None:
         raise Refusal(
             f"{layout.root} has Slurm job(s) {', '.join(ids)} not followed to their end ({layout.ledger_file})",
             Fix("Follow them to the end with the Slurm backend (it reattaches), or cancel them and then follow.",
-                [f"simdoctor run --backend slurm --out {shlex.quote(str(layout.root))}",
+                [f"simdoctor run --executor slurm --out {shlex.quote(str(layout.root))}",
                  shlex.join(["scancel", *ids])]),
         )  # fmt: skip
