@@ -159,7 +159,6 @@ def check(
 ) -> int:  # fmt: skip
     """`simdoctor check`, from either reader; returns the exit code."""
     from simdoctor.doctor import probing
-    from simdoctor.doctor.probes.slurm import SlurmIntent
 
     if probe and executor != "slurm":
         raise ConfigError("--probe needs --executor slurm")
@@ -168,7 +167,11 @@ def check(
         carla_host=carla_host, carla_port=carla_port,
         slurm_partition=partition, slurm_account=account, slurm_qos=qos,
     )  # fmt: skip
-    intent = SlurmIntent(str(out or settings.recipe.run.out_dir), probe) if executor == "slurm" else None
+    intent = None
+    if executor == "slurm":  # only then: the Slurm probe's module and its tools import after the slow probes start
+        from simdoctor.doctor.probes.slurm import SlurmIntent
+
+        intent = SlurmIntent(str(out or settings.recipe.run.out_dir), probe)
     every_check = not (only or skip or facts_file or list_checks)  # then the slow probes are surely needed
     early = (
         probing.start_probes(list(probing.SLOW_PROBES), probing.ProbeContext(settings, deep, intent))

@@ -121,7 +121,7 @@ def test_started_probes_are_kept_and_collected_in_the_last_order_asked(fake_prob
 
 
 def test_slow_probes_are_needed_by_every_check_run_without_a_selection(make_settings):
-    """cli.check starts SLOW_PROBES before knowing the checks whenever no --only/--skip narrows them."""
+    """entry.check starts SLOW_PROBES before knowing the checks whenever no --only/--skip narrows them."""
     from simdoctor.doctor import diagnosis
     from simdoctor.doctor.checking import CheckContext
     from simdoctor.doctor.probes.slurm import SlurmIntent
@@ -133,3 +133,26 @@ def test_slow_probes_are_needed_by_every_check_run_without_a_selection(make_sett
             ctx = CheckContext(make_settings(), window=window, deep=deep, backend=backend, slurm=intent, viz=viz)
             needed = diagnosis.needed_probes(diagnosis.applicable(diagnosis.select(diagnosis.Selection()), ctx))
             assert set(SLOW_PROBES) <= set(needed), (backend, flags)
+
+
+def test_without_the_nvml_library_the_gpu_probe_answers_as_pynvml_does():
+    """The gpu probe tries pynvml's own dlopen before importing pynvml (issue 15: check's start-up); where it fails
+    (this machine has no NVIDIA driver) the probe's answer is the one pynvml's nvmlInit gives."""
+    import ctypes
+
+    import pynvml
+
+    from simdoctor.doctor.probes import gpu
+
+    assert str(pynvml.NVMLError(pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)) == gpu.NVML_NOT_FOUND
+    try:
+        ctypes.CDLL(gpu.NVML_LIBRARY)
+    except OSError:
+        pass
+    else:
+        pytest.skip("this machine has the NVIDIA driver's NVML library")
+    with pytest.raises(pynvml.NVMLError) as real:
+        pynvml.nvmlInit()
+    with pytest.raises(RuntimeError) as ours:
+        gpu.nvml_session()
+    assert str(ours.value) == f"NVML: {real.value}"

@@ -6,7 +6,6 @@ it was written, so `check` and a re-run of `download` trust it without reading i
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +47,8 @@ def partial_path(local_dir: Path, relpath: str) -> Path:
 def progress_path(local_dir: Path, relpath: str) -> Path:
     """Kept apart from the partial data and named by a hash of the remote path, so no remote name
     can collide with it or make its name too long for the filesystem."""
+    import hashlib  # here: check imports this module for its records, and hashlib loads OpenSSL
+
     return Path(local_dir) / STATE_DIR / PROGRESS_DIR / f"{hashlib.sha256(relpath.encode()).hexdigest()}.json"
 
 

@@ -37,7 +37,7 @@ def package_version(name):
     files, long descriptions included, took half this probe's time (issue 15)."""
     if metadata is None:
         return None
-    for spelling in (name, name.replace("-", "_")):
+    for spelling in dict.fromkeys((name, name.replace("-", "_"))):  # a name without '-' is looked up once
         try:
             dist = metadata.distribution(spelling)
             return header(dist.read_text("METADATA") or dist.read_text("PKG-INFO") or "", "version")

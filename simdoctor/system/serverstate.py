@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
@@ -75,6 +74,8 @@ def fresh_log(settings: Settings, server_id: str) -> Path:
 def save(settings: Settings, record: ServerRecord) -> None:
     path = record_path(settings, record.id)
     path.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile  # here: check only reads records, and tempfile imports random and its hashing
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:

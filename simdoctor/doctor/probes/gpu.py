@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import importlib.util
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -12,6 +15,8 @@ from simdoctor.system import libs, procs
 # The driver's GLX/EGL vendor libraries; the NVIDIA Vulkan ICD loads libGLX_nvidia.so.0, and
 # headless driver packages (nvidia-headless-*, compute-only containers) leave both out.
 GRAPHICS_LIBS = ("libGLX_nvidia.so.0", "libEGL_nvidia.so.0")
+NVML_LIBRARY = "libnvidia-ml.so.1"  # what pynvml's nvmlInit dlopens on Linux
+NVML_NOT_FOUND = "NVML Shared Library Not Found"  # pynvml's text for NVML_ERROR_LIBRARY_NOT_FOUND
 
 
 @dataclass(frozen=True)
@@ -133,7 +138,17 @@ def read_gpus(nvml: Any) -> list[GpuDevice]:
 
 
 def nvml_session() -> Any:
-    """Import and initialise NVML; raises RuntimeError with the reason when there is no usable driver."""
+    """Import and initialise NVML; raises RuntimeError with the reason when there is no usable driver.
+
+    Where the dynamic linker has no NVML library, pynvml's nvmlInit could only fail to load it: that same dlopen
+    is tried first, so a machine without the driver does not import pynvml (a large module) for that answer."""
+    if importlib.util.find_spec("pynvml") is None:
+        raise RuntimeError("the nvidia-ml-py package is not installed")
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(NVML_LIBRARY)
+        except OSError:
+            raise RuntimeError(f"NVML: {NVML_NOT_FOUND}") from None
     try:
         import pynvml as nvml
     except ImportError:
