@@ -26,9 +26,10 @@ class Interrupted(Exception):
 
 class _Group(typer.core.TyperGroup):
     def resolve_command(self, ctx, args):
-        """A command's old option spellings become the new ones before click parses them (OLD_SPELLINGS)."""
+        """A command's old option spellings become the new ones before click parses them (OLD_SPELLINGS); not while
+        the shell completes a word (resilient parsing), where a note or a refusal would land in the shell."""
         name, command, rest = super().resolve_command(ctx, args)
-        if command is not None and not isinstance(command, typer.core.TyperGroup):
+        if command is not None and not isinstance(command, typer.core.TyperGroup) and not ctx.resilient_parsing:
             rest = _modernize(command, " ".join((*_path(ctx), name or "")), rest)
         return name, command, rest
 

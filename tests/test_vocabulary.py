@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -148,3 +149,12 @@ def test_run_list_options_are_repeatable_too(simdoctor, tmp_path: Path) -> None:
                     "--route-ids", "2")  # fmt: skip
     assert ids.returncode == 0, ids.stderr
     assert [launch["route_id"] for launch in json.loads(ids.stdout)["launches"]] == ["0", "2"]
+
+
+def test_the_shell_completing_after_an_old_spelling_gets_no_note_or_refusal(home) -> None:
+    """Completion runs the same parser (resilient): a note or refusal there would be printed into the shell."""
+    script = Path(sys.executable).with_name("simdoctor")  # the console script, as the shell's completion calls it
+    words = {"COMP_WORDS": "simdoctor run --backend process --executor ", "COMP_CWORD": "5"}
+    env = {**os.environ, "_SIMDOCTOR_COMPLETE": "complete_bash", **words}
+    done = subprocess.run([str(script)], capture_output=True, text=True, env=env, timeout=60)
+    assert (done.returncode, done.stdout.split(), done.stderr) == (0, ["local", "slurm"], "")
