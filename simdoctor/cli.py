@@ -113,8 +113,9 @@ class OldSpelling:
 
     old: str  # --timeout
     new: str  # --ready-timeout
-    flag_value: Optional[str] = None  # a flag that became a value: --slurm is --executor slurm
     values: tuple[str, ...] = ()  # only these values map (run's --backend local|slurm); others are refused
+    kept: tuple[str, ...] = ()  # values for which the old spelling is the option itself (check's --backend docker)
+    flag_value: Optional[str] = None  # a flag that became a value: --slurm is --executor slurm
     refusal: str = ""  # why another value fits neither meaning
 
 
@@ -122,9 +123,14 @@ RUN_BACKEND = (
     "in run, --backend was where the routes run, now --executor local|slurm; how CARLA runs (--backend "
     "process|docker) is for check and carla start: run's evaluator starts its own"
 )
+CHECK_BACKEND = "how CARLA runs is --backend process|docker; where the routes run is --executor local|slurm"
 OLD_SPELLINGS: dict[str, tuple[OldSpelling, ...]] = {
-    "check": (OldSpelling("--slurm", "--executor", flag_value="slurm"),),
-    "run": (OldSpelling("--backend", "--executor", values=("local", "slurm"), refusal=RUN_BACKEND),),
+    "check": (
+        OldSpelling("--slurm", "--executor", flag_value="slurm"),
+        # run's old --backend local|slurm, typed at check: check's own --backend is process|docker
+        OldSpelling("--backend", "--executor", ("local", "slurm"), kept=("process", "docker"), refusal=CHECK_BACKEND),
+    ),
+    "run": (OldSpelling("--backend", "--executor", ("local", "slurm"), refusal=RUN_BACKEND),),
     "download": (OldSpelling("--timeout", "--stall-timeout"),),
     "carla start": (OldSpelling("--timeout", "--ready-timeout"),),
 }
@@ -157,6 +163,9 @@ def _modernize(command: typer.core.TyperCommand, path: str, args: list[str]) -> 
             out += [token, *itertools.islice(rest, 1 if token in takes_value and not eq else 0)]
             continue
         value = spelling.flag_value or (inline if eq else next(rest, None))
+        if value in spelling.kept:
+            out += [token] if eq else [token, value]
+            continue
         if value is not None and spelling.values and value not in spelling.values:
             raise ConfigError(f"{spelling.old} {value}: {spelling.refusal}")
         given = spelling.old if spelling.flag_value or value is None else f"{spelling.old} {value}"

@@ -57,6 +57,22 @@ def test_check_executor_slurm_adds_the_cluster_checks_and_the_old_flag_says_so(s
     assert ids("--slurm") == (["slurm.tools"], NOTE.format(old="--slurm", new="--executor slurm") + "\n")
 
 
+def test_check_takes_runs_old_backend_slurm_by_value_and_keeps_its_own_backend(simdoctor) -> None:
+    """check's --backend is how CARLA runs (process|docker); run's old `--backend local|slurm` typed at check maps
+    to --executor with the note, and a value that fits neither is one line naming both."""
+
+    def groups(*args: str):
+        done = simdoctor("check", "--only", "slurm.tools,docker.sdk", "--json", *args)
+        return sorted({r["group"] for r in json.loads(done.stdout)["results"]}), done.stderr
+
+    assert groups("--backend", "process") == ([], "")
+    assert groups("--backend=docker") == (["docker"], "")
+    note = NOTE.format(old="--backend slurm", new="--executor slurm") + "\n"
+    assert groups("--backend", "slurm") == (["slurm"], note)
+    assert groups("--backend", "docker", "--executor", "slurm") == (["docker", "slurm"], "")
+    one_line(simdoctor("check", "--backend", "pbs"), 2, "--backend pbs: how CARLA runs is --backend process|docker;")
+
+
 def test_check_probe_needs_the_slurm_executor(simdoctor) -> None:
     one_line(simdoctor("check", "--probe"), 2, "--probe needs --executor slurm")
 
