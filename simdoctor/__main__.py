@@ -1,5 +1,5 @@
 """`python -m simdoctor`: the same CLI as the `simdoctor` command."""
 
-from simdoctor.cli import main
+from simdoctor.entry import main
 
 main()

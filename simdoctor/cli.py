@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
-import os
 import sys
-import time
-from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Literal, NoReturn, Optional
 
 import typer
 import typer.core
 
-from simdoctor import __version__
+from simdoctor import __version__, entry
 from simdoctor.config.recipe import ConfigError
-from simdoctor.config.settings import SETTINGS, Settings, load_settings, redact_url
-
-
-class Interrupted(Exception):
-    """Ctrl-C (or TERM/HUP while a command turns them into Ctrl-C) that the command did not handle itself."""
+from simdoctor.config.settings import SETTINGS, Settings
+from simdoctor.entry import EXIT_USAGE, Interrupted, items, settings_from
 
 
 class _Group(typer.core.TyperGroup):
@@ -50,7 +43,6 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-EXIT_USAGE = 2
 _ENV = {setting.name: setting.env for setting in SETTINGS}
 
 
@@ -80,29 +72,9 @@ BackendOpt = Annotated[
 ]
 
 
-def settings_from(recipe: Optional[str] = None, **flags: object) -> Settings:
-    """Flags win over environment, config file and recipe (simdoctor.config.settings)."""
-    return load_settings({k: v for k, v in flags.items() if v is not None}, recipe=recipe)
-
-
-def _items(
-    values: Optional[list[str]], flag: str, choices: Optional[Collection[str]] = None, what: str = "", listing: str = ""
-) -> tuple[str, ...]:
-    """A list option as every command takes it: repeatable and comma-separated (`--only a,b --only c`), in order.
-    With `choices` it is a selection of `what`: each value once, and an unknown one is one usage error naming the
-    valid ones (`listing` names them instead where they are too many to list)."""
-    items = tuple(v.strip() for item in values or [] for v in item.split(",") if v.strip())
-    if choices is None:
-        return items
-    unknown = [v for v in items if v not in choices]
-    if unknown:
-        raise ConfigError(f"{flag}: unknown {what} {unknown[0]!r}; {listing or 'choose from ' + ', '.join(choices)}")
-    return tuple(dict.fromkeys(items))
-
-
 def _joined(values: Optional[list[str]]) -> Optional[str]:
     """A list option for a module that parses the comma-separated text itself (--gpus, --route-ids, --seeds):
-    its repeats joined by commas, as `_items` reads them, each as given (the module says what is wrong in it)."""
+    its repeats joined by commas, as `items` reads them, each as given (the module says what is wrong in it)."""
     return None if values is None else ",".join(values)
 
 
@@ -236,46 +208,7 @@ def check(
     qos: QosOpt = None,
 ) -> None:
     """Diagnose the whole stack in well under a second; exit 0 when nothing fails, 1 when something does."""
-    from simdoctor.doctor import probing
-    from simdoctor.doctor.probes.slurm import SlurmIntent
-
-    if probe and executor != "slurm":
-        raise ConfigError("--probe needs --executor slurm")
-    settings = settings_from(
-        recipe, carla_root=carla_root, work_dir=work_dir, agent_python=agent_python,
-        carla_host=carla_host, carla_port=carla_port,
-        slurm_partition=partition, slurm_account=account, slurm_qos=qos,
-    )  # fmt: skip
-    intent = SlurmIntent(str(out or settings.recipe.run.out_dir), probe) if executor == "slurm" else None
-    every_check = not (only or skip or facts_file or list_checks)  # then the slow probes are surely needed
-    early = (
-        probing.start_probes(list(probing.SLOW_PROBES), probing.ProbeContext(settings, deep, intent))
-        if every_check
-        else None
-    )
-    from simdoctor.doctor import diagnosis  # the checks and the other probes import while the slow probes run
-
-    groups = sorted({c.group for c in diagnosis.CHECKS})
-    names = {c.id for c in diagnosis.CHECKS} | set(groups)
-    listing = f"the groups are {', '.join(groups)}; `simdoctor check --list` shows the check ids"
-    code = diagnosis.run(
-        settings,
-        only=_items(only, "--only", names, "check or group", listing),
-        skip=_items(skip, "--skip", names, "check or group", listing),
-        json_out=json_out,
-        verbose=verbose,
-        strict=strict,
-        deep=deep,
-        window=window,
-        viz=viz,
-        backend=backend,
-        list_checks=list_checks,
-        dump_facts=dump_facts,
-        facts_file=facts_file,
-        slurm=intent,
-        early=early,
-    )
-    raise typer.Exit(code)
+    raise typer.Exit(entry.check(**locals()))  # every parameter, as simdoctor.entry's own reader passes them
 
 
 @app.command()
@@ -518,7 +451,7 @@ def setup(
     from simdoctor.provision import agentbuild
     from simdoctor.provision import setup as provision
 
-    steps = _items(only, "--only", provision.STEPS, "step", f"the steps are {', '.join(provision.STEPS)}")
+    steps = items(only, "--only", provision.STEPS, "step", f"the steps are {', '.join(provision.STEPS)}")
     settings = settings_from(recipe, carla_root=carla_root, work_dir=work_dir, agent_python=agent_python)
     given = {"--recipe": recipe, "--carla-root": carla_root, "--work-dir": work_dir, "--agent-python": agent_python}
     options = provision.Options(
@@ -698,18 +631,19 @@ def carla_logs(
     raise typer.Exit(_refusable(call))
 
 
-def main() -> None:
-    """Console entry point: configuration errors exit 2 with one line, never a traceback."""
-    start = time.monotonic()
+def main() -> NoReturn:
+    """The typer app's entry (simdoctor.entry sends every command line here but a plain `check`): typer's usage
+    errors are one line too, an abort is an interrupt."""
+    entry.guarded(_typer_app)
+
+
+def _typer_app() -> object:
     try:
-        code = app(standalone_mode=False)
-    except ConfigError as exc:
-        _fail(str(exc), EXIT_USAGE)
-    except (typer.Abort, KeyboardInterrupt, Interrupted):
-        typer.echo("simdoctor: interrupted", err=True)
-        sys.exit(130)
+        return app(standalone_mode=False)
+    except typer.Abort:
+        raise Interrupted() from None
     except typer.BadParameter as exc:  # a value that is not one of the choices, or not a number: one line
-        _fail(exc.format_message(), EXIT_USAGE)
+        raise ConfigError(exc.format_message()) from None
     except typer.TyperException as exc:  # usage errors: unknown option
         show = getattr(exc, "show", None)
         if show is not None:
@@ -717,17 +651,3 @@ def main() -> None:
         else:
             typer.echo(f"simdoctor: {exc}", err=True)
         sys.exit(getattr(exc, "exit_code", EXIT_USAGE))
-    except Exception as exc:
-        if os.environ.get("SIMDOCTOR_DEBUG"):
-            raise
-        _fail(f"internal error: {type(exc).__name__}: {redact_url(str(exc))} (after {time.monotonic() - start:.1f}s; "
-              "set SIMDOCTOR_DEBUG=1 for the traceback)", 70)  # fmt: skip
-    sys.exit(code if isinstance(code, int) else 0)
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    """One line on stderr; under --json also one JSON object on stdout, where the command's result would be."""
-    typer.echo(f"simdoctor: {message}", err=True)
-    if "--json" in sys.argv[1:]:
-        sys.stdout.write(json.dumps({"status": "error", "exit_code": code, "error": message}) + "\n")
-    sys.exit(code)

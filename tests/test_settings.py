@@ -93,3 +93,23 @@ def test_unknown_recipe_placeholder_is_named(make_settings, tmp_path):
     bad.write_text(source.read_text().replace('file = "{work_dir}/team_code', 'file = "{workdir}/team_code'))
     with pytest.raises(ConfigError, match=r"recipe.agent.file uses unknown placeholder \{workdir\}"):
         make_settings(recipe=str(bad))
+
+
+@pytest.mark.parametrize("platform", ["linux", "darwin", "win32"])
+@pytest.mark.parametrize("xdg", [None, "", "/x/conf"])
+@pytest.mark.parametrize("appdata", [None, "", "C:/Users/u/AppData/Roaming"])
+def test_config_dir_is_typers_app_dir(monkeypatch, platform, xdg, appdata):
+    """settings computes the config dir without importing typer (check's start-up); it must stay typer's."""
+    import typer
+    import typer._click.utils
+
+    from simdoctor.config import settings
+
+    for name, value in (("XDG_CONFIG_HOME", xdg), ("APPDATA", appdata)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    monkeypatch.setattr(settings.sys, "platform", platform)  # the same sys module typer's click reads
+    monkeypatch.setattr(typer._click.utils, "WIN", platform.startswith("win"))
+    assert settings.config_dir() == Path(typer.get_app_dir("simdoctor"))

@@ -114,10 +114,14 @@ class Settings:
 
 
 def config_dir() -> Path:
-    """The platform's per-user config dir (~/.config/simdoctor on Linux), as typer computes it."""
-    import typer
-
-    return Path(typer.get_app_dir("simdoctor"))
+    """The platform's per-user config dir (~/.config/simdoctor on Linux), by typer's get_app_dir rules, without
+    importing typer: a plain `check` never imports it (simdoctor.entry)."""
+    if sys.platform.startswith("win"):
+        appdata = os.environ.get("APPDATA")
+        return Path(os.path.expanduser("~") if appdata is None else appdata, "simdoctor")
+    if sys.platform == "darwin":
+        return Path(os.path.expanduser("~/Library/Application Support"), "simdoctor")
+    return Path(os.environ.get("XDG_CONFIG_HOME", os.path.expanduser("~/.config")), "simdoctor")
 
 
 def config_path(env: dict[str, str]) -> Path:
