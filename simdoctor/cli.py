@@ -19,9 +19,10 @@ from simdoctor.entry import EXIT_USAGE, Interrupted, items, settings_from
 
 class _Group(typer.core.TyperGroup):
     def resolve_command(self, ctx, args):
-        """A command's old option spellings become the new ones before click parses them (OLD_SPELLINGS)."""
+        """A command's old option spellings become the new ones before click parses them (OLD_SPELLINGS); not while
+        the shell completes a word (resilient parsing), where a note or a refusal would land in the shell."""
         name, command, rest = super().resolve_command(ctx, args)
-        if command is not None and not isinstance(command, typer.core.TyperGroup):
+        if command is not None and not isinstance(command, typer.core.TyperGroup) and not ctx.resilient_parsing:
             rest = _modernize(command, " ".join((*_path(ctx), name or "")), rest)
         return name, command, rest
 
@@ -84,8 +85,9 @@ class OldSpelling:
 
     old: str  # --timeout
     new: str  # --ready-timeout
-    flag_value: Optional[str] = None  # a flag that became a value: --slurm is --executor slurm
     values: tuple[str, ...] = ()  # only these values map (run's --backend local|slurm); others are refused
+    kept: tuple[str, ...] = ()  # values for which the old spelling is the option itself (check's --backend docker)
+    flag_value: Optional[str] = None  # a flag that became a value: --slurm is --executor slurm
     refusal: str = ""  # why another value fits neither meaning
 
 
@@ -93,9 +95,14 @@ RUN_BACKEND = (
     "in run, --backend was where the routes run, now --executor local|slurm; how CARLA runs (--backend "
     "process|docker) is for check and carla start: run's evaluator starts its own"
 )
+CHECK_BACKEND = "how CARLA runs is --backend process|docker; where the routes run is --executor local|slurm"
 OLD_SPELLINGS: dict[str, tuple[OldSpelling, ...]] = {
-    "check": (OldSpelling("--slurm", "--executor", flag_value="slurm"),),
-    "run": (OldSpelling("--backend", "--executor", values=("local", "slurm"), refusal=RUN_BACKEND),),
+    "check": (
+        OldSpelling("--slurm", "--executor", flag_value="slurm"),
+        # run's old --backend local|slurm, typed at check: check's own --backend is process|docker
+        OldSpelling("--backend", "--executor", ("local", "slurm"), kept=("process", "docker"), refusal=CHECK_BACKEND),
+    ),
+    "run": (OldSpelling("--backend", "--executor", ("local", "slurm"), refusal=RUN_BACKEND),),
     "download": (OldSpelling("--timeout", "--stall-timeout"),),
     "carla start": (OldSpelling("--timeout", "--ready-timeout"),),
 }
@@ -128,6 +135,9 @@ def _modernize(command: typer.core.TyperCommand, path: str, args: list[str]) -> 
             out += [token, *itertools.islice(rest, 1 if token in takes_value and not eq else 0)]
             continue
         value = spelling.flag_value or (inline if eq else next(rest, None))
+        if value in spelling.kept:
+            out += [token] if eq else [token, value]
+            continue
         if value is not None and spelling.values and value not in spelling.values:
             raise ConfigError(f"{spelling.old} {value}: {spelling.refusal}")
         given = spelling.old if spelling.flag_value or value is None else f"{spelling.old} {value}"

@@ -63,7 +63,7 @@ def test_exit_1_when_something_fails(home):
         (["check", "--only", "vulcan"], "unknown check or group 'vulcan'"),
         (["check", "--recipe", "nope"], "no recipe named 'nope'"),
         (["check", "--carla-port", "99999"], "99999 is not a port number"),
-        (["check", "--backend", "podman"], "Invalid value for '--backend': 'podman' is not one of 'process', 'docker'"),
+        (["check", "--backend", "podman"], "--backend podman: how CARLA runs is --backend process|docker; where"),
         (["check", "--facts", "/nonexistent.json"], "cannot read facts file"),
         (["check", "--bogus"], "No such option"),
     ],

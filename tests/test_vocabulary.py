@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -54,6 +55,22 @@ def test_check_executor_slurm_adds_the_cluster_checks_and_the_old_flag_says_so(s
     assert ids() == ids("--executor", "local") == ([], "")
     assert ids("--executor", "slurm") == (["slurm.tools"], "")
     assert ids("--slurm") == (["slurm.tools"], NOTE.format(old="--slurm", new="--executor slurm") + "\n")
+
+
+def test_check_takes_runs_old_backend_slurm_by_value_and_keeps_its_own_backend(simdoctor) -> None:
+    """check's --backend is how CARLA runs (process|docker); run's old `--backend local|slurm` typed at check maps
+    to --executor with the note, and a value that fits neither is one line naming both."""
+
+    def groups(*args: str):
+        done = simdoctor("check", "--only", "slurm.tools,docker.sdk", "--json", *args)
+        return sorted({r["group"] for r in json.loads(done.stdout)["results"]}), done.stderr
+
+    assert groups("--backend", "process") == ([], "")
+    assert groups("--backend=docker") == (["docker"], "")
+    note = NOTE.format(old="--backend slurm", new="--executor slurm") + "\n"
+    assert groups("--backend", "slurm") == (["slurm"], note)
+    assert groups("--backend", "docker", "--executor", "slurm") == (["docker", "slurm"], "")
+    one_line(simdoctor("check", "--backend", "pbs"), 2, "--backend pbs: how CARLA runs is --backend process|docker;")
 
 
 def test_check_probe_needs_the_slurm_executor(simdoctor) -> None:
@@ -148,3 +165,12 @@ def test_run_list_options_are_repeatable_too(simdoctor, tmp_path: Path) -> None:
                     "--route-ids", "2")  # fmt: skip
     assert ids.returncode == 0, ids.stderr
     assert [launch["route_id"] for launch in json.loads(ids.stdout)["launches"]] == ["0", "2"]
+
+
+def test_the_shell_completing_after_an_old_spelling_gets_no_note_or_refusal(home) -> None:
+    """Completion runs the same parser (resilient): a note or refusal there would be printed into the shell."""
+    script = Path(sys.executable).with_name("simdoctor")  # the console script, as the shell's completion calls it
+    words = {"COMP_WORDS": "simdoctor run --backend process --executor ", "COMP_CWORD": "5"}
+    env = {**os.environ, "_SIMDOCTOR_COMPLETE": "complete_bash", **words}
+    done = subprocess.run([str(script)], capture_output=True, text=True, env=env, timeout=60)
+    assert (done.returncode, done.stdout.split(), done.stderr) == (0, ["local", "slurm"], "")
