@@ -7,7 +7,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import simdoctor.doctor.checks  # noqa: F401  (importing the package registers every check)
 from simdoctor.config.recipe import ConfigError
@@ -15,10 +15,12 @@ from simdoctor.config.settings import Settings
 from simdoctor.doctor import distro
 from simdoctor.doctor.checking import CHECKS, Check, CheckContext
 from simdoctor.doctor.findings import Finding, Fix, Status, exit_code
-from simdoctor.doctor.probes.slurm import SlurmIntent
 from simdoctor.doctor.probing import REGISTRY, Facts, Pending, ProbeContext, ProbeFailure, load_facts, start_probes
 from simdoctor.doctor.probing import dump_facts as write_facts
 from simdoctor.system import procs
+
+if TYPE_CHECKING:  # the Slurm probe's module and its tools load only for a check of the cluster
+    from simdoctor.doctor.probes.slurm import SlurmIntent
 
 PROBE_GROUPS = {"server": "carla", "ports": "carla", "carla_servers": "gpu"}  # probes named unlike the group they feed
 

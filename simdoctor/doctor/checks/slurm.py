@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from simdoctor.doctor.checking import CheckContext, check, fail, ok, plural, skip, warn
 from simdoctor.doctor.distro import install_commands, os_of
 from simdoctor.doctor.findings import Fix
-from simdoctor.doctor.probes.slurm import SlurmFacts, SlurmJobFacts
 from simdoctor.doctor.probing import Facts
-from simdoctor.system.slurm import Partition
+
+if TYPE_CHECKING:  # names for annotations: the Slurm probe's module loads only when a check of the cluster runs it
+    from simdoctor.doctor.probes.slurm import SlurmFacts, SlurmJobFacts
+    from simdoctor.system.slurm import Partition
 
 PARTITION_FIX_TEXT = "Name a partition with GPU nodes (flag, or once in SIMDOCTOR_SLURM_PARTITION / the config file)."
 
