@@ -115,17 +115,27 @@ def test_shell_completion_goes_to_typer():
     assert entry.check_arguments(["check", "--json"], {"_TYPER_COMPLETE_ARGS": "simdoctor check"}) is None
 
 
-def test_a_plain_check_never_imports_typer_click_or_rich():
-    """Run for real: --list touches neither probes nor rendering, so this is only the reader and the settings."""
+def imported_uis(*argv: str) -> tuple[subprocess.CompletedProcess, str]:
+    """Run `simdoctor ARGV` for real; which of typer, click and rich it imported."""
     code = (
-        "import sys; sys.argv = ['simdoctor', 'check', '--list']\n"
+        f"import sys; sys.argv = ['simdoctor', *{list(argv)!r}]\n"
         "try:\n    import simdoctor.entry; simdoctor.entry.main()\n"
         "finally:\n    print(sorted({m.split('.')[0] for m in sys.modules} & {'typer', 'click', 'rich'}),"
         " file=sys.stderr)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert done.returncode == 0 and "agent.python" in done.stdout
-    assert done.stderr.strip().splitlines()[-1] == "[]"
+    return done, done.stderr.strip().splitlines()[-1]
+
+
+def test_a_plain_check_never_imports_typer_click_or_rich_for_json(tmp_path: Path):
+    """check's own reader needs no typer; --json needs no rich (issue 15: start-up). The report itself does."""
+    done, uis = imported_uis("check", "--list")
+    assert done.returncode == 0 and "agent.python" in done.stdout and uis == "[]"
+    dump = tmp_path / "facts.json"
+    done, uis = imported_uis("check", "--dump-facts", str(dump), "--json")
+    assert json.loads(done.stdout)["summary"] and uis == "[]"
+    done, uis = imported_uis("check", "--facts", str(dump))
+    assert "simdoctor check · recipe" in done.stdout and uis == "['rich']"
 
 
 def test_both_paths_answer_alike_end_to_end(simdoctor, tmp_path: Path):

@@ -147,7 +147,11 @@ def run(
     ctx = CheckContext(settings, window=window, deep=deep, backend=backend, slurm=slurm, viz=viz)
     checks = applicable(select(Selection(only, skip)), ctx)
     pending = None if facts_file else start(checks, ctx, early)
-    from simdoctor.doctor import render  # imported here: rich loads while the probes' subprocesses run
+    from simdoctor.doctor import render
+
+    if not json_out:  # the report prints with rich: it loads while the probes' subprocesses run; --json needs none
+        import rich.console
+        import rich.text  # noqa: F401
 
     if pending is not None:
         facts = pending.wait()

@@ -9,13 +9,13 @@ import os
 import shlex
 import sys
 import textwrap
-from typing import Any, Optional, TextIO, Union
-
-from rich.console import Console
-from rich.text import Text
+from typing import TYPE_CHECKING, Any, Optional, TextIO, Union
 
 from simdoctor.config.typed import to_data
 from simdoctor.doctor.findings import Finding, Status, counts
+
+if TYPE_CHECKING:  # rich loads where text is printed, not for --json
+    from rich.console import Console
 
 JSON_SCHEMA_VERSION = 1
 MARKS = {
@@ -30,6 +30,8 @@ def console(file: Optional[TextIO] = None, stderr: bool = False) -> Console:
     """A console that styles only on a terminal and honours NO_COLOR: no escape at all, bold and dim included
     (rich's own no_color keeps those). Lines are wrapped by fit() and shell_lines(), never by rich, so that a
     command is broken only where a shell allows."""
+    from rich.console import Console
+
     plain = bool(os.environ.get("NO_COLOR"))
     return Console(
         file=file,
@@ -53,6 +55,8 @@ def fit(text: str, width: int, indent: int = 0, hang: Optional[int] = None) -> l
 
 def say(out: Console, text: str, indent: int = 0, hang: Optional[int] = None, style: str = "") -> None:
     """Print prose wrapped to the console (fit), each line in `style`."""
+    from rich.text import Text
+
     for line in fit(text, out.width, indent, hang):
         out.print(Text(line, style=style))
 
@@ -97,6 +101,8 @@ def findings_json(findings: list[Finding], extra: Optional[dict[str, Any]] = Non
 
 def report(findings: list[Finding], out: Console, verbose: bool = False, header: str = "") -> None:
     """Grouped report: one line per finding, the fix under each warning and failure, a summary last."""
+    from rich.text import Text
+
     if header:
         say(out, header, style="bold")
     width = max((len(f.title) for f in findings), default=0)
