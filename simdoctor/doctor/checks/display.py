@@ -7,7 +7,7 @@ informative: on Xvfb it is llvmpipe, and yet a Vulkan window there does not fall
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from simdoctor.doctor.checking import CheckContext, check, fail, ok, skip, warn
 from simdoctor.doctor.distro import install_fix, os_of
@@ -16,8 +16,10 @@ from simdoctor.doctor.gpumap import adapter_map
 from simdoctor.doctor.probes.display import DisplayFacts
 from simdoctor.doctor.probes.gpu import GpuFacts
 from simdoctor.doctor.probes.vulkan import VulkanFacts
-from simdoctor.doctor.probes.window import Presentation, WindowFacts
 from simdoctor.doctor.probing import Facts
+
+if TYPE_CHECKING:  # names for annotations: the window probe's module loads only for `check --window`
+    from simdoctor.doctor.probes.window import Presentation, WindowFacts
 
 SERVER_NAMES = {
     "xvfb": "Xvfb (a virtual framebuffer: OpenGL on the CPU)",

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from simdoctor.doctor.checking import CheckContext, check, fail, ok
 from simdoctor.doctor.distro import install_fix, os_of
 from simdoctor.doctor.findings import Fix
-from simdoctor.doctor.probes.viz import VizFacts
 from simdoctor.doctor.probing import Facts
+
+if TYPE_CHECKING:  # names for annotations: the viz probe's module loads only for `check --viz`
+    from simdoctor.doctor.probes.viz import VizFacts
 
 
 @check("viz.font", "Font of SimLingo's drawing", needs=("viz",), uses=("system",))
