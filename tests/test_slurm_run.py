@@ -183,12 +183,14 @@ def test_an_array_resubmits_failures_and_a_scancel_and_reports_as_local(slurm: R
             if a is not b and a.started < b.ended and b.started < a.ended:
                 assert not set(a.ports.values()) & set(b.ports.values()), (a.job, a.ports, b.job, b.ports)
     assert slurm.queued() == []
-    # The same routes with the local backend (the stand-ins' failing first attempts counted afresh).
+    # The same routes with the local executor (the stand-ins' failing first attempts counted afresh). Routes 5 and
+    # 7 hang until the route timeout; it leaves room for an evaluator that starts slowly on a loaded machine: the
+    # stand-in counts an attempt only once its route loads, so a start killed by the timeout would fail again.
     state = slurm.stack.home / "local-state"
     state.mkdir()
     shutil.chown(state, slurm.stack.rt.uid, slurm.stack.rt.gid)
     local = subprocess.run(
-        slurm.command(specs, "--gpus", "none", "--workers-per-gpu", "2", "--route-timeout", "8", "--json",
+        slurm.command(specs, "--gpus", "none", "--workers-per-gpu", "2", "--route-timeout", "20", "--json",
                       out=slurm.stack.home / "out-local"),
         env=slurm.env(STANDIN_STATE_DIR=str(state)), capture_output=True, text=True, timeout=240, cwd=slurm.stack.home,
     )  # fmt: skip
