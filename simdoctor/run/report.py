@@ -129,6 +129,11 @@ class Report:
     tools: list[str] = field(default_factory=list)  # the exact command of each Bench2Drive tool on this folder
 
 
+def document(report: Report | SeedsReport) -> dict:
+    """What `report --json` prints for a run folder, an upstream folder or a folder of seeds."""
+    return {"schema_version": REPORT_SCHEMA_VERSION, **to_data(report)}
+
+
 def route_number(record_route_id: str) -> str:
     """RouteScenario_<id>_rep<n> -> <id> (ability_benchmark.py's split('_')[1], allowing '_' in ids)."""
     body = record_route_id.split("_", 1)[1] if "_" in record_route_id else record_route_id
@@ -489,7 +494,7 @@ def show_upstream(folder: Path, sets: list[tuple[str, list[results.ResultsFile]]
     if len(reports) == 1:
         report = reports[0][1]
         if json_out:
-            sys.stdout.write(json.dumps({"schema_version": REPORT_SCHEMA_VERSION, **to_data(report)}) + "\n")
+            sys.stdout.write(json.dumps(document(report)) + "\n")
         else:
             from simdoctor.doctor import render
 
@@ -555,24 +560,27 @@ def _spread(values: list[float]) -> tuple[Optional[float], Optional[float]]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
-def publish_seeds(out: Path, names: RunRecipe, json_out: bool = False) -> SeedsReport:
-    """Each seed's report built and its merged.json written; the seeds' scores printed side by side."""
+def publish_seeds(out: Path, names: RunRecipe, json_out: bool = False, display: bool = True) -> SeedsReport:
+    """Each seed's report built and its merged.json written; the seeds' scores printed side by side when
+    `display`."""
     reports = [
         (label, publish(folder, names, display=False))
         for label, folder in run_folders(Path(out).expanduser().resolve(), names)
     ]
-    return seeds_summary(Path(out), reports, json_out)
+    return seeds_summary(Path(out), reports, json_out, display)
 
 
-def seeds_summary(out: Path, reports: list[tuple[str, Report]], json_out: bool) -> SeedsReport:
-    """Each seed's DS/SR and their mean ± std, printed (or one JSON object)."""
+def seeds_summary(out: Path, reports: list[tuple[str, Report]], json_out: bool, display: bool = True) -> SeedsReport:
+    """Each seed's DS/SR and their mean ± std, printed when `display` (or one JSON object)."""
     rows = [SeedRow(label, r.out, r.routes, r.evaluated, r.driving_score, r.success_rate, len(r.crashed),
                     len(r.missing)) for label, r in reports]  # fmt: skip
     ds = _spread([r.driving_score for r in rows if r.driving_score is not None])
     sr = _spread([r.success_rate for r in rows if r.success_rate is not None])
     report = SeedsReport(str(out), rows, *ds, *sr)
+    if not display:
+        return report
     if json_out:
-        sys.stdout.write(json.dumps({"schema_version": REPORT_SCHEMA_VERSION, **to_data(report)}) + "\n")
+        sys.stdout.write(json.dumps(document(report)) + "\n")
     else:
         from simdoctor.doctor import render
 
@@ -661,8 +669,7 @@ def publish(out: Path, names: RunRecipe, json_out: bool = False, display: bool =
     if not display:
         return report
     if json_out:
-        payload = {"schema_version": REPORT_SCHEMA_VERSION, **to_data(report)}
-        sys.stdout.write(json.dumps(payload) + "\n")  # one line: see merged.json above
+        sys.stdout.write(json.dumps(document(report)) + "\n")  # one line: see merged.json above
     else:
         from simdoctor.doctor import render
 
