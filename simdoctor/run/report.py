@@ -30,7 +30,7 @@ from simdoctor.config.typed import to_data
 from simdoctor.doctor.findings import Fix
 from simdoctor.run import profiling, results, routes
 from simdoctor.run.outdir import Layout
-from simdoctor.system import atomic
+from simdoctor.system import atomic, terminal
 
 REPORT_SCHEMA_VERSION = 1
 SLOWEST = 5
@@ -491,9 +491,7 @@ def show_upstream(folder: Path, sets: list[tuple[str, list[results.ResultsFile]]
         if json_out:
             sys.stdout.write(json.dumps({"schema_version": REPORT_SCHEMA_VERSION, **to_data(report)}) + "\n")
         else:
-            from simdoctor.doctor import render
-
-            show(report, render.console())
+            show(report, terminal.console())
         return
     seeds_summary(folder, reports, json_out)
 
@@ -574,9 +572,7 @@ def seeds_summary(out: Path, reports: list[tuple[str, Report]], json_out: bool) 
     if json_out:
         sys.stdout.write(json.dumps({"schema_version": REPORT_SCHEMA_VERSION, **to_data(report)}) + "\n")
     else:
-        from simdoctor.doctor import render
-
-        show_seeds(report, render.console())
+        show_seeds(report, terminal.console())
     return report
 
 
@@ -664,7 +660,5 @@ def publish(out: Path, names: RunRecipe, json_out: bool = False, display: bool =
         payload = {"schema_version": REPORT_SCHEMA_VERSION, **to_data(report)}
         sys.stdout.write(json.dumps(payload) + "\n")  # one line: see merged.json above
     else:
-        from simdoctor.doctor import render
-
-        show(report, render.console())
+        show(report, terminal.console())
     return report
