@@ -30,7 +30,7 @@ from simdoctor.config.typed import to_data
 from simdoctor.doctor.findings import Fix
 from simdoctor.run import profiling, results, routes
 from simdoctor.run.outdir import Layout
-from simdoctor.system import atomic
+from simdoctor.system import atomic, terminal
 
 REPORT_SCHEMA_VERSION = 1
 SLOWEST = 5
@@ -496,9 +496,7 @@ def show_upstream(folder: Path, sets: list[tuple[str, list[results.ResultsFile]]
         if json_out:
             sys.stdout.write(json.dumps(document(report)) + "\n")
         else:
-            from simdoctor.doctor import render
-
-            show(report, render.console())
+            show(report, terminal.console())
         return
     seeds_summary(folder, reports, json_out)
 
@@ -582,9 +580,7 @@ def seeds_summary(out: Path, reports: list[tuple[str, Report]], json_out: bool, 
     if json_out:
         sys.stdout.write(json.dumps(document(report)) + "\n")
     else:
-        from simdoctor.doctor import render
-
-        show_seeds(report, render.console())
+        show_seeds(report, terminal.console())
     return report
 
 
@@ -671,7 +667,5 @@ def publish(out: Path, names: RunRecipe, json_out: bool = False, display: bool =
     if json_out:
         sys.stdout.write(json.dumps(document(report)) + "\n")  # one line: see merged.json above
     else:
-        from simdoctor.doctor import render
-
-        show(report, render.console())
+        show(report, terminal.console())
     return report
