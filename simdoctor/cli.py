@@ -279,6 +279,7 @@ def run(
 ) -> None:
     """Drive the Bench2Drive routes over the GPUs: one evaluator per route on a worker slot, retried, resumable."""
     from simdoctor.run import runplan, supervisor
+    from simdoctor.run.seeds import runner as seeds_runner
 
     settings = settings_from(
         recipe, carla_root=carla_root, work_dir=work_dir, agent_python=agent_python,
@@ -294,7 +295,7 @@ def run(
     slurm_only = {"--partition": partition, "--account": account, "--qos": qos, "--time": time_limit,
                   "--max-concurrent": max_concurrent, "--gpus-per-task": gpus_per_task,
                   "--cpus-per-task": cpus_per_task, "--mem": mem, "--on-interrupt": on_interrupt}  # fmt: skip
-    each = _seed_runs(_joined(seeds), seed, options, settings, json_out)
+    each = seeds_runner(_joined(seeds), seed, options, settings, json_out)
     if executor == "slurm":
         from simdoctor.run.slurm import backend as slurm_backend
 
@@ -315,37 +316,6 @@ def run(
     if dry_run:
         raise typer.Exit(each(lambda o: runplan.dry_run(settings, o, json_out=json_out), False))
     raise typer.Exit(each(lambda o: _refusable(lambda _: supervisor.run(settings, o, json_out=json_out), json_out)))
-
-
-def _seed_runs(seeds: Optional[str], seed: Optional[int], options, settings: Settings, json_out: bool):
-    """How to run `options`: as given, or with --seeds once per seed into OUT/seed-N/ (each resumable on its own),
-    stopping at an interrupt, then the seeds' report (mean ± std); the worst exit code."""
-    from simdoctor.run import report
-    from simdoctor.run.supervisor import EXIT_INTERRUPTED
-
-    if seeds is None:
-        return lambda call, summary=True: call(options)
-    if seed is not None:
-        raise ConfigError("--seed and --seeds: give one of them")
-    try:
-        numbers = list(dict.fromkeys(int(s) for s in seeds.split(",") if s.strip()))
-    except ValueError:
-        raise ConfigError(f"--seeds takes seed numbers separated by commas (1,2,3), not {seeds!r}") from None
-    if not numbers or min(numbers) < 0:
-        raise ConfigError(f"--seeds takes seed numbers of 0 or more separated by commas (1,2,3), not {seeds!r}")
-    base = Path(options.out or settings.recipe.run.out_dir).expanduser()
-
-    def each(call, summary: bool = True) -> int:
-        code = 0
-        for number in numbers:
-            code = max(code, call(dataclasses.replace(options, out=base / f"seed-{number}", seed=number)))
-            if code == EXIT_INTERRUPTED:
-                return code
-        if summary:
-            report.publish_seeds(base, settings.recipe.run, json_out)
-        return code
-
-    return each
 
 
 def _viz_every(viz: bool, every: Optional[int], keep_frames: bool, settings: Settings) -> Optional[int]:
@@ -536,7 +506,7 @@ def _refusable(call, json_out: bool = False) -> int:
     try:
         return call(output)
     except Refusal as exc:
-        output.refusal(exc, json_out)
+        output.refusal(exc, json_out, out=sys.stdout)  # the current one: run --seeds --json collects it
         return 1
 
 

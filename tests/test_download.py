@@ -7,6 +7,7 @@ import io
 import json
 import os
 import pty
+import re
 import select
 import subprocess
 import sys
@@ -179,11 +180,22 @@ def test_progress_is_drawn_on_a_terminal_and_only_the_result_otherwise(
     assert plain.stdout.count("\n") == 1 and plain.stdout.startswith("org/model@")
     assert plain.stderr == ""
 
+    for no_color in (False, True):
+        local = tmp_path / ("tty-no-color" if no_color else "tty")
+        text = download_on_a_terminal(hub, local, {"NO_COLOR": "1"} if no_color else {})
+        assert "files," in text and "active" in text and "B/s" in text  # counts, speed
+        assert "org/model@" in text
+        styled = re.search(r"\x1b\[[0-9;]*m", text)  # an SGR sequence: colour, bold, dim
+        assert (styled is None) is no_color  # NO_COLOR: the bar is drawn without a style; without it, styled
+
+
+def download_on_a_terminal(hub: Hub, local_dir: Path, env: dict[str, str]) -> str:
+    """What a pseudo-terminal shows of a download into local_dir (stdout and stderr are the terminal)."""
     leader, follower = pty.openpty()
-    args = ["download", "org/model", "--local-dir", str(tmp_path / "tty"), "--chunk-mib", "1", "--connections", "2"]
+    args = ["download", "org/model", "--local-dir", str(local_dir), "--chunk-mib", "1", "--connections", "2"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "simdoctor", *args],
-        env={**os.environ, "HF_ENDPOINT": hub.endpoint, "COLUMNS": "120"},
+        env={**os.environ, "HF_ENDPOINT": hub.endpoint, "COLUMNS": "120", "TERM": "xterm-256color", **env},
         stdin=follower,
         stdout=follower,
         stderr=follower,
@@ -205,10 +217,8 @@ def test_progress_is_drawn_on_a_terminal_and_only_the_result_otherwise(
             break
     proc.wait(timeout=30)
     os.close(leader)
-    text = seen.decode("utf-8", "replace")
     assert proc.returncode == 0
-    assert "files," in text and "active" in text and "B/s" in text  # counts, speed
-    assert "org/model@" in text
+    return seen.decode("utf-8", "replace")
 
 
 @pytest.mark.parametrize(

@@ -404,3 +404,26 @@ def test_bench2drive_tools_find_their_inputs_in_the_output_folder(standin_stack:
     assert f"tools/efficiency_smoothness_benchmark.py -f {out}/merged.json -m {out}/metric" in text
     assert f"tools/merge_route_json.py -f {out}/res" in text and "tools/ability_benchmark.py -r" in text
     assert "2 of 2 records have their metric_info.json" in text
+
+
+def test_seeds_json_prints_one_document(standin_stack: Stack) -> None:
+    """`run --seeds 1,2 --json` prints one JSON document on stdout (it printed one object per seed, then the
+    seeds' object, which json.loads refused): each seed's own `run --json` result under `runs`, and under `report`
+    what `report OUT --json` prints for the folder. The dry run too, without a report."""
+    specs = [route("1"), route("2", "blocked", standin_failing_attempts="1")]
+    done = simdoctor_run(standin_stack, specs, "--seeds", "1,2", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads(done.stdout)
+    out = standin_stack.home / "out"
+    assert data["exit_code"] == 0 and data["out"] == str(out)
+    assert [(r["seed"], r["exit_code"], r["out"]) for r in data["runs"]] == [
+        (1, 0, str(out / "seed-1")), (2, 0, str(out / "seed-2"))
+    ]  # fmt: skip
+    assert [r["result"]["success_rate"] for r in data["runs"]] == [50.0, 100.0]  # each seed's report JSON
+    report = subprocess.run(standin_stack.rt.simdoctor("report", str(out), "--json"), env=standin_stack.env(),
+                            capture_output=True, text=True)  # fmt: skip
+    assert report.returncode == 0 and data["report"] == json.loads(report.stdout), report.stderr
+    plan = simdoctor_run(standin_stack, specs, "--seeds", "1,2", "--json", "--dry-run")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    plans = json.loads(plan.stdout)
+    assert plans["report"] is None and [r["result"]["plan"]["seed"] for r in plans["runs"]] == [1, 2]

@@ -17,7 +17,7 @@ from simdoctor.doctor.checking import CHECKS, Check, CheckContext
 from simdoctor.doctor.findings import Finding, Fix, Status, exit_code
 from simdoctor.doctor.probing import REGISTRY, Facts, Pending, ProbeContext, ProbeFailure, load_facts, start_probes
 from simdoctor.doctor.probing import dump_facts as write_facts
-from simdoctor.system import procs
+from simdoctor.system import procs, terminal
 
 if TYPE_CHECKING:  # the Slurm probe's module and its tools load only for a check of the cluster
     from simdoctor.doctor.probes.slurm import SlurmIntent
@@ -175,5 +175,5 @@ def run(
         )
     else:
         header = f"simdoctor check · recipe {settings.recipe.name} (CARLA {settings.recipe.carla.version})"
-        render.report(findings, render.console(), verbose=verbose, header=header)
+        render.report(findings, terminal.console(), verbose=verbose, header=header)
     return code

@@ -9,7 +9,7 @@ import os
 import shlex
 import sys
 import textwrap
-from typing import TYPE_CHECKING, Any, Optional, TextIO, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from simdoctor.config.typed import to_data
 from simdoctor.doctor.findings import Finding, Status, counts
@@ -24,23 +24,6 @@ MARKS = {
     Status.FAIL: ("✗", "red"),
     Status.SKIP: ("-", "dim"),
 }
-
-
-def console(file: Optional[TextIO] = None, stderr: bool = False) -> Console:
-    """A console that styles only on a terminal and honours NO_COLOR: no escape at all, bold and dim included
-    (rich's own no_color keeps those). Lines are wrapped by fit() and shell_lines(), never by rich, so that a
-    command is broken only where a shell allows."""
-    from rich.console import Console
-
-    plain = bool(os.environ.get("NO_COLOR"))
-    return Console(
-        file=file,
-        stderr=stderr,
-        highlight=False,
-        no_color=plain,
-        color_system=None if plain else "auto",
-        soft_wrap=True,
-    )
 
 
 def fit(text: str, width: int, indent: int = 0, hang: Optional[int] = None) -> list[str]:

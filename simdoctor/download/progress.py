@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -15,6 +14,7 @@ from rich.progress import (
 )
 
 from simdoctor.config.settings import redact_url
+from simdoctor.system import terminal
 
 
 class RichProgress:
@@ -28,7 +28,7 @@ class RichProgress:
             DownloadColumn(binary_units=True),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
-            console=Console(stderr=True),
+            console=terminal.console(stderr=True),
             transient=True,
         )
         self._task = None

@@ -7,5 +7,6 @@ supervisor.py  slots, attempts, retries, interrupts              sampling.py  pe
 progress.py    the live view or plain lines                       results.py  route records and merged.json
 profiling.py   latency and FPS from the timing wrapper's steps    report.py  DS/SR and the figures
 htmlreport.py  `report --html`     watch.py  `watch`: a live page     viz/  SimLingo's view as video
+seeds.py       `run --seeds`: one run per seed, then their report
 slurm/         `run --executor slurm`: submission, array tasks, the files they share
 """

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from simdoctor.run.runplan import Plan, Slot
+from simdoctor.system import terminal
 
 LIVE_REFRESH_PER_S = 2
 
@@ -63,9 +64,7 @@ class Progress:
         self._live = None
         self._console = None
         if mode == "live":
-            from simdoctor.doctor import render
-
-            self._console = render.console()
+            self._console = terminal.console()
 
     def __enter__(self) -> Progress:
         if self.mode == "live":

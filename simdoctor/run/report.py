@@ -30,7 +30,7 @@ from simdoctor.config.typed import to_data
 from simdoctor.doctor.findings import Fix
 from simdoctor.run import profiling, results, routes
 from simdoctor.run.outdir import Layout
-from simdoctor.system import atomic
+from simdoctor.system import atomic, terminal
 
 REPORT_SCHEMA_VERSION = 1
 SLOWEST = 5
@@ -127,6 +127,11 @@ class Report:
     metric_dir: str = ""  # efficiency_smoothness_benchmark.py's --metric_dir, filled by publish
     metric_files: int = 0  # records whose metric_info.json it links
     tools: list[str] = field(default_factory=list)  # the exact command of each Bench2Drive tool on this folder
+
+
+def document(report: Report | SeedsReport) -> dict:
+    """What `report --json` prints for a run folder, an upstream folder or a folder of seeds."""
+    return {"schema_version": REPORT_SCHEMA_VERSION, **to_data(report)}
 
 
 def route_number(record_route_id: str) -> str:
@@ -489,11 +494,9 @@ def show_upstream(folder: Path, sets: list[tuple[str, list[results.ResultsFile]]
     if len(reports) == 1:
         report = reports[0][1]
         if json_out:
-            sys.stdout.write(json.dumps({"schema_version": REPORT_SCHEMA_VERSION, **to_data(report)}) + "\n")
+            sys.stdout.write(json.dumps(document(report)) + "\n")
         else:
-            from simdoctor.doctor import render
-
-            show(report, render.console())
+            show(report, terminal.console())
         return
     seeds_summary(folder, reports, json_out)
 
@@ -555,28 +558,29 @@ def _spread(values: list[float]) -> tuple[Optional[float], Optional[float]]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
-def publish_seeds(out: Path, names: RunRecipe, json_out: bool = False) -> SeedsReport:
-    """Each seed's report built and its merged.json written; the seeds' scores printed side by side."""
+def publish_seeds(out: Path, names: RunRecipe, json_out: bool = False, display: bool = True) -> SeedsReport:
+    """Each seed's report built and its merged.json written; the seeds' scores printed side by side when
+    `display`."""
     reports = [
         (label, publish(folder, names, display=False))
         for label, folder in run_folders(Path(out).expanduser().resolve(), names)
     ]
-    return seeds_summary(Path(out), reports, json_out)
+    return seeds_summary(Path(out), reports, json_out, display)
 
 
-def seeds_summary(out: Path, reports: list[tuple[str, Report]], json_out: bool) -> SeedsReport:
-    """Each seed's DS/SR and their mean ± std, printed (or one JSON object)."""
+def seeds_summary(out: Path, reports: list[tuple[str, Report]], json_out: bool, display: bool = True) -> SeedsReport:
+    """Each seed's DS/SR and their mean ± std, printed when `display` (or one JSON object)."""
     rows = [SeedRow(label, r.out, r.routes, r.evaluated, r.driving_score, r.success_rate, len(r.crashed),
                     len(r.missing)) for label, r in reports]  # fmt: skip
     ds = _spread([r.driving_score for r in rows if r.driving_score is not None])
     sr = _spread([r.success_rate for r in rows if r.success_rate is not None])
     report = SeedsReport(str(out), rows, *ds, *sr)
+    if not display:
+        return report
     if json_out:
-        sys.stdout.write(json.dumps({"schema_version": REPORT_SCHEMA_VERSION, **to_data(report)}) + "\n")
+        sys.stdout.write(json.dumps(document(report)) + "\n")
     else:
-        from simdoctor.doctor import render
-
-        show_seeds(report, render.console())
+        show_seeds(report, terminal.console())
     return report
 
 
@@ -661,10 +665,7 @@ def publish(out: Path, names: RunRecipe, json_out: bool = False, display: bool =
     if not display:
         return report
     if json_out:
-        payload = {"schema_version": REPORT_SCHEMA_VERSION, **to_data(report)}
-        sys.stdout.write(json.dumps(payload) + "\n")  # one line: see merged.json above
+        sys.stdout.write(json.dumps(document(report)) + "\n")  # one line: see merged.json above
     else:
-        from simdoctor.doctor import render
-
-        show(report, render.console())
+        show(report, terminal.console())
     return report

@@ -37,7 +37,7 @@ from simdoctor.run import results, routes
 from simdoctor.run.outdir import Layout
 from simdoctor.run.viz import font
 from simdoctor.scripts.timed_agent import AGENT_FILE_ENV, STEPS_FILE_ENV, VIZ_EVERY_ENV, VIZ_FILE_ENV, VIZ_FLAG_ENV
-from simdoctor.system import atomic, strictjson
+from simdoctor.system import atomic, strictjson, terminal
 
 PLAN_SCHEMA_VERSION = 1
 RUN_SCHEMA_VERSION = 1
@@ -570,13 +570,12 @@ def make_or_explain(
             header = "simdoctor run: CARLA cannot run on this machine's GPUs (or pass --gpus none)"
             if all(f.group == "viz" for f in fatal):
                 header = "simdoctor run --viz: SimLingo's view cannot be recorded on this machine"
-            render.report(fatal, render.console(), header=header)
+            render.report(fatal, terminal.console(), header=header)
     return plan, texts
 
 
 def dry_run(settings: Settings, options: Options, json_out: bool = False) -> int:
     """`simdoctor run --dry-run`: print the plan; 1 when the GPUs cannot run CARLA (with the checks' findings)."""
-    from simdoctor.doctor import render
 
     plan, _ = make_or_explain(settings, options, json_out)
     if plan is None:
@@ -584,5 +583,5 @@ def dry_run(settings: Settings, options: Options, json_out: bool = False) -> int
     if json_out:
         sys.stdout.write(plan_json(plan) + "\n")
     else:
-        show_plan(plan, render.console())
+        show_plan(plan, terminal.console())
     return 0

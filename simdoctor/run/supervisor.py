@@ -66,7 +66,7 @@ from simdoctor.run.runplan import Plan, Slot, Task
 from simdoctor.run.sampling import PeakSampler
 from simdoctor.run.slurm.jobs import refuse_if_in_flight
 from simdoctor.run.viz import video
-from simdoctor.system import filelock, procs, proctree, safefile
+from simdoctor.system import filelock, procs, proctree, safefile, terminal
 from simdoctor.system.procs import ProcessInfo
 from simdoctor.system.proctree import StopResult
 
@@ -694,6 +694,5 @@ def conclude(plan: Plan, settings: Settings, progress: Progress, attempts: int, 
 
 
 def is_terminal() -> bool:
-    from simdoctor.doctor import render
 
-    return render.console().is_terminal
+    return terminal.console().is_terminal

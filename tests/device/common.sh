@@ -7,6 +7,21 @@
 # the real Vulkan), as_user.
 FAIL=0
 fail() { echo "FAIL: $*"; FAIL=1; }
+# skipped WHAT: a proof this machine cannot give (one GPU, no carla client), said and counted in $SKIPPED_FILE, where
+# the Python verdicts' skip() counts theirs too; proven prints the last line: ALL PROVEN only when nothing failed
+# and nothing was skipped. Both before $WORK is removed.
+skipped() { echo "skip $*"; echo "$*" >>"$SKIPPED_FILE"; }
+proven() {
+  local n
+  n=$(cat "$SKIPPED_FILE" 2>/dev/null | wc -l)
+  if [ "$FAIL" -ne 0 ]; then
+    echo "NOT PROVEN"
+  elif [ "$n" -gt 0 ]; then
+    echo "PROVEN EXCEPT $n SKIPPED (the skip lines above: this machine could not give them)"
+  else
+    echo "ALL PROVEN"
+  fi
+}
 # Live CARLA processes of the user; zombies (state Z) have exited and hold nothing: where PID 1 does not
 # reap orphans (seen on the lent machine), they stay in the table until it does.
 live_carla() { ps -u "$USER_NAME" -o pid=,stat=,args= | awk '$2 !~ /^Z/ && /CarlaUE4/ {print $1}'; }
@@ -33,6 +48,7 @@ device_prologue() {
   id -u "$USER_NAME" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$USER_NAME"
   WORK=$(mktemp -d "/tmp/simdoctor-$1-XXXXXX")
   chmod 755 "$WORK"
+  export SKIPPED_FILE="$WORK/skipped"
   mkdir -p "$WORK/code/tests"
   cp -r "$REPO/simdoctor" "$REPO/recipes" "$WORK/code/"
   cp -r "$REPO/tests/standins" "$REPO/tests/device" "$REPO/tests/builders.py" "$WORK/code/tests/"

@@ -17,7 +17,8 @@
 #
 #   bash tests/device/multi_gpu.sh          (writes what it saw to $OUT; about 2-4 minutes on 8 GPUs)
 #
-# What it proves, self-checking (prints ALL PROVEN, or NOT PROVEN with each failed proof; exit 1 then):
+# What it proves, self-checking (prints NOT PROVEN with each failed proof and exits 1; else PROVEN EXCEPT N
+# SKIPPED when this machine could not give some proofs, ALL PROVEN when it gave them all):
 #   1. check: every GPU's NVML UUID is a Vulkan device's UUID; `simdoctor check --only gpu,vulkan --json`
 #      shows each GPU's -graphicsadapter, the same with CUDA_DEVICE_ORDER=PCI_BUS_ID and without; and CUDA
 #      under PCI_BUS_ID numbers the GPUs as NVML does (what `run`'s CUDA_VISIBLE_DEVICES=<NVML index> needs);
@@ -30,12 +31,12 @@
 #      name the same GPU (plan, and the running processes' environment and command line); each route's
 #      peak GPU memory in the report is that CARLA's memory on that GPU; nothing is left running;
 #   4. `simdoctor run --gpus 1,0`: slot 0 is GPU 1, slot 1 is GPU 0, each with its own Vulkan index, and
-#      each route's CARLA runs there (skipped: one GPU);
+#      each route's CARLA runs there (skipped on one GPU);
 #   5. Slurm: the GPU a node gives an array task (SLURM_JOB_GPUS/CUDA_VISIBLE_DEVICES as a global id,
 #      SLURM_STEP_GPUS, or a UUID) maps through this machine's real NVML and Vulkan to that GPU's Vulkan
 #      index, and the task's evaluator gets the matching CUDA_VISIBLE_DEVICES and --gpu-rank
 #      (tests/device/slurm_map.py drives simdoctor/run/slurm/node.py's mapping with those variables; no slurmd).
-# On a one-GPU machine, what needs several GPUs prints "skipped: one GPU"; the rest is proven for GPU 0.
+# On a one-GPU machine, what needs several GPUs prints "skip one GPU: ..."; the rest is proven for GPU 0.
 set -u
 source tests/device/common.sh
 device_prologue multi_gpu
@@ -118,16 +119,16 @@ echo "== 3. run --gpus all --workers-per-gpu 2 ($((2 * NGPU)) stand-in routes)"
 if [ -n "$AGENT_PY" ]; then
   run_routes all "$HOME_DIR/routes-all.xml" --gpus all --workers-per-gpu 2
 else
-  echo "SKIPPED: no agent interpreter with the carla client (the stand-in evaluator needs it)"
+  echo "skip: no agent interpreter with the carla client (the stand-in evaluator needs it; counted in the verdict)"
 fi
 
 echo "== 4. run --gpus 1,0"
 if [ "$NGPU" -lt 2 ]; then
-  echo "skipped: one GPU"
+  echo "skip: one GPU (counted in the verdict)"
 elif [ -n "$AGENT_PY" ]; then
   run_routes subset "$HOME_DIR/routes-subset.xml" --gpus 1,0 --workers-per-gpu 1
 else
-  echo "SKIPPED: no agent interpreter with the carla client"
+  echo "skip: no agent interpreter with the carla client (counted in the verdict)"
 fi
 
 echo "== 5. the GPU Slurm gives a task, through this machine's NVML and Vulkan"
@@ -140,7 +141,7 @@ for c in json.load(open(sys.argv[1]))["cases"]: print(c["case"], c["env"], "->",
 echo "== verdict"
 PYTHONPATH=tests/device python3 - "$OUT" "$NGPU" <<'EOF' || FAIL=1
 import os, re, sys
-from verdict import finish, load, need
+from verdict import finish, load, need, skip
 out, ngpu = sys.argv[1], int(sys.argv[2])
 GIB = 2**30
 
@@ -151,7 +152,7 @@ def bare(uuid):
 
 
 def skipped(what):
-    print(f"skipped: one GPU: {what}")
+    skip(f"one GPU: {what}")
 
 
 mapping = load(f"{out}/mapping.json")
@@ -268,7 +269,7 @@ if os.path.exists(f"{out}/report-all.json"):
     if ngpu < 2:
         skipped("slots on different GPUs")
 else:
-    print("SKIPPED: no run (no agent interpreter with the carla client)")
+    skip("no run (no agent interpreter with the carla client)")
 
 print("-- 4. run --gpus 1,0")
 if ngpu < 2:
@@ -276,7 +277,7 @@ if ngpu < 2:
 elif os.path.exists(f"{out}/report-subset.json"):
     check_run("subset", [1, 0])
 else:
-    print("SKIPPED: no run (no agent interpreter with the carla client)")
+    skip("no run (no agent interpreter with the carla client)")
 
 print("-- 5. Slurm's GPU id on this node")
 cases = load(f"{out}/slurm-map.json")["cases"]
@@ -294,6 +295,6 @@ finish()
 EOF
 as_user "$PYTHON" -m simdoctor carla stop --all --orphans >/dev/null 2>&1  # if a step above failed midway
 [ -z "$POLL" ] || kill -TERM "$POLL"
+proven
 rm -rf "$WORK"
-[ "$FAIL" -eq 0 ] && echo "ALL PROVEN" || echo "NOT PROVEN"
 exit "$FAIL"

@@ -74,7 +74,7 @@ if [ -n "$AGENT_PY" ]; then
   LEFT=$(live_carla)
   [ -z "$LEFT" ] || fail "CARLA processes left after the run: $LEFT"
 else
-  echo "SKIPPED: no agent interpreter with the carla client and the evaluator's imports (see agent_python)"
+  skipped "3: no agent interpreter with the carla client and the evaluator's imports (see agent_python)"
 fi
 
 echo "== verdict"
@@ -101,6 +101,6 @@ if os.path.exists(f"{out}/report.json"):
     need(f"-graphicsadapter={adapter}" in logs, "run: CARLA was launched with that -graphicsadapter")
 finish()
 EOF
+proven
 rm -rf "$WORK"
-[ "$FAIL" -eq 0 ] && echo "ALL PROVEN" || echo "NOT PROVEN"
 exit "$FAIL"

@@ -65,7 +65,7 @@ from simdoctor.run.supervisor import (
     refuse_root,
     writing,
 )
-from simdoctor.system import atomic, proctree, sbatch, slurm
+from simdoctor.system import atomic, proctree, sbatch, slurm, terminal
 from simdoctor.system.slurm import JobState, SlurmError
 
 DRY_RUN_SCHEMA_VERSION = 1
@@ -606,7 +606,6 @@ def dry_run(settings: Settings, options: runplan.Options, opts: SlurmOptions, js
     from rich.text import Text
 
     from simdoctor.config.typed import to_data
-    from simdoctor.doctor import render
 
     layout = runplan.out_layout(settings, options)
     check_options(settings, opts, layout)
@@ -626,7 +625,7 @@ def dry_run(settings: Settings, options: runplan.Options, opts: SlurmOptions, js
                    "following": [s.job_id for s in ledger.unsettled], "plan": to_data(plan)}  # fmt: skip
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
         return 0
-    out = render.console()
+    out = terminal.console()
     finished = len(plan.tasks) - len(plan.pending)
     out.print(Text(f"simdoctor run --executor slurm --dry-run · {plan.out}", style="bold"))
     out.print(
