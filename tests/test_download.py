@@ -120,6 +120,30 @@ def test_verify_only_rehashes_everything_and_names_a_corrupt_file(simdoctor, hub
     assert len(body_requests(hub)) == before  # verification downloads nothing
 
 
+def test_verify_only_where_nothing_was_downloaded_says_so_offline(simdoctor, hub: Hub, tmp_path: Path) -> None:
+    """A folder simdoctor never downloaded this repo (or URL) into has nothing to verify: one line with the command
+    that downloads it, exit 1 as for a failed verification, and no request to the Hub or the CDN."""
+    hub.add_repo("org/model", repo_files())
+    hub.add_repo("org/other", {"README.md": b"# another\n"})
+    url = hub.add_url("/files/archive.bin", b"bytes")
+    never, other = tmp_path / "never", tmp_path / "other"
+    assert download(simdoctor, hub, other, repo="org/other").returncode == 0
+    before = len(hub.log)
+    for folder in (never, other):
+        done = download(simdoctor, hub, folder, "--verify-only")
+        assert done.returncode == 1 and done.stdout == "", done.stdout + done.stderr
+        assert done.stderr == (
+            f"simdoctor: nothing to verify: simdoctor downloaded no org/model into {folder} (.simdoctor/manifest.json "
+            f"records none); download it first: simdoctor download org/model --local-dir {folder}\n"
+        )
+    done = simdoctor("download", url, "--local-dir", str(never), "--verify-only", "--json")
+    assert done.returncode == 1 and json.loads(done.stdout)["error"].endswith(
+        f"download it first: simdoctor download {url} --local-dir {never}"
+    )
+    assert len(hub.log) == before  # offline
+    assert not never.exists()  # not even the lock was made
+
+
 def test_include_and_exclude_match_like_huggingface_hub(simdoctor, hub: Hub, tmp_path: Path) -> None:
     hub.add_repo("org/model", repo_files())
     out = tmp_path / "out"

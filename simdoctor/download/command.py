@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import shlex
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -150,11 +151,12 @@ def _repo_targets(
     req: Request, local_dir: Path, endpoint: str, settings: Settings, policy: Policy
 ) -> tuple[Report, list[engine.Target]]:
     revision = req.revision or "main"
-    if req.verify_only and req.revision is None:  # verify what was downloaded, not what main is now
+    if req.verify_only:  # verify what was downloaded, not what main is now
         old = manifest.read(local_dir)
         prefix = f"hf:{req.repo_type}/{req.source}@"
-        if old and old.source.startswith(prefix):
-            revision = old.source[len(prefix) :]
+        if old is None or not old.source.startswith(prefix):
+            raise _nothing_to_verify(req, local_dir, req.source)
+        revision = req.revision or old.source[len(prefix) :]
     snap = hub.snapshot(endpoint, req.source, req.repo_type, revision, settings.hf_token, policy)
     files = hub.select(snap.files, list(req.include), list(req.exclude))
     if not files:
@@ -172,13 +174,27 @@ def _url_targets(req: Request, local_dir: Path, client: Client) -> tuple[Report,
     if req.verify_only:
         old = manifest.read(local_dir)
         record = old.files.get(name) if old else None
-        size = record.size if record else 0
+        if record is None:
+            raise _nothing_to_verify(req, local_dir, name)
+        size = record.size
     else:
         remote = client.remote_file(req.source, name)
         size, validator = remote.size, remote.validator
     target = engine.Target(name, req.source, size, check=check, validator=validator)
     shown = redact_url(req.source)
     return Report(shown, shown, local_dir, None, req.verify_only), [target]
+
+
+def _nothing_to_verify(req: Request, local_dir: Path, what: str) -> DownloadError:
+    """--verify-only where simdoctor recorded no download of `what`: said offline, with the command that downloads
+    it, rather than asking the remote for files only to find every one of them missing."""
+    options = [] if req.repo_type == "model" else ["--repo-type", req.repo_type]
+    options += ["--revision", req.revision] if req.revision else []
+    command = shlex.join(["simdoctor", "download", redact_url(req.source), "--local-dir", str(local_dir), *options])
+    return DownloadError(
+        f"nothing to verify: simdoctor downloaded no {what} into {local_dir} "
+        f"({manifest.STATE_DIR}/{manifest.MANIFEST} records none); download it first: {command}"
+    )
 
 
 def run(settings: Settings, req: Request, json_out: bool) -> int:
