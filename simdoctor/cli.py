@@ -446,6 +446,7 @@ def report(
     settings = settings_from(recipe)
     names = settings.recipe.run
     if html:
+        htmlreport.require_run_folder(out, names)
         htmlreport.require_plotting()
     code = route_report.run(out, names, json_out=json_out, settings=settings)  # seeds: each seed's, then their mean
     if html:

@@ -305,3 +305,26 @@ def test_html_without_matplotlib_is_one_line_with_the_install_before_anything_is
     install = f"{sys.executable} -m pip install 'imageio-ffmpeg>=0.5' 'matplotlib>=3.7'"
     assert done.stderr == f"simdoctor: --html draws its plots with matplotlib, which is not installed: {install}\n"
     assert done.stdout == "" and not layout.merged_file.exists()
+
+
+def test_html_on_results_simdoctor_did_not_produce_is_refused_before_anything_is_printed(tmp_path):
+    """`report --html` on a folder of Bench2Drive results JSONs printed the whole report, then failed with exit 2
+    (not a `simdoctor run` folder). Such a folder is read as it is and nothing is written into it, and the page
+    is made of a run's own files (route files, step timings, videos): refused up front, one line, exit 2."""
+    folder = tmp_path / "tfpp_b2d_traj"
+    _multi_route(folder / "eval_bench2drive220_0.json", tmp_path, [("1711", {})])
+    seeds = tmp_path / "simlingo" / "bench2drive"  # start_eval_simlingo.py's <seed>/res/
+    builders.results_file(seeds / "1" / "res" / "0_res.json", "1711", "Town12", "Accident")
+    for where in (folder, seeds):
+        before = sorted(p.relative_to(where) for p in where.rglob("*"))
+        for extra in ((), ("--json",)):
+            done = simdoctor("report", str(where), "--html", *extra)
+            assert done.returncode == 2, done.stdout + done.stderr
+            line = (f"simdoctor: --html: {where} holds results simdoctor did not produce, which report reads as they "
+                    "are and writes nothing into; the page is drawn from a `simdoctor run` folder\n")  # fmt: skip
+            assert done.stderr == line
+            if extra:  # --json: the error as one document, the report not before it
+                assert json.loads(done.stdout)["exit_code"] == 2
+            else:
+                assert done.stdout == ""
+        assert sorted(p.relative_to(where) for p in where.rglob("*")) == before

@@ -46,6 +46,15 @@ def require_plotting() -> None:
         )
 
 
+def require_run_folder(out: Path, names: RunRecipe) -> None:
+    """The page is drawn from a run's own files (route files, task records, step timings, videos) and written into
+    its folder; results simdoctor did not produce are read as they are, nothing written beside them: refused
+    before the text report, not after it."""
+    if report.upstream_folder(out, names):
+        raise ConfigError(f"--html: {out} holds results simdoctor did not produce, which report reads as they are "
+                          "and writes nothing into; the page is drawn from a `simdoctor run` folder")  # fmt: skip
+
+
 def load(out: Path, names: RunRecipe) -> list[Seed]:
     seeds = []
     for label, folder in report.run_folders(out, names):

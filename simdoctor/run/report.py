@@ -435,7 +435,7 @@ def run(out: Path, names: RunRecipe, json_out: bool = False, settings: Optional[
     seeds' DS and SR with their mean and standard deviation. A folder of upstream results, as Bench2Drive's or
     SimLingo's own scripts left it, is read as it is (nothing written into it)."""
     folder = Path(out).expanduser()
-    found = upstream_sets(folder, names) if folder.is_dir() and not _simdoctor_folder(folder, names) else []
+    found = upstream_folder(folder, names)
     if found:
         show_upstream(folder, found, json_out)
     elif run_folders(folder, names)[0][0] == "":
@@ -456,6 +456,12 @@ def _results_in(folder: Path) -> list[results.ResultsFile]:
     """The leaderboard results files directly in `folder` (merge_route_json.py's glob, merged.json excepted)."""
     found = [results.read_results(p) for p in sorted(folder.glob("*.json")) if p.name != MERGED]
     return [f for f in found if f.records]
+
+
+def upstream_folder(out: Path, names: RunRecipe) -> list[tuple[str, list[results.ResultsFile]]]:
+    """The result sets of `out` when it holds results simdoctor did not produce, else none."""
+    folder = Path(out).expanduser()
+    return upstream_sets(folder, names) if folder.is_dir() and not _simdoctor_folder(folder, names) else []
 
 
 def upstream_sets(folder: Path, names: RunRecipe) -> list[tuple[str, list[results.ResultsFile]]]:
