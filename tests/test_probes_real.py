@@ -436,3 +436,67 @@ def test_agent_probe_reads_each_version_as_importlib_metadata_does(agent_python)
     done = subprocess.run([agent_python, "-c", code, folder], capture_output=True, text=True, timeout=60, check=True)
     count, mismatches = done.stdout.split(" ", 1)
     assert int(count) > 10 and mismatches.strip() == "[]", done.stdout
+
+
+# --- system packages -----------------------------------------------------------------------------------
+
+RPM_ANSWERS = """#!/bin/sh
+# rpm -q --qf '%{NAME}\\n' NAME...: each installed name, or "package NAME is not installed"; exit code: how many are not
+shift 3
+missing=0
+for name in "$@"; do
+    case "$name" in
+        libsdl2-2.0-0|git) echo "$name" ;;
+        *) echo "package $name is not installed"; missing=$((missing + 1)) ;;
+    esac
+done
+exit $missing
+"""
+
+
+def on_path(tmp_path: Path, programs: dict[str, str], keep_path: bool = True) -> str:
+    """PATH with these stand-in scripts first (alone, without the system's, when not keep_path)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in programs.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    return f"{bin_dir}:{os.environ['PATH']}" if keep_path else str(bin_dir)
+
+
+def packages_verdict(simdoctor, path: str) -> dict:
+    done = simdoctor("check", "--only", "system.packages", "--json", env={"PATH": path})
+    [finding] = json.loads(done.stdout)["results"]
+    assert done.returncode == (1 if finding["status"] == "fail" else 0), done.stderr
+    return finding
+
+
+@pytest.mark.parametrize(
+    ("programs", "says"),
+    [
+        ({"dpkg-query": "#!/bin/sh\necho 'dpkg-query: error: cannot access archive: Permission denied' >&2\nexit 2\n"},
+         "dpkg-query exited with code 2: dpkg-query: error: cannot access archive: Permission denied"),
+        ({"dpkg-query": "#!/bin/sh\nexec sleep 30\n"}, "dpkg-query gave no answer in time and was stopped"),
+        ({"dpkg-query": "#!/bin/sh\nkill -SEGV $$\n"}, "dpkg-query crashed (SIGSEGV)"),
+    ],
+    ids=["fails", "hangs", "crashes"],
+)  # fmt: skip
+def test_a_package_database_that_cannot_answer_is_not_every_package_missing(simdoctor, tmp_path, programs, says):
+    """A dpkg-query that fails, hangs (stopped after QUERY_TIMEOUT, 3 s) or crashes: the check says it cannot tell,
+    with the reason, and prints no install command, as if every package were missing."""
+    f = packages_verdict(simdoctor, on_path(tmp_path, programs))
+    assert (f["status"], f["summary"], f["fix"]) == ("warn", f"cannot tell which packages are installed: {says}", None)
+
+
+def test_rpm_answers_and_its_unreadable_database_are_told_apart(simdoctor, tmp_path):
+    """rpm exits with the count of packages not installed, so its answer is read from its lines; and on an unreadable
+    database real rpm still prints "package X is not installed" for each name: its `error:` lines decide.
+    (No dpkg-query on this PATH; the names are this Debian machine's.)"""
+    path = on_path(tmp_path, {"rpm": RPM_ANSWERS}, keep_path=False)
+    f = packages_verdict(simdoctor, path)
+    assert f["status"] == "fail" and f["summary"] == "not installed: libvulkan1, libomp5, xdg-user-dirs, git-lfs"
+    unreadable = "#!/bin/sh\necho 'error: cannot open Packages database in /var/lib/rpm' >&2\n"
+    (tmp_path / "bin" / "rpm").write_text(unreadable + RPM_ANSWERS.split("\n", 1)[1])
+    f = packages_verdict(simdoctor, path)
+    says = "cannot tell which packages are installed: rpm error: cannot open Packages database in /var/lib/rpm"
+    assert (f["status"], f["summary"], f["fix"]) == ("warn", says, None)

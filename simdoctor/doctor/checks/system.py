@@ -128,7 +128,7 @@ def packages(facts: Facts, ctx: CheckContext):
     if p.family is None:
         return warn("this distribution is none the recipe knows: its packages were not checked",
                     distro.install_fix(platform, distro.os_of(facts.get("system")), wanted_names, text))  # fmt: skip
-    if p.database is None:
+    if p.error is not None:  # no database, or one that failed to answer: nothing is known to be missing
         return warn(f"cannot tell which packages are installed: {p.error}")
     missing = [n for n, there in p.installed.items() if not there]
     if missing:

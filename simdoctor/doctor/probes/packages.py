@@ -18,9 +18,9 @@ QUERY_TIMEOUT = 3.0
 @dataclass(frozen=True)
 class PackagesFacts:
     family: Optional[str]  # the recipe's family of this distribution, None when it has none
-    database: Optional[str]  # dpkg-query or rpm; None when neither answers
+    database: Optional[str]  # dpkg-query or rpm; None when neither is on PATH
     installed: dict[str, bool] = field(default_factory=dict)  # the distribution's package name -> installed
-    error: Optional[str] = None
+    error: Optional[str] = None  # why the database could not tell (then `installed` is empty): never "missing"
 
 
 def wanted(recipe: Recipe) -> list[str]:
@@ -28,16 +28,27 @@ def wanted(recipe: Recipe) -> list[str]:
     return list(dict.fromkeys([*recipe.carla.host_packages, *recipe.platform.setup.packages]))
 
 
-def _dpkg(names: list[str]) -> dict[str, bool]:
+def _dpkg(names: list[str]) -> tuple[dict[str, bool], Optional[str]]:
     out = run_bounded(["dpkg-query", "-W", "-f=${Package} ${db:Status-Status}\n", *names], timeout=QUERY_TIMEOUT)
+    # dpkg-query(1): 1 is "some package not found" (still an answer), 2 a fatal error such as an unreadable database
+    if out.timed_out or out.error or out.returncode not in (0, 1):
+        return {}, f"dpkg-query {out.describe()}"
     seen = dict(line.split(" ", 1) for line in out.stdout.splitlines() if " " in line)
-    return {n: seen.get(n) == "installed" for n in names}
+    return {n: seen.get(n) == "installed" for n in names}, None
 
 
-def _rpm(names: list[str]) -> dict[str, bool]:
+def _rpm(names: list[str]) -> tuple[dict[str, bool], Optional[str]]:
     out = run_bounded(["rpm", "-q", "--qf", "%{NAME}\n", *names], timeout=QUERY_TIMEOUT)
-    seen = set(out.stdout.splitlines())  # a missing one is the line "package NAME is not installed", not NAME
-    return {n: n in seen for n in names}
+    lines = set(out.stdout.splitlines())  # a missing one is the line "package NAME is not installed", not NAME
+    # rpm -q exits with the count of packages not installed, so its code tells nothing; an answer is a line for
+    # every name, and an unreadable database (`error: cannot open Packages database`) still calls each one missing
+    answered = all(n in lines or f"package {n} is not installed" in lines for n in names)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    if out.timed_out or out.error or (out.returncode or 0) < 0:
+        return {}, f"rpm {out.describe()}"
+    if errors or not answered:
+        return {}, f"rpm {errors[0] if errors else 'gave no answer for some of the packages'}"
+    return {n: n in lines for n in names}, None
 
 
 @probe("packages", PackagesFacts, timeout=4.0, description="system packages (dpkg/rpm)")
@@ -49,5 +60,6 @@ def probe_packages(ctx: ProbeContext) -> PackagesFacts:
     names = distro.package_names(platform, fam, wanted(ctx.settings.recipe))
     for database, query in (("dpkg-query", _dpkg), ("rpm", _rpm)):
         if shutil.which(database):
-            return PackagesFacts(fam.name, database, query(names))
+            installed, error = query(names)
+            return PackagesFacts(fam.name, database, installed, error)
     return PackagesFacts(fam.name, None, error="neither dpkg-query nor rpm is on PATH")
