@@ -398,6 +398,24 @@ def test_usage_errors(carla: Carla) -> None:
     assert carla.run("carla", "logs", "1").returncode == 1
 
 
+@pytest.mark.parametrize("extra", [(), ("--window",)])
+def test_a_privileged_port_is_refused_before_the_machine_is_looked_at(user_runtime: UserRuntime, extra) -> None:
+    """--port 80 as a normal user is an argument CARLA can never use: said first, not after "CARLA not found"
+    (or the display's verdict with --window) about a CARLA_ROOT that is missing too."""
+    home = user_runtime.mkdir("home")
+    done = subprocess.run(
+        user_runtime.simdoctor("carla", "start", "--port", "80", *extra),
+        env=user_runtime.env(home, CARLA_ROOT=str(home / "no-carla")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("simdoctor: rpc port 80 is privileged: only root may bind ports below"), done.stderr
+    assert "not found" not in done.stderr and "--window" not in done.stderr
+    assert "carla start --port auto" in done.stderr  # the fix
+
+
 def test_no_gpu_visible_is_said_clearly(carla: Carla) -> None:
     done = carla.run("carla", "start", "--gpu", "0")
     assert done.returncode == 1

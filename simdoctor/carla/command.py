@@ -144,6 +144,19 @@ def privileged(port: int) -> bool:
     return os.geteuid() != 0 and port < unprivileged_start()
 
 
+def check_port(carla: CarlaRecipe, port: int) -> None:
+    """--port P where the server could never bind P, P+1 or P+2 as this user: refused with the other argument
+    checks, before CARLA_ROOT, the GPU or the display are looked at."""
+    for role, p in server_ports(carla, port).items():
+        if privileged(p):
+            raise Refusal(
+                f"{role} port {p} is privileged: only root may bind ports below {unprivileged_start()}, "
+                "and CARLA refuses to run as root",
+                Fix("Pick a port from 1024 up (P, P+1 and P+2 must be free), or let simdoctor choose.",
+                    ["simdoctor carla start --port auto"]),
+            )  # fmt: skip
+
+
 def _taken_by(carla: CarlaRecipe, role: str, port: int, reserved: set[int]) -> str:
     state = port_state(role, port, (carla.process_name, carla.launcher))
     if state.pids and state.owner:
@@ -160,14 +173,8 @@ def choose_ports(carla: CarlaRecipe, port: Optional[int], first: int, reserved: 
         return p not in reserved and not in_use(p)
 
     if port is not None:
+        check_port(carla, port)
         for role, p in server_ports(carla, port).items():
-            if privileged(p):
-                raise Refusal(
-                    f"{role} port {p} is privileged: only root may bind ports below {unprivileged_start()}, "
-                    "and CARLA refuses to run as root",
-                    Fix("Pick a port from 1024 up (P, P+1 and P+2 must be free), or let simdoctor choose.",
-                        ["simdoctor carla start --port auto"]),
-                )  # fmt: skip
             if not free(p):
                 raise Refusal(
                     f"{role} port {p} is taken by {_taken_by(carla, role, p, reserved)}: "

@@ -15,6 +15,7 @@ from typing import Optional, TextIO, Union
 from simdoctor.carla.command import (
     PORT_FLAG,
     GpuChoice,
+    check_port,
     check_quality,
     choose_gpu,
     choose_ports,
@@ -174,6 +175,8 @@ def start(settings: Settings, opts: StartOptions) -> StartResult:
     refuse_root(opts.backend, settings)
     carla = settings.recipe.carla
     quality = check_quality(carla, opts.quality)
+    if opts.port is not None:
+        check_port(carla, opts.port)
     display = check_window(settings, opts.gpu) if opts.window else None
     backend = backend_for(opts.backend, settings)
     notes: list[str] = []
