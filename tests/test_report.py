@@ -328,3 +328,41 @@ def test_html_on_results_simdoctor_did_not_produce_is_refused_before_anything_is
             else:
                 assert done.stdout == ""
         assert sorted(p.relative_to(where) for p in where.rglob("*")) == before
+
+
+def test_nothing_driven_is_said_not_rounded_up_to_a_metre(layout, tmp_path):
+    """Every route crashed at the start, or none ran: the leaderboard's statistics_manager.py (Bench2Drive 7ec25d1,
+    lines 490-500) floors km driven at 0.001 before dividing, so one collision read '0.001 km driven' and
+    'collisions_vehicle 1000' per km. Here 0 km is said, the per-km rates are null (undefined), the counts shown."""
+    folder = tmp_path / "crashed"
+    builders.results_file(folder / "a.json", "1711", "Town12", "Accident", completion=0.0, failure="Agent crashed",
+                          infractions={"collisions_vehicle": [COLLISION]})  # fmt: skip
+    builders.results_file(folder / "b.json", "1773", "Town12", "Accident", completion=0.0,
+                          failure="Simulation crashed", crashed=True)  # fmt: skip
+    data = json.loads(simdoctor("report", str(folder), "--json").stdout)
+    assert data["km_driven"] == 0.0
+    assert data["infractions_per_km"]["collisions_vehicle"] is None and data["infractions_per_km"]["red_light"] is None
+    assert data["infractions_per_km"]["outside_route_lanes"] == 0.0  # km outside the lanes: defined, none
+    assert data["infraction_counts"]["collisions_vehicle"] == 1 and data["infraction_counts"]["red_light"] == 0
+    text = " ".join(simdoctor("report", str(folder)).stdout.split())  # as words: the lines fit 80 columns
+    assert "0.001 km" not in text and "collisions_vehicle 1000" not in text, text
+    assert "infractions: nothing was driven (0 km), so no rate per km; counted: collisions_vehicle 1 " in text, text
+    # A run folder none of whose routes ran: nothing driven, nothing counted.
+    spec = {"id": "1", "town": "Town12", "type": "Accident"}
+    routes.write_route_files(routes.read_routes(builders.routes_xml(tmp_path / "r.xml", [spec])), layout.routes_dir)
+    built, _ = report.build(layout.root, layout.names)
+    assert built.km_driven == 0.0 and set(built.infractions_per_km.values()) == {None, 0.0}
+    assert "infractions: nothing was driven (0 km), none counted" in simdoctor("report", str(layout.root)).stdout
+
+
+def test_under_a_metre_driven_reads_in_metres_and_rates_use_it(tmp_path):
+    """0.4 m driven (1 km at 0.04 %) is not rounded to '0.000 km' or floored to 0.001 km: it reads in metres and the
+    rates are over the distance driven (1 collision / 0.0004 km)."""
+    folder = tmp_path / "short"
+    builders.results_file(folder / "a.json", "1711", "Town12", "Accident", completion=0.04, failure="Agent crashed",
+                          infractions={"collisions_vehicle": [COLLISION]})  # fmt: skip
+    data = json.loads(simdoctor("report", str(folder), "--json").stdout)
+    assert data["km_driven"] == pytest.approx(0.0004)
+    assert data["infractions_per_km"]["collisions_vehicle"] == pytest.approx(2500.0)
+    text = " ".join(simdoctor("report", str(folder)).stdout.split())
+    assert "infractions per km (0.4 m driven; outside_route_lanes in km)" in text, text

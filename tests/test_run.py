@@ -427,3 +427,19 @@ def test_seeds_json_prints_one_document(standin_stack: Stack) -> None:
     assert plan.returncode == 0, plan.stdout + plan.stderr
     plans = json.loads(plan.stdout)
     assert plans["report"] is None and [r["result"]["plan"]["seed"] for r in plans["runs"]] == [1, 2]
+
+
+def test_seeds_that_cannot_start_print_one_document_without_a_report(standin_stack: Stack) -> None:
+    """`--seeds 1,2 --json` where no seed can start (GPU 0 asked for on a machine without one): each seed's
+    findings under `runs`, no report (there is no seed folder to report on; it was an error after the findings)."""
+    argv = command(standin_stack, [route("1")], "--seeds", "1,2", "--json")
+    argv[argv.index("--gpus") + 1] = "0"
+    done = subprocess.run(argv, env=standin_stack.env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    data = json.loads(done.stdout)
+    assert data["exit_code"] == 1 and data["report"] is None
+    assert [(r["seed"], r["exit_code"], r["result"]["summary"]["exit_code"]) for r in data["runs"]] == [
+        (1, 1, 1),
+        (2, 1, 1),
+    ]
+    assert all(r["result"]["results"] for r in data["runs"])  # the checks' findings that kept each seed from starting

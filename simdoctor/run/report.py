@@ -115,8 +115,10 @@ class Report:
     statuses: dict[str, int]
     missing: list[str]
     crashed: list[str]
-    km_driven: float
-    infractions_per_km: dict[str, float]  # outside_route_lanes: km outside the lanes, as the leaderboard
+    km_driven: float  # route length x completion over the records; 0 when nothing was driven
+    # Counts per km driven, None when nothing was driven; outside_route_lanes: km outside the lanes, as the leaderboard
+    infractions_per_km: dict[str, Optional[float]]
+    infraction_counts: dict[str, int]  # over the records, outside_route_lanes included
     towns: list[GroupRow]
     scenario_types: list[GroupRow]
     slowest: list[str]
@@ -184,20 +186,25 @@ def route_row(
     return row, record, steps
 
 
-def infractions_per_km(records: list[results.RouteRecord]) -> tuple[float, dict[str, float]]:
+def infractions_per_km(
+    records: list[results.RouteRecord],
+) -> tuple[float, dict[str, Optional[float]], dict[str, int]]:
     """As the leaderboard's global record: counts per km driven (route length x completion), except
-    outside_route_lanes, which is the km driven outside the lanes (statistics_manager.py)."""
-    km = max(sum(r.route_length / 1000 * r.score_route / 100 for r in records), 0.001)
+    outside_route_lanes, which is the km driven outside the lanes (statistics_manager.py); and the counts.
+    The leaderboard divides by at least 0.001 km (its lines 490-500), which made one collision on routes that never
+    moved '1000 per km': here a rate over nothing driven is None, and km is not rounded to a floor."""
+    km = sum(r.route_length / 1000 * r.score_route / 100 for r in records)
     names = [*INFRACTION_ORDER, *sorted({k for r in records for k in r.infractions} - set(INFRACTION_ORDER))]
-    values: dict[str, float] = {}
+    counts = {name: sum(len(r.infractions.get(name, [])) for r in records) for name in names}
+    values: dict[str, Optional[float]] = {}
     for name in names:
         if name == OUTSIDE_LANES:
             first = [r.infractions[name][0] for r in records if r.infractions.get(name)]
             meters = [float(m.group(1)) for m in map(OUTSIDE_METERS.search, first) if m]
             values[name] = round(sum(meters) / 1000, 3)
         else:
-            values[name] = round(sum(len(r.infractions.get(name, [])) for r in records) / km, 3)
-    return round(km, 3), values
+            values[name] = round(counts[name] / km, 3) if km > 0 else None
+    return round(km, 6), values, counts
 
 
 def _group(name: str, rows: list[RouteRow]) -> GroupRow:
@@ -280,7 +287,7 @@ def summarize(
     statuses: dict[str, int] = {}
     for row in rows:
         statuses[row.status] = statuses.get(row.status, 0) + 1
-    km, per_km = infractions_per_km(records)
+    km, per_km, counts = infractions_per_km(records)
     count = len(rows)
     successes = sum(r.success for r in rows)
     timed = [r for r in rows if r.duration_system is not None]
@@ -296,6 +303,7 @@ def summarize(
         crashed=[r.route_id for r in rows if r.crashed],
         km_driven=km,
         infractions_per_km=per_km,
+        infraction_counts=counts,
         towns=_groups(rows, lambda r: r.town),
         scenario_types=_groups(rows, lambda r: r.scenario_type),
         slowest=[r.route_id for r in sorted(timed, key=lambda r: -(r.duration_system or 0))[:SLOWEST]],
@@ -335,6 +343,11 @@ def _seconds(value: Optional[float], digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _distance(km: float) -> str:
+    """km to the metre, or in metres under one, which would read 0.000 km."""
+    return f"{km:.3f} km" if km >= 0.001 else f"{km * 1000:.3g} m"
+
+
 def _gib(value: Optional[int]) -> str:
     return "-" if value is None else f"{value / 2**30:.1f}"
 
@@ -366,8 +379,13 @@ def show(report: Report, out) -> None:
                 out.print(Text(line))
     say(out, "statuses: " + ", ".join(f"{status} {n}" for status, n in report.statuses.items()), hang=2)
     out.print()
-    say(out, f"infractions per km ({report.km_driven:.3f} km driven; outside_route_lanes in km)", style="bold")
-    say(out, ", ".join(f"{k} {v:g}" for k, v in report.infractions_per_km.items()), indent=2)
+    if report.km_driven > 0:
+        say(out, f"infractions per km ({_distance(report.km_driven)} driven; outside_route_lanes in km)", style="bold")
+        say(out, ", ".join(f"{k} {v:g}" for k, v in report.infractions_per_km.items()), indent=2)
+    else:
+        counted = ", ".join(f"{k} {n}" for k, n in report.infraction_counts.items() if n)
+        say(out, "infractions: nothing was driven (0 km), " + (f"so no rate per km; counted: {counted}" if counted
+            else "none counted"), hang=2, style="bold")  # fmt: skip
 
     def groups(title: str, rows: list[GroupRow]) -> None:
         table = Table(title=title, box=box.SIMPLE, title_justify="left", title_style="bold")

@@ -54,14 +54,15 @@ def parse(seeds: str) -> list[int]:
 
 def runner(seeds: Optional[str], seed: Optional[int], options: runplan.Options, settings: Settings, json_out: bool):
     """How to run `options`: as given, or with --seeds once per seed into OUT/seed-N/ (each resumable on its own),
-    stopping at an interrupt, then the seeds' report (mean ± std) unless `summary` is off (a dry run); returns
-    the worst exit code."""
+    stopping at an interrupt, then the seeds' report (mean ± std) unless `summary` is off (a dry run) or no seed
+    could start; returns the worst exit code."""
     if seeds is None:
         return lambda call, summary=True: call(options)
     if seed is not None:
         raise ConfigError("--seed and --seeds: give one of them")
     numbers = parse(seeds)
     base = Path(options.out or settings.recipe.run.out_dir).expanduser()
+    names = settings.recipe.run
 
     def each(call: Call, summary: bool = True) -> int:
         code, runs = 0, []
@@ -76,12 +77,13 @@ def runner(seeds: Optional[str], seed: Optional[int], options: runplan.Options, 
             code = max(code, result)
             if result == EXIT_INTERRUPTED:
                 break
-        summary = summary and code != EXIT_INTERRUPTED
+        folders = [base / f"seed-{number}" for number in numbers]  # none when no seed could start
+        summary = summary and code != EXIT_INTERRUPTED and any(report.is_run_folder(f, names) for f in folders)
         if not json_out:
             if summary:
-                report.publish_seeds(base, settings.recipe.run)
+                report.publish_seeds(base, names)
             return code
-        seeds_report = report.publish_seeds(base, settings.recipe.run, display=False) if summary else None
+        seeds_report = report.publish_seeds(base, names, display=False) if summary else None
         document = SeedsRun(str(base), code, runs, None if seeds_report is None else report.document(seeds_report))
         sys.stdout.write(json.dumps({"schema_version": SCHEMA_VERSION, **to_data(document)}) + "\n")
         return code
