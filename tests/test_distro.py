@@ -228,4 +228,4 @@ def test_rpm_counts_a_package_it_says_is_not_installed_as_missing(tmp_path, monk
     rpm.write_text('#!/bin/sh\necho libomp\necho "package SDL2 is not installed"\nexit 1\n')
     rpm.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
-    assert packages._rpm(["libomp", "SDL2"]) == {"libomp": True, "SDL2": False}
+    assert packages._rpm(["libomp", "SDL2"]) == ({"libomp": True, "SDL2": False}, None)  # and no error
