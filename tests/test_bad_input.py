@@ -62,6 +62,47 @@ def test_a_recipe_string_with_braces_is_a_usage_error(home, recipe_with, value: 
     one_line(simdoctor("env", "--recipe", str(recipe)), 2, says)
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "says"),
+    [
+        ("glxinfo = { debian", "glxinf = { debian",
+         "package 'glxinfo' (which simdoctor's checks install) is not in [platform.packages] (it has vulkan_loader, "
+         "glxinf, libomp,"),
+        ('host_packages = ["sdl2"', 'host_packages = ["sdl"',
+         "package 'sdl' (named in carla.host_packages) is not in [platform.packages]"),
+        ('font_package = "fonts_liberation"', 'font_package = "fonts_liberaton"',
+         "package 'fonts_liberaton' (viz.font_package) is not in [platform.packages]"),
+        ("sdl2 = { debian =", "sdl2 = { debain =",
+         "platform.packages.sdl2 names family 'debain', which is no [[platform.families]] name "
+         "(debian, centos7, rhel)"),
+        ('sdl2 = { debian = "libsdl2-2.0-0", rhel = "SDL2", ', 'sdl2 = { debian = "libsdl2-2.0-0", ',
+         "platform.packages.sdl2 has no name for family 'rhel'"),
+        ('text = "Install and start Docker."', 'text = "Install {dockr} and start Docker."',
+         "recipe value platform.guides.docker.debian.text uses unknown placeholder {dockr} in "
+         "'Install {dockr} and start Docker.' (known: {major}; write {{ and }} for literal braces)"),
+        ('text = "Install and start Docker."', 'text = "Install {branch} and start Docker."',
+         "platform.guides.docker.debian.text uses unknown placeholder {branch}"),  # the driver guide's only
+        ("libnvidia-gl-{branch}", "libnvidia-gl-{branch",
+         "recipe value platform.guides.nvidia_graphics.ubuntu.commands[0] "
+         "'sudo apt-get install -y libnvidia-gl-{branch'"),
+        ("[platform.guides.docker.debian]", "[platform.guides.dockr.debian]",
+         "platform.guides.dockr is no guide simdoctor prints (they are nvidia_driver, nvidia_graphics, docker, "
+         "container_toolkit)"),
+        ("[platform.guides.docker.debian]", "[platform.guides.docker.debain]",
+         "platform.guides.docker.debain: 'debain' is neither a [[platform.families]] name nor an ID one of them lists"),
+    ],
+    ids=["checks-package", "host-package", "font-package", "family-misspelt", "family-missing", "guide-placeholder",
+         "guide-other-placeholder", "guide-stray-brace", "guide-topic", "guide-distribution"],
+)  # fmt: skip
+def test_a_recipe_naming_packages_or_guides_wrong_is_refused_when_read(home, recipe_with, old, new, says) -> None:
+    """Names the checks look up and texts they fill are checked when the recipe is read: one line naming the file
+    and the key, exit 2, not a KeyError once a check on some machine reaches for them."""
+    recipe = recipe_with(old, new)
+    done = simdoctor("check", "--recipe", str(recipe))
+    one_line(done, 2, f"simdoctor: recipe {recipe}: ")
+    assert says in done.stderr and done.stderr.count("\n") == 1, done.stderr
+
+
 def test_a_recipe_lock_file_cannot_point_outside_the_folder(home, recipe_with, tmp_path: Path) -> None:
     victim = tmp_path / "victim"
     victim.write_text("precious\n")

@@ -20,6 +20,17 @@ DEFAULT_RECIPE = "simlingo-bench2drive"
 
 R = TypeVar("R")
 
+# [platform.packages] names the checks install by name, beside those the recipe lists itself ([carla].host_packages,
+# [platform.setup].packages, [viz].font_package): a recipe lacking one is refused when read, not when a check needs it.
+VULKAN_LOADER, GLXINFO, SLURM_CLIENT = "vulkan_loader", "glxinfo", "slurm_client"
+# The guides the checks print ([platform.guides.TOPIC.ID]) and the {placeholders} each one's text and commands may use.
+GUIDE_PLACEHOLDERS: dict[str, tuple[str, ...]] = {
+    "nvidia_driver": ("major",),
+    "nvidia_graphics": ("major", "branch"),
+    "docker": ("major",),
+    "container_toolkit": ("major",),
+}
+
 
 class ConfigError(Exception):
     """A recipe, config file, flag or environment value that cannot be used (exit code 2)."""
@@ -321,7 +332,57 @@ def load_recipe(path: Path) -> Recipe:
         if f.name.endswith(("_dir", "_file")) and f.name != "out_dir" and not _plain_name(value):
             raise ConfigError(f"recipe {path}: run.{f.name} {value!r} must be a plain name inside --out "
                               "(no /, not . or ..): simdoctor writes and locks it there")  # fmt: skip
+    try:
+        _check_packages(recipe)
+        _check_guides(recipe.platform)
+    except ConfigError as exc:
+        raise ConfigError(f"recipe {path}: {exc}") from None
     return dataclasses.replace(recipe, path=str(path))
+
+
+def _check_packages(recipe: Recipe) -> None:
+    """Every package named anywhere is in [platform.packages], with a name for each family and no other."""
+    platform = recipe.platform
+    families = [f.name for f in platform.families]
+    for name, by_family in platform.packages.items():
+        unknown = [f for f in by_family if f not in families]
+        if unknown:
+            raise ConfigError(f"platform.packages.{name} names family {unknown[0]!r}, which is no "
+                              f"[[platform.families]] name ({', '.join(families)})")  # fmt: skip
+        lacking = [f for f in families if f not in by_family]
+        if lacking:
+            raise ConfigError(f"platform.packages.{name} has no name for family {lacking[0]!r} (each package "
+                              f"needs one for every family: {', '.join(families)})")  # fmt: skip
+    named = [
+        ("named in carla.host_packages", recipe.carla.host_packages),
+        ("named in platform.setup.packages", platform.setup.packages),
+        ("viz.font_package", [recipe.viz.font_package]),
+        ("which simdoctor's checks install", [VULKAN_LOADER, GLXINFO, SLURM_CLIENT]),
+    ]
+    for where, names in named:
+        for name in names:
+            if name not in platform.packages:
+                raise ConfigError(f"package {name!r} ({where}) is not in [platform.packages] "
+                                  f"(it has {', '.join(platform.packages) or 'none'})")  # fmt: skip
+
+
+def _check_guides(platform: PlatformRecipe) -> None:
+    """Each guide is one the checks print, for a family or an os-release ID one lists, using only its placeholders."""
+    families = {f.name for f in platform.families}
+    ids = families.union(*(f.ids for f in platform.families))
+    for topic, by_id in platform.guides.items():
+        if topic not in GUIDE_PLACEHOLDERS:
+            raise ConfigError(f"platform.guides.{topic} is no guide simdoctor prints "
+                              f"(they are {', '.join(GUIDE_PLACEHOLDERS)})")  # fmt: skip
+        variables = dict.fromkeys(GUIDE_PLACEHOLDERS[topic], "")
+        for key, chosen in by_id.items():
+            where = f"platform.guides.{topic}.{key}"
+            if key not in ids:
+                raise ConfigError(f"{where}: {key!r} is neither a [[platform.families]] name nor an ID one of "
+                                  f"them lists ({', '.join(sorted(ids))})")  # fmt: skip
+            placeholders(chosen.text, variables, f"{where}.text")
+            for i, command in enumerate(chosen.commands):
+                placeholders(command, variables, f"{where}.commands[{i}]")
 
 
 def _plain_name(name: str) -> bool:
@@ -349,7 +410,8 @@ def placeholders(text: str, variables: dict[str, str], where: str) -> str:
 
 
 def expand(recipe: R, variables: dict[str, str]) -> R:
-    """Fill {home}, {carla_root}, {work_dir} in every string of the recipe, then expand `~`."""
+    """Fill {home}, {carla_root}, {work_dir} in every string of the recipe, then expand `~`; not in the guides, whose
+    {placeholders} are the machine's, filled when one is printed (simdoctor.doctor.distro.guide)."""
 
     def fill(value: Any, where: str) -> Any:
         if isinstance(value, str):
@@ -363,7 +425,7 @@ def expand(recipe: R, variables: dict[str, str]) -> R:
             changes = {
                 f.name: fill(getattr(value, f.name), f"{where}.{f.name}")
                 for f in dataclasses.fields(value)
-                if f.name != "path"
+                if f.name != "path" and not (isinstance(value, PlatformRecipe) and f.name == "guides")
             }
             return dataclasses.replace(value, **changes)
         return value

@@ -15,7 +15,7 @@ import shutil
 from dataclasses import dataclass
 from typing import Optional
 
-from simdoctor.config.recipe import Family, PlatformRecipe
+from simdoctor.config.recipe import GUIDE_PLACEHOLDERS, Family, PlatformRecipe, placeholders
 from simdoctor.doctor.findings import Fix
 from simdoctor.doctor.probes.system import OsRelease, SystemFacts, read_os_release, simdoctor_command
 
@@ -64,7 +64,7 @@ def family(platform: PlatformRecipe, os: Optional[OsRelease]) -> Optional[Family
 def package_names(platform: PlatformRecipe, fam: Optional[Family], names: list[str]) -> list[str]:
     """Each package under this family's name; with no family, the Debian name and the RHEL one."""
     if fam is not None:
-        return [platform.packages[n][fam.name] for n in names if fam.name in platform.packages[n]]
+        return [platform.packages[n][fam.name] for n in names]  # every name and family is there (recipe.py)
     return [" / ".join(dict.fromkeys(platform.packages[n].values())) for n in names]
 
 
@@ -103,8 +103,10 @@ def guide(platform: PlatformRecipe, os: Optional[OsRelease], topic: str, fallbac
     chosen = chosen or (guides.get(fam.name) if fam is not None else None)
     if chosen is None:
         return Fix(f"{fallback} (no command known for {_name(os)})")
-    fill = {"major": os.major if os is not None else "", **values}
-    return Fix(chosen.text.format_map(fill), [c.format_map(fill) for c in chosen.commands])
+    known = {"major": os.major if os is not None else "", **values}
+    fill = {name: known[name] for name in GUIDE_PLACEHOLDERS[topic]}
+    where = f"platform.guides.{topic}"
+    return Fix(placeholders(chosen.text, fill, where), [placeholders(c, fill, where) for c in chosen.commands])
 
 
 def localize_command(command: str, machine: Machine) -> str:

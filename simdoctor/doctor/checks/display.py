@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional
 
+from simdoctor.config.recipe import GLXINFO
 from simdoctor.doctor.checking import CheckContext, check, fail, ok, skip, warn
 from simdoctor.doctor.distro import install_fix, os_of
 from simdoctor.doctor.findings import Fix
@@ -100,7 +101,7 @@ def renderer(facts: Facts, ctx: CheckContext):
     if d.glx is None:
         return warn(
             f"cannot tell who renders on {d.display}: glxinfo is not installed",
-            install_fix(ctx.settings.recipe.platform, os_of(facts.get("system")), ["glxinfo"], "Install glxinfo."),
+            install_fix(ctx.settings.recipe.platform, os_of(facts.get("system")), [GLXINFO], "Install glxinfo."),
         )
     if not d.glx.ok:
         return warn(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional
 
+from simdoctor.config.recipe import SLURM_CLIENT
 from simdoctor.doctor.checking import CheckContext, check, fail, ok, plural, skip, warn
 from simdoctor.doctor.distro import install_commands, os_of
 from simdoctor.doctor.findings import Fix
@@ -33,7 +34,7 @@ def tools(facts: Facts, ctx: CheckContext):
     s: SlurmFacts = facts.get("slurm")
     missing = [name for name, path in s.tools.items() if path is None]
     if missing:
-        client = install_commands(ctx.settings.recipe.platform, os_of(facts.get("system")), ["slurm_client"])
+        client = install_commands(ctx.settings.recipe.platform, os_of(facts.get("system")), [SLURM_CLIENT])
         return fail(
             f"not on PATH: {', '.join(missing)}",
             Fix(

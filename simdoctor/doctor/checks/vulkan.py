@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from simdoctor.config.recipe import VULKAN_LOADER
 from simdoctor.doctor.checking import CheckContext, check, fail, ok, plural, skip, warn
 from simdoctor.doctor.checks.gpu import driver_fix, graphics_fix
 from simdoctor.doctor.distro import install_fix, os_of
@@ -46,7 +47,7 @@ def loader(facts: Facts, ctx: CheckContext):
     return fail(
         f"no Vulkan loader ({LOADER}): CARLA {ctx.settings.recipe.carla.version} renders only through Vulkan",
         install_fix(
-            ctx.settings.recipe.platform, os_of(facts.get("system")), ["vulkan_loader"], "Install the Vulkan loader."
+            ctx.settings.recipe.platform, os_of(facts.get("system")), [VULKAN_LOADER], "Install the Vulkan loader."
         ),
     )
 
