@@ -33,7 +33,14 @@ from simdoctor.config.recipe import ConfigError
 from simdoctor.config.settings import Settings
 from simdoctor.doctor import rootfix
 from simdoctor.doctor.checking import CHECKS, CheckContext
-from simdoctor.doctor.diagnosis import Selection, diagnose, needed_probes, select
+from simdoctor.doctor.diagnosis import (
+    Selection,
+    applicable,
+    diagnose,
+    needed_probes,
+    probe_failure_finding,
+    select,
+)
 from simdoctor.doctor.findings import Finding, Status, exit_code
 from simdoctor.doctor.probes.agent import DeepFacts, HubResolution, ModuleState, TorchBuild
 from simdoctor.doctor.probes.display import Glx, XServer
@@ -1686,3 +1693,22 @@ def test_viz_encoder_missing_or_without_h264_fails(facts: Facts, vctx: CheckCont
                 vctx)  # fmt: skip
     assert f.status is Status.FAIL
     named(f, "/usr/bin/ffmpeg has no libx264")
+
+
+def test_a_failed_probe_fix_reruns_a_group_check_accepts(settings: Settings) -> None:
+    """`check --only GROUP ... -v` in a failed probe's fix must run that probe again: GROUP is one `--only` knows,
+    holding a check that uses it, with the opt-in options that made it run (the packages probe once named its own
+    name, `--only packages`, a usage error; a docker probe's rerun lacked `--backend docker` and checked nothing)."""
+    everything = CheckContext(settings, window=True, deep=True, backend="docker", viz=True,
+                              slurm=SlurmIntent("/shared/out dir", probe_job=True))  # fmt: skip
+    checks = select(Selection())
+    for probe in needed_probes(checks):
+        [command] = probe_failure_finding(ProbeFailure(probe, "boom"), everything).fix.commands
+        group = command.split(" --only ")[1].split()[0]
+        assert command.endswith(
+            " --window --viz --deep --backend docker --executor slurm --out '/shared/out dir' --probe -v"
+        )
+        rerun = applicable(select(Selection(only=(group,))), everything)
+        assert any(probe in (*c.needs, *c.uses) for c in rerun), (probe, command)
+    plain = probe_failure_finding(ProbeFailure("packages", "boom"), CheckContext(settings))
+    assert plain.fix.commands == ["simdoctor check --only system -v"]

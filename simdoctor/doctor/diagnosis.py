@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,15 @@ from simdoctor.system import procs, terminal
 if TYPE_CHECKING:  # the Slurm probe's module and its tools load only for a check of the cluster
     from simdoctor.doctor.probes.slurm import SlurmIntent
 
-PROBE_GROUPS = {"server": "carla", "ports": "carla", "carla_servers": "gpu"}  # probes named unlike the group they feed
+PROBE_GROUPS = {  # probes named unlike the group they feed
+    "server": "carla",
+    "ports": "carla",
+    "carla_servers": "gpu",
+    "packages": "system",
+    "checkout": "agent",
+    "window": "display",
+    "slurm_job": "slurm",
+}
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,16 @@ def needed_probes(checks: list[Check]) -> list[str]:
     return list(dict.fromkeys(p for c in checks for p in (*c.needs, *c.uses)))
 
 
-def probe_failure_finding(failure: ProbeFailure) -> Finding:
+def rerun_flags(ctx: CheckContext) -> list[str]:
+    """The options of `check` that gave this context: a rerun with them runs the same opt-in checks and probes."""
+    flags = [*(["--window"] if ctx.window else []), *(["--viz"] if ctx.viz else []), *(["--deep"] if ctx.deep else [])]
+    flags += ["--backend", "docker"] if ctx.backend == "docker" else []
+    if ctx.slurm is not None:
+        flags += ["--executor", "slurm", "--out", ctx.slurm.out_dir, *(["--probe"] if ctx.slurm.probe_job else [])]
+    return flags
+
+
+def probe_failure_finding(failure: ProbeFailure, ctx: CheckContext) -> Finding:
     group = PROBE_GROUPS.get(failure.probe, failure.probe)
     what = REGISTRY[failure.probe].description if failure.probe in REGISTRY else failure.probe
     return Finding(
@@ -78,7 +96,7 @@ def probe_failure_finding(failure: ProbeFailure) -> Finding:
         fix=Fix(
             "A probe that hangs usually means a wedged driver or filesystem; rerun this group alone "
             "with details and report it if it persists.",
-            [f"simdoctor check --only {group} -v"],
+            [shlex.join(["simdoctor", "check", "--only", group, *rerun_flags(ctx), "-v"])],
         ),
     )
 
@@ -89,7 +107,7 @@ def diagnose(facts: Facts, checks: list[Check], ctx: CheckContext) -> list[Findi
     machine = distro.Machine.of(facts.get("system"))
     for value in facts.by_probe.values():
         if isinstance(value, ProbeFailure):
-            finding = probe_failure_finding(value)
+            finding = probe_failure_finding(value, ctx)
             findings.append(dataclasses.replace(finding, fix=distro.localize(finding.fix, machine)))
     for c in applicable(checks, ctx):
         missing = [p for p in c.needs if not _has(facts, p)]
