@@ -167,13 +167,13 @@ def _taken_by(carla: CarlaRecipe, role: str, port: int, reserved: set[int]) -> s
 def choose_ports(carla: CarlaRecipe, port: Optional[int], first: int, reserved: set[int]) -> dict[str, int]:
     """RPC port P (given, or the first from `first` on with P, P+1 and P+2 free) and a free TM port.
 
-    `reserved` holds the ports of servers simdoctor recorded, which may not be bound yet."""
+    `reserved` holds the ports of servers simdoctor recorded, which may not be bound yet. A given P that no user
+    but root could bind was refused before, with the other arguments (check_port, called by lifecycle.start)."""
 
     def free(p: int) -> bool:
         return p not in reserved and not in_use(p)
 
     if port is not None:
-        check_port(carla, port)
         for role, p in server_ports(carla, port).items():
             if not free(p):
                 raise Refusal(
