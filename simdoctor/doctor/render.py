@@ -5,9 +5,7 @@ NO_COLOR."""
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import sys
 import textwrap
 from typing import TYPE_CHECKING, Any, Optional, Union
 
@@ -132,7 +130,3 @@ def summary_line(findings: list[Finding]) -> str:
     else:
         verdict = "ready"
     return f"{verdict} ({parts})"
-
-
-def is_plain() -> bool:
-    return bool(os.environ.get("NO_COLOR")) or not sys.stdout.isatty()
